@@ -1,0 +1,59 @@
+"""Small element types that travel between steps (everything bulky is a pa.Table)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from schemas.releases import CsvLayout
+
+
+class CsvFile(NamedTuple):
+    """One matched input file, with what its header told us."""
+
+    file_id: int
+    path: str
+    kind: str  # "images" | "labels" | "classes"
+    size: int
+    compressed: bool
+    layout: CsvLayout | None  # None for class description files
+    header_bytes: int  # bytes of the header line (0 when the file has none)
+    subset: str | None  # from the path, for images files without a Subset column
+
+
+class CsvRange(NamedTuple):
+    """A byte range of one file, read by one worker.
+
+    A record belongs to the range its first byte falls in. Whole files (compressed,
+    or with free text that may hold quoted newlines) are one range [0, size).
+    """
+
+    range_id: int
+    file_id: int
+    start: int
+    end: int
+    whole: bool
+
+
+class RangeLines(NamedTuple):
+    """How many physical lines a range held (header included), to number lines."""
+
+    range_id: int
+    lines: int
+
+
+class WrittenFile(NamedTuple):
+    """A file a writer committed under its final name."""
+
+    table: str
+    path: str
+    rows: int
+    bytes: int
+    md5: str  # hex digest of the file's bytes
+
+
+class FileCount(NamedTuple):
+    """A count about one input file; summed per (file_id, counter)."""
+
+    file_id: int
+    counter: str  # "read" | "rows" | "errors"
+    n: int

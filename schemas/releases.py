@@ -1,0 +1,137 @@
+"""The CSV column sets of every Open Images release we accept, recognised by header.
+
+Images files:
+  v1-early  ImageID,OriginalURL,...,OriginalMD5 (no Subset: it comes from the path)
+  v1        ImageID,Subset,OriginalURL,OriginalLandingURL,License,AuthorProfileURL,
+            Author,Title,OriginalSize,OriginalMD5
+  v2/v3     v1 + Thumbnail300KURL
+  v4+       v2/v3 + Rotation
+Labels files: ImageID,Source,LabelName,Confidence (some files say Label).
+Columns beyond these are kept, as strings, under their own names.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+IMAGE_ID = "ImageID"
+
+IMAGE_REQUIRED: tuple[str, ...] = (
+    "ImageID",
+    "OriginalURL",
+    "OriginalLandingURL",
+    "License",
+    "AuthorProfileURL",
+    "Author",
+    "Title",
+    "OriginalSize",
+    "OriginalMD5",
+)
+IMAGE_OPTIONAL: tuple[str, ...] = ("Subset", "Thumbnail300KURL", "Rotation")
+# Output order of the known image columns.
+IMAGE_COLUMNS: tuple[str, ...] = (
+    "ImageID",
+    "Subset",
+    "OriginalURL",
+    "OriginalLandingURL",
+    "License",
+    "AuthorProfileURL",
+    "Author",
+    "Title",
+    "OriginalSize",
+    "OriginalMD5",
+    "Thumbnail300KURL",
+    "Rotation",
+)
+
+LABEL_COLUMNS: tuple[str, ...] = ("ImageID", "Source", "LabelName", "Confidence")
+COLUMN_ALIASES: dict[str, str] = {"Label": "LabelName"}
+
+SUBSETS: tuple[str, ...] = ("train", "validation", "test")
+
+MACHINE_SOURCES: frozenset[str] = frozenset({"machine"})
+HUMAN_SOURCES: frozenset[str] = frozenset(
+    {"human", "verification", "crowdsource-verification"}
+)
+KNOWN_SOURCES: tuple[str, ...] = tuple(sorted(MACHINE_SOURCES | HUMAN_SOURCES))
+# Source kinds used by statistics and trainable rules; "any" is either kind.
+SOURCE_KINDS: tuple[str, ...] = ("machine", "human", "any")
+
+
+class CsvLayout(NamedTuple):
+    """How one input file's header maps onto our columns."""
+
+    kind: str  # "images" | "labels"
+    release: str  # "v1-early" | "v1" | "v2/v3" | "v4+" | "labels"
+    columns: tuple[str, ...]  # the file's columns, aliases resolved, in file order
+    extras: tuple[str, ...]  # columns we do not know, kept as strings
+
+
+class HeaderError(ValueError):
+    """A file whose header cannot be read as the expected kind of CSV."""
+
+
+def normalise_header(names: list[str]) -> tuple[str, ...]:
+    """Strips spaces and a BOM, resolves aliases (Label -> LabelName)."""
+    out = []
+    for name in names:
+        name = name.strip().lstrip("\ufeff").strip()
+        out.append(COLUMN_ALIASES.get(name, name))
+    return tuple(out)
+
+
+def images_layout(path: str, names: list[str]) -> CsvLayout:
+    """The layout of an images file, or HeaderError naming what is missing."""
+    columns = normalise_header(names)
+    _check_unique(path, columns)
+    missing = [c for c in IMAGE_REQUIRED if c not in columns]
+    if missing:
+        raise HeaderError(
+            f"{path}: not an Open Images images file: missing column(s) "
+            f"{', '.join(missing)}; it has {', '.join(columns) or 'no columns'}"
+        )
+    known = set(IMAGE_COLUMNS)
+    if "Rotation" in columns:
+        release = "v4+"
+    elif "Thumbnail300KURL" in columns:
+        release = "v2/v3"
+    elif "Subset" in columns:
+        release = "v1"
+    else:
+        release = "v1-early"
+    extras = tuple(c for c in columns if c not in known)
+    return CsvLayout("images", release, columns, extras)
+
+
+def labels_layout(path: str, names: list[str]) -> CsvLayout:
+    """The layout of an image-level labels file, or HeaderError."""
+    columns = normalise_header(names)
+    _check_unique(path, columns)
+    missing = [c for c in LABEL_COLUMNS if c not in columns]
+    if missing:
+        raise HeaderError(
+            f"{path}: not an Open Images labels file: missing column(s) "
+            f"{', '.join(missing)}; it has {', '.join(columns) or 'no columns'}"
+        )
+    extras = tuple(c for c in columns if c not in LABEL_COLUMNS)
+    return CsvLayout("labels", "labels", columns, extras)
+
+
+def subset_from_path(path: str) -> str | None:
+    """The subset a path names (a folder or file name part), if exactly one."""
+    parts = path.replace("\\", "/").lower().split("/")
+    found = set()
+    for part in parts:
+        stem = part.split(".")[0]
+        for word in stem.replace("_", "-").split("-"):
+            if word in SUBSETS:
+                found.add(word)
+    return found.pop() if len(found) == 1 else None
+
+
+def _check_unique(path: str, columns: tuple[str, ...]) -> None:
+    seen = set()
+    for c in columns:
+        if c in seen:
+            raise HeaderError(f"{path}: column {c!r} appears twice in the header")
+        seen.add(c)
