@@ -1,0 +1,291 @@
+"""Parse CSV bytes into Arrow tables that remember the line of every row.
+
+Two shapes of input:
+- a block of whole lines from a split file, where no value may hold a newline
+  (labels files): parsed with `parse_line_block`, multi-threaded, typed on the
+  fast path, re-parsed carefully (strings, one thread) only if that fails;
+- a whole file as a stream, where quoted values may hold newlines (images files,
+  compressed files): parsed with `iter_stream_blocks`, strings, one thread.
+Rows with the wrong number of columns never reach the table: they come back in
+`invalid` with their line and text. Lines are physical, 1-based, and relative to
+the start of the bytes parsed (the header, when read, is line 1).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pv
+
+STREAM_BLOCK_BYTES = 16 << 20
+
+
+@dataclass
+class ParsedRows:
+    """Rows of one block with their physical lines."""
+
+    table: pa.Table
+    lines: np.ndarray  # int64, one per table row
+    # Rows with a wrong number of fields: (line, text, fields found).
+    invalid: list[tuple[int, str, int]] = field(default_factory=list)
+    bad_utf8: np.ndarray | None = None  # bool per row: text was not UTF-8
+    line_count: int = 0  # physical lines the block covered
+
+
+class _InvalidRows:
+    """invalid_row_handler that remembers (record number, text, fields), skips."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int | None, str, int]] = []
+
+    def __call__(self, row) -> str:
+        self.rows.append((row.number, row.text, row.actual_columns))
+        return "skip"
+
+
+def _string_types(columns: tuple[str, ...]) -> dict[str, pa.DataType]:
+    return {c: pa.string() for c in columns}
+
+
+def parse_line_block(
+    data: bytes, columns: tuple[str, ...], fast_types: dict[str, pa.DataType]
+) -> ParsedRows:
+    """Parses whole lines (no newline inside any value) of a split file.
+
+    Tries `fast_types` with all cores first; on any conversion error, invalid
+    UTF-8 or wrong column count, parses again as strings on one thread, which
+    gives the line of every rejected row.
+    """
+    lines_in_block = data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
+    handler = _InvalidRows()
+    try:
+        table = pv.read_csv(
+            pa.py_buffer(data),
+            read_options=pv.ReadOptions(column_names=list(columns), use_threads=True),
+            parse_options=pv.ParseOptions(
+                ignore_empty_lines=False, invalid_row_handler=handler
+            ),
+            convert_options=pv.ConvertOptions(
+                column_types={c: fast_types.get(c, pa.string()) for c in columns},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid:
+        table = None
+    if table is not None and not handler.rows and table.num_rows == lines_in_block:
+        return ParsedRows(
+            table=table,
+            lines=np.arange(1, table.num_rows + 1, dtype=np.int64),
+            line_count=lines_in_block,
+        )
+    return _parse_carefully(data, columns, newlines_in_values=False)
+
+
+def _parse_carefully(
+    data: bytes, columns: tuple[str, ...], newlines_in_values: bool
+) -> ParsedRows:
+    handler = _InvalidRows()
+    table = pv.read_csv(
+        pa.py_buffer(data),
+        read_options=pv.ReadOptions(column_names=list(columns), use_threads=False),
+        parse_options=pv.ParseOptions(
+            ignore_empty_lines=False,
+            newlines_in_values=newlines_in_values,
+            invalid_row_handler=handler,
+        ),
+        convert_options=pv.ConvertOptions(
+            column_types=_string_types(columns),
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+            check_utf8=False,
+        ),
+    )
+    numbering = _RecordNumbering()
+    rows = numbering.add_block(table, handler.rows)
+    return rows
+
+
+class _RecordNumbering:
+    """Turns pyarrow record numbers into physical lines across streamed blocks.
+
+    pyarrow numbers records, not lines, and tells the number only of rejected
+    rows. Accepted rows take the remaining numbers in order; a record's physical
+    line is its number plus the newlines inside the values of earlier records.
+    """
+
+    def __init__(self, first_record: int = 1) -> None:
+        self.next_record = first_record
+        self.extra_newlines = 0  # newlines inside values of records numbered so far
+        self.pending: list[tuple[int, str, int]] = []  # rejected, not yet placed
+
+    def add_block(
+        self, table: pa.Table, rejected: list[tuple[int | None, str, int]]
+    ) -> ParsedRows:
+        self.pending.extend(
+            (int(r[0]), r[1], r[2]) for r in rejected if r[0] is not None
+        )
+        self.pending.sort()
+        table, bad_utf8 = _repair_utf8(table)
+        n = table.num_rows
+        # Record numbers of accepted rows: skip the numbers of rejected rows.
+        numbers = np.empty(n, dtype=np.int64)
+        placed: list[tuple[int, str, int]] = []
+        record, filled = self.next_record, 0
+        pending = self.pending
+        while pending and pending[0][0] < record:  # cannot happen; never loop on it
+            placed.append(pending.pop(0))
+        while filled < n or (pending and pending[0][0] == record):
+            if pending and pending[0][0] == record:
+                placed.append(pending.pop(0))
+                record += 1
+                continue
+            take = n - filled
+            if pending:
+                take = min(take, pending[0][0] - record)
+            numbers[filled : filled + take] = np.arange(record, record + take)
+            filled += take
+            record += take
+        self.next_record = record
+        # Physical lines: add the newlines held inside values of earlier records.
+        inner = _newlines_per_row(table)
+        events_num = np.concatenate(
+            [numbers, np.array([p[0] for p in placed], dtype=np.int64)]
+        )
+        events_nl = np.concatenate(
+            [inner, np.array([p[1].count("\n") for p in placed], dtype=np.int64)]
+        )
+        order = np.argsort(events_num, kind="stable")
+        before = np.cumsum(events_nl[order]) - events_nl[order] + self.extra_newlines
+        lines_sorted = events_num[order] + before
+        lines = np.empty_like(lines_sorted)
+        lines[order] = lines_sorted
+        self.extra_newlines += int(events_nl.sum())
+        return ParsedRows(
+            table=table,
+            lines=lines[:n],
+            invalid=[
+                (int(line), text, fields)
+                for line, (_, text, fields) in zip(lines[n:], placed, strict=True)
+            ],
+            bad_utf8=bad_utf8,
+            line_count=int(record - 1 + self.extra_newlines),
+        )
+
+
+def iter_stream_blocks(
+    stream, columns: tuple[str, ...], block_bytes: int = STREAM_BLOCK_BYTES
+) -> Iterator[ParsedRows]:
+    """Parses a whole CSV file (header on line 1) block by block, as strings.
+
+    Quoted values may hold newlines. `line_count` of the last block is the
+    number of physical lines of the file.
+    """
+    handler = _InvalidRows()
+    reader = pv.open_csv(
+        pa.PythonFile(stream, mode="r")
+        if not isinstance(stream, pa.NativeFile)
+        else stream,
+        read_options=pv.ReadOptions(
+            column_names=list(columns),
+            skip_rows=1,
+            use_threads=False,
+            block_size=block_bytes,
+        ),
+        parse_options=pv.ParseOptions(
+            ignore_empty_lines=False,
+            newlines_in_values=True,
+            invalid_row_handler=handler,
+        ),
+        convert_options=pv.ConvertOptions(
+            column_types=_string_types(columns),
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+            check_utf8=False,
+        ),
+    )
+    numbering = _RecordNumbering(first_record=2)  # the header is record 1
+    for batch in reader:
+        rejected, handler.rows = handler.rows, []
+        yield numbering.add_block(pa.Table.from_batches([batch]), rejected)
+    if handler.rows or numbering.pending:  # rejected rows after the last batch
+        rejected, handler.rows = handler.rows, []
+        empty = pa.table({c: pa.array([], pa.string()) for c in columns})
+        yield numbering.add_block(empty, rejected)
+
+
+def _newlines_per_row(table: pa.Table) -> np.ndarray:
+    total = np.zeros(table.num_rows, dtype=np.int64)
+    for column in table.columns:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            counts = pc.count_substring(column, "\n")
+            if pc.max(counts).as_py():
+                total += np.asarray(counts.to_numpy(zero_copy_only=False), np.int64)
+    return total
+
+
+def _repair_utf8(table: pa.Table) -> tuple[pa.Table, np.ndarray | None]:
+    """Replaces invalid UTF-8 with U+FFFD and marks the rows that had any."""
+    bad: np.ndarray | None = None
+    for i, column in enumerate(table.columns):
+        if not pa.types.is_string(column.type):
+            continue
+        try:
+            column.validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        values = column.cast(pa.binary()).to_pylist()
+        fixed, mask = [], np.zeros(len(values), dtype=bool)
+        for j, v in enumerate(values):
+            try:
+                fixed.append(v.decode("utf-8"))
+            except UnicodeDecodeError:
+                fixed.append(v.decode("utf-8", errors="replace"))
+                mask[j] = True
+        table = table.set_column(i, table.field(i), pa.array(fixed, pa.string()))
+        bad = mask if bad is None else (bad | mask)
+    return table, bad
+
+
+def line_texts(data: bytes, lines: np.ndarray) -> list[str]:
+    """The text of the given 1-based physical lines of `data` (no line ending)."""
+    if len(lines) == 0:
+        return []
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    starts = np.concatenate([[0], ends + 1])
+    ends = np.concatenate([ends, [len(data)]])
+    out = []
+    for line in lines:
+        chunk = data[starts[line - 1] : ends[line - 1]]
+        out.append(chunk.rstrip(b"\r").decode("utf-8", errors="replace"))
+    return out
+
+
+def csv_line(values) -> str:
+    """One CSV record (RFC 4180 quoting, no line ending)."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(values)
+    return buffer.getvalue()
+
+
+def csv_fields(values: pa.Array) -> pa.Array:
+    """Values as CSV field text: nulls empty, quoted where RFC 4180 needs it."""
+    text = pc.fill_null(values.cast(pa.string()), "")
+    needs_quotes = pc.match_substring_regex(text, '[",\r\n]')
+    quoted = pc.binary_join_element_wise(
+        '"', pc.replace_substring(text, '"', '""'), '"', ""
+    )
+    return pc.if_else(needs_quotes, quoted, text)
+
+
+def record_texts(table: pa.Table, rows: np.ndarray) -> list[str]:
+    """Rows of a string table written back as CSV records."""
+    picked = table.take(pa.array(rows, pa.int64())).to_pylist()
+    return [csv_line("" if v is None else v for v in r.values()) for r in picked]

@@ -1,0 +1,168 @@
+"""WriteManifest: the last step of a run, so a manifest means a complete run.
+
+It waits for every written file and every count, checks that each input file's
+rows reconcile (rows read == rows kept in tables + rows in errors), writes an
+empty file for any table that got no rows (so every table has a schema to
+read), and writes `manifest.json` atomically. A count that does not reconcile
+fails the run loudly: it would mean a row was lost or counted twice.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections import defaultdict
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+
+from schemas.elements import FileCount, WrittenFile
+from transforms.csv_inputs import InputPlan
+from transforms.write_files import write_parquet, write_text
+
+MANIFEST = "manifest.json"
+
+
+class CountsDoNotReconcile(RuntimeError):
+    """Rows read from an input file != rows kept + rows rejected."""
+
+
+def reconcile(plan: InputPlan, counts: list[FileCount]) -> dict[int, dict[str, Any]]:
+    """Per input file: read / kept / rejected and rejected rows per code."""
+    totals: dict[int, dict[str, Any]] = {
+        f.file_id: {"read": 0, "rows": 0, "errors": 0, "errors_by_code": {}}
+        for f in plan.files
+    }
+    for c in counts:
+        entry = totals[c.file_id]
+        if c.counter.startswith("error:"):
+            code = c.counter.removeprefix("error:")
+            entry["errors_by_code"][code] = entry["errors_by_code"].get(code, 0) + c.n
+        else:
+            entry[c.counter] += c.n
+    wrong = [
+        f"{f.path}: read {totals[f.file_id]['read']} rows, kept "
+        f"{totals[f.file_id]['rows']}, rejected {totals[f.file_id]['errors']}"
+        for f in plan.files
+        if totals[f.file_id]["read"]
+        != totals[f.file_id]["rows"] + totals[f.file_id]["errors"]
+    ]
+    if wrong:
+        raise CountsDoNotReconcile("; ".join(wrong))
+    return totals
+
+
+def relative(path: str, root: str) -> str:
+    root = root.rstrip("/") + "/"
+    return path[len(root) :] if path.startswith(root) else path
+
+
+def build_manifest(
+    plan: InputPlan,
+    written: list[WrittenFile],
+    counts: list[FileCount],
+    root: str,
+    info: dict[str, Any],
+) -> dict[str, Any]:
+    """The manifest document (pure): inputs, tables, totals and `info`."""
+    per_file = reconcile(plan, counts)
+    tables: dict[str, dict[str, Any]] = defaultdict(lambda: {"rows": 0, "files": []})
+    for w in sorted(written, key=lambda w: (w.table, w.path)):
+        entry = tables[w.table]
+        entry["rows"] += w.rows
+        entry["files"].append(
+            {
+                "path": relative(w.path, root),
+                "rows": w.rows,
+                "bytes": w.bytes,
+                "md5": w.md5,
+            }
+        )
+    errors_by_code: dict[str, int] = defaultdict(int)
+    inputs = []
+    for f in plan.files:
+        totals = per_file[f.file_id]
+        for code, n in totals["errors_by_code"].items():
+            errors_by_code[code] += n
+        inputs.append(
+            {
+                "path": f.path,
+                "kind": f.kind,
+                "bytes": f.size,
+                "release": f.layout.release if f.layout else None,
+                "columns": list(f.layout.columns) if f.layout else None,
+                "rows_read": totals["read"],
+                "rows_kept": totals["rows"],
+                "rows_rejected": totals["errors"],
+                "rejected_by_code": dict(sorted(totals["errors_by_code"].items())),
+            }
+        )
+    return {
+        **info,
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "inputs": inputs,
+        "rows": {name: t["rows"] for name, t in sorted(tables.items())},
+        "rejected_by_code": dict(sorted(errors_by_code.items())),
+        "tables": dict(sorted(tables.items())),
+    }
+
+
+def _finish(
+    _unused,
+    written: list[WrittenFile],
+    counts: list[FileCount],
+    plan: InputPlan,
+    root: str,
+    empty_tables: dict[str, tuple[str, pa.Schema]],
+    info: dict[str, Any],
+) -> str:
+    written = list(written)
+    present = {w.table for w in written}
+    for table, (path, schema) in sorted(empty_tables.items()):
+        if table not in present:
+            size, md5 = write_parquet(path, schema.empty_table())
+            written.append(WrittenFile(table, path, 0, size, md5))
+    manifest = build_manifest(plan, written, list(counts), root, info)
+    path = f"{root.rstrip('/')}/{MANIFEST}"
+    write_text(path, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+class WriteManifest(beam.PTransform):
+    """(PCollection[WrittenFile], PCollection[FileCount]) -> manifest path.
+
+    `empty_tables` maps a table name to (path, schema) of the empty file to
+    write when that table got no file at all. `info` is copied into the
+    manifest (command, options, versions, start time).
+    """
+
+    def __init__(
+        self,
+        plan: InputPlan,
+        root: str,
+        empty_tables: dict[str, tuple[str, pa.Schema]],
+        info: dict[str, Any],
+    ) -> None:
+        super().__init__()
+        self._plan = plan
+        self._root = root
+        self._empty_tables = empty_tables
+        self._info = info
+
+    def expand(self, inputs):
+        written, counts = inputs
+        return (
+            written.pipeline
+            | "Once" >> beam.Create([None])
+            | "WriteManifestJson"
+            >> beam.Map(
+                _finish,
+                beam.pvalue.AsList(written),
+                beam.pvalue.AsList(counts),
+                plan=self._plan,
+                root=self._root,
+                empty_tables=self._empty_tables,
+                info=self._info,
+            )
+        )

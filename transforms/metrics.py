@@ -1,0 +1,3 @@
+"""The one namespace of every Beam metric this package reports."""
+
+NAMESPACE = "oibeam"

@@ -1,0 +1,224 @@
+"""ReadOpenImagesCsv: images and labels CSVs -> validated Arrow tables.
+
+One element per planned byte range (see csv_inputs); each yields tables of
+thousands of rows, never one Python object per row. Bad rows go to `errors`
+with their range and line; every range reports its line count (to number lines
+across ranges) and every file how many rows it held (to reconcile counts).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from schemas.coders import register_coders
+from schemas.elements import CsvFile, CsvRange, FileCount, RangeLines
+from schemas.tables import ERRORS_INTERNAL, LINE, REF_LINE, REF_SRC, SRC
+from transforms import csv_parse, validate_rows
+from transforms.csv_inputs import InputPlan
+from transforms.metrics import NAMESPACE
+
+register_coders()
+_LOG = logging.getLogger(__name__)
+_READ_MORE = 1 << 16
+
+
+def read_range_bytes(path: str, start: int, end: int, header_bytes: int) -> bytes:
+    """The whole lines whose first byte lies in [start, end) of a file.
+
+    Range 0 starts after the header. A line that crosses `end` is read to its
+    end; the partial line at `start` belongs to the previous range.
+    """
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        begin = header_bytes if start == 0 else start - 1
+        f.seek(begin)
+        data = f.read(max(end - begin, 0))
+        while data and not data.endswith(b"\n"):
+            more = f.read(_READ_MORE)
+            if not more:
+                break
+            cut = more.find(b"\n")
+            data += more if cut < 0 else more[: cut + 1]
+            if cut >= 0:
+                break
+    if start == 0:
+        return data
+    first = data.find(b"\n")
+    return b"" if first < 0 else data[first + 1 :]
+
+
+class _Stream(io.RawIOBase):
+    """A plain readable stream over a Beam file (whose `closed` is a method on
+    compressed files, which pyarrow takes for a closed file)."""
+
+    def __init__(self, handle) -> None:
+        self._handle = handle
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return self._handle.read(size)
+
+    def readinto(self, buffer) -> int:
+        data = self._handle.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class _ReadCsvRangeFn(beam.DoFn):
+    """Parses and validates one CsvRange.
+
+    Outputs: main = (kind, pa.Table in the internal schema of that kind);
+    'errors' = pa.Table (ERRORS_INTERNAL); 'lines' = RangeLines;
+    'counts' = FileCount(file_id, "read", rows).
+    """
+
+    def __init__(self, plan: InputPlan) -> None:
+        self._files = {f.file_id: f for f in plan.files}
+        self._image_extras = plan.image_extras
+        self._label_extras = plan.label_extras
+        self._rows = beam.metrics.Metrics.counter(NAMESPACE, "csv_rows_read")
+        self._bad = beam.metrics.Metrics.counter(NAMESPACE, "csv_rows_rejected")
+
+    def process(self, item: CsvRange):
+        f = self._files[item.file_id]
+        rows_read = 0
+        if item.whole:
+            blocks = self._whole_file_blocks(f)
+            line_base, data = 0, None
+        else:
+            data = read_range_bytes(f.path, item.start, item.end, f.header_bytes)
+            fast = validate_rows.LABEL_FAST_TYPES
+            blocks = [csv_parse.parse_line_block(data, f.layout.columns, fast)]
+            line_base = 1 if item.start == 0 else 0  # the header is line 1
+        line_count = line_base
+        for parsed in blocks:
+            rows_read += parsed.table.num_rows + len(parsed.invalid)
+            line_count = parsed.line_count + line_base
+            good, errors = self._check(f, item.range_id, parsed, data, line_base)
+            if good.num_rows:
+                yield (f.kind, good)
+            if errors.num_rows:
+                self._bad.inc(errors.num_rows)
+                yield beam.pvalue.TaggedOutput("errors", errors)
+        self._rows.inc(rows_read)
+        yield beam.pvalue.TaggedOutput("lines", RangeLines(item.range_id, line_count))
+        yield beam.pvalue.TaggedOutput(
+            "counts", FileCount(item.file_id, "read", rows_read)
+        )
+
+    def _whole_file_blocks(self, f: CsvFile):
+        with FileSystems.open(f.path, compression_type=CompressionTypes.AUTO) as stream:
+            yield from csv_parse.iter_stream_blocks(_Stream(stream), f.layout.columns)
+
+    def _check(self, f: CsvFile, range_id: int, parsed, data, line_base: int):
+        if f.kind == "images":
+            good, problems, kept = validate_rows.check_images(
+                parsed.table, f.layout, self._image_extras, f.subset, parsed.bad_utf8
+            )
+        else:
+            good, problems, kept = validate_rows.check_labels(
+                parsed.table, self._label_extras, parsed.bad_utf8
+            )
+        good = good.append_column(
+            pa.field(SRC, pa.int32()), pa.array(np.full(len(kept), range_id, np.int32))
+        ).append_column(
+            pa.field(LINE, pa.int64()), pa.array(parsed.lines[kept] + line_base)
+        )
+        bad_lines = parsed.lines[problems.rows]
+        if data is not None:
+            raw = csv_parse.line_texts(data, bad_lines)
+        else:
+            raw = csv_parse.record_texts(parsed.table, problems.rows)
+        expected = len(f.layout.columns)
+        invalid = parsed.invalid
+        errors = pa.table(
+            {
+                SRC: pa.array(
+                    np.full(len(bad_lines) + len(invalid), range_id, np.int32)
+                ),
+                LINE: pa.array(
+                    np.concatenate(
+                        [bad_lines, np.array([i[0] for i in invalid], np.int64)]
+                    )
+                    + line_base,
+                    pa.int64(),
+                ),
+                "code": pa.concat_arrays(
+                    [
+                        problems.codes,
+                        pa.array(["wrong_field_count"] * len(invalid), pa.string()),
+                    ]
+                ),
+                "reason": pa.concat_arrays(
+                    [
+                        problems.reasons,
+                        pa.array(
+                            [
+                                f"has {i[2]} fields, expected {expected}"
+                                for i in invalid
+                            ],
+                            pa.string(),
+                        ),
+                    ]
+                ),
+                "raw": pa.array(raw + [i[1] for i in invalid], pa.string()),
+                REF_SRC: pa.nulls(len(bad_lines) + len(invalid), pa.int32()),
+                REF_LINE: pa.nulls(len(bad_lines) + len(invalid), pa.int64()),
+            },
+            schema=ERRORS_INTERNAL,
+        )
+        return good, errors
+
+
+class ReadOpenImagesCsv(beam.PTransform):
+    """Reads the planned images and labels files.
+
+    PBegin -> dict of PCollections:
+      images: pa.Table (images_internal_schema), labels: pa.Table
+      (labels_internal_schema), errors: pa.Table (ERRORS_INTERNAL),
+      lines: RangeLines, counts: FileCount ("read" per file).
+    """
+
+    def __init__(self, plan: InputPlan) -> None:
+        super().__init__()
+        self._plan = plan
+
+    def expand(self, pbegin):
+        parsed = (
+            pbegin
+            | "ListReadRanges"
+            >> beam.Create(list(self._plan.ranges_of("images", "labels")))
+            | "SpreadRanges" >> beam.Reshuffle()
+            | "ParseRanges"
+            >> beam.ParDo(_ReadCsvRangeFn(self._plan))
+            .with_output_types(
+                tuple[str, pa.Table],
+                errors=pa.Table,
+                lines=RangeLines,
+                counts=FileCount,
+            )
+            .with_outputs("errors", "lines", "counts", main="tables")
+        )
+        # (kind, pa.Table)
+        by_kind = parsed.tables | "SplitByKind" >> beam.Partition(_partition_by_kind, 2)
+        return {
+            "images": by_kind[0]
+            | "ImageTables" >> beam.Values().with_output_types(pa.Table),
+            "labels": by_kind[1]
+            | "LabelTables" >> beam.Values().with_output_types(pa.Table),
+            "errors": parsed.errors,
+            "lines": parsed.lines,
+            "counts": parsed.counts,
+        }
+
+
+def _partition_by_kind(element, partitions: int) -> int:
+    return 0 if element[0] == "images" else 1
