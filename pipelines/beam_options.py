@@ -1,0 +1,74 @@
+"""Beam pipeline options: the local runner chosen explicitly, typos refused.
+
+Beam's DirectRunner first tries to download the Prism runner binary and falls
+back to its in-process Python runner when that fails. Nothing may download at
+run time here, so the local default (no --runner, or --runner DirectRunner) is
+that in-process Python runner itself: FnApiRunner.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from apache_beam.options.pipeline_options import (
+    PipelineOptions,
+    StandardOptions,
+    _BeamArgumentParser,
+)
+
+LOCAL_RUNNER = "FnApiRunner"
+_LOG = logging.getLogger(__name__)
+
+
+class BeamFlagError(ValueError):
+    """A flag that neither oibeam nor Beam knows."""
+
+
+def _runner_flag(args: list[str]) -> tuple[int, str | None]:
+    for i, arg in enumerate(args):
+        if arg == "--runner" and i + 1 < len(args):
+            return i, args[i + 1]
+        if arg.startswith("--runner="):
+            return i, arg.split("=", 1)[1]
+    return -1, None
+
+
+def with_local_default(args: list[str]) -> list[str]:
+    """The args with --runner set to FnApiRunner when none or DirectRunner."""
+    args = list(args)
+    index, runner = _runner_flag(args)
+    if runner is None:
+        return args + [f"--runner={LOCAL_RUNNER}"]
+    if runner in ("DirectRunner", "direct"):
+        _LOG.info("--runner DirectRunner: using its in-process runner, FnApiRunner")
+        if args[index] == "--runner":
+            args[index + 1] = LOCAL_RUNNER
+        else:
+            args[index] = f"--runner={LOCAL_RUNNER}"
+    return args
+
+
+def check_known(args: list[str]) -> None:
+    """Raises BeamFlagError for flags no PipelineOptions class defines."""
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    for cls in PipelineOptions.__subclasses__():
+        cls._add_argparse_args(parser)  # the same parser Beam builds
+    _, unknown = parser.parse_known_args(args)
+    flags = [a for a in unknown if a.startswith("-")]
+    if flags:
+        raise BeamFlagError(
+            f"unknown flag(s): {' '.join(flags)} (not an oibeam flag, not a Beam "
+            "pipeline option; see --help)"
+        )
+
+
+def pipeline_options(args: list[str]) -> PipelineOptions:
+    """PipelineOptions from Beam flags, with the explicit local default runner."""
+    args = with_local_default(args)
+    check_known(args)
+    return PipelineOptions(args)
+
+
+def runner_name(options: PipelineOptions) -> str:
+    runner = options.view_as(StandardOptions).runner
+    return runner if isinstance(runner, str) else type(runner).__name__

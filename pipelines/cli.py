@@ -1,0 +1,127 @@
+"""The `oibeam` command line: `oibeam tables ...`, `oibeam sample ...`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines.beam_options import BeamFlagError
+from pipelines.options import TablesConfig, tables_parser
+from pipelines.tables import OutputExists, run_tables
+from transforms.csv_inputs import InputError
+
+_USAGE = """usage: oibeam COMMAND [flags]
+
+commands:
+  tables   read Open Images CSVs into Parquet tables, label statistics and the
+           trainable label set (oibeam tables --help)
+  sample   write a synthetic release in the real V1 shape (oibeam sample --help)
+"""
+
+
+def _summary(manifest_path: str) -> str:
+    with FileSystems.open(manifest_path) as f:
+        manifest = json.loads(f.read())
+    rows = manifest["rows"]
+    lines = [
+        f"images: {rows.get('images', 0):,}   labels: {rows.get('labels', 0):,}   "
+        f"labels with statistics: {rows.get('label_stats', 0):,}",
+        f"trainable labels ({manifest['trainable_rule']['name']}: "
+        f"{manifest['trainable_rule']['description']}): "
+        f"{rows.get('trainable_labels', 0):,}",
+        f"rejected rows: {rows.get('errors', 0):,}"
+        + (
+            " ("
+            + ", ".join(f"{k} {v:,}" for k, v in manifest["rejected_by_code"].items())
+            + ")"
+            if manifest["rejected_by_code"]
+            else ""
+        ),
+        f"outputs: {manifest_path.rsplit('/', 1)[0]}/tables/ "
+        "(images, labels, label_counts, label_stats, errors, trainable_labels.csv)",
+        f"manifest: {manifest_path}",
+    ]
+    return "\n".join(lines)
+
+
+def tables_main(argv: list[str]) -> int:
+    args, beam_args = tables_parser().parse_known_args(argv)
+    try:
+        config = TablesConfig.from_args(args)
+    except ValueError as e:
+        print(f"oibeam tables: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        manifest = run_tables(config, beam_args)
+    except (InputError, OutputExists, BeamFlagError) as e:
+        print(f"oibeam tables: error: {e}", file=sys.stderr)
+        return 2
+    print(_summary(manifest))
+    return 0
+
+
+def sample_main(argv: list[str]) -> int:
+    from pipelines.sample import write_sample_release
+
+    parser = argparse.ArgumentParser(
+        prog="oibeam sample",
+        description="Write a synthetic Open Images release in the real V1 layout.",
+    )
+    parser.add_argument("--output", required=True, help="directory to write")
+    parser.add_argument("--images", type=int, required=True, help="number of images")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--validation-fraction", type=float, default=0.018)
+    parser.add_argument("--num-labels", type=int, default=7844)
+    parser.add_argument(
+        "--thumbnails",
+        action="store_true",
+        help="add the Thumbnail300KURL column (V2/V3 style)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        release = write_sample_release(
+            args.output,
+            args.images,
+            seed=args.seed,
+            validation_fraction=args.validation_fraction,
+            num_labels=args.num_labels,
+            thumbnails=args.thumbnails,
+        )
+    except ValueError as e:
+        print(f"oibeam sample: error: {e}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {release.images:,} images and {release.label_rows:,} label rows "
+        f"to {release.root}"
+    )
+    print("  --images " + " ".join(release.images_files))
+    print("  --labels " + " ".join(release.labels_files))
+    print("  --classes " + release.classes_file)
+    return 0
+
+
+COMMANDS = {"tables": tables_main, "sample": sample_main}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for noisy in ("apache_beam", "google"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print(
+            _USAGE,
+            file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout,
+        )
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
