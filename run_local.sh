@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# oibeam on this machine, from nothing:
+#   ./run_local.sh          run the main job end to end on generated sample data
+#   ./run_local.sh test     install the test extras and run the whole test suite
+# Extra arguments after `test` go to pytest (e.g. ./run_local.sh test -k join).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=${OIBEAM_VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+SAMPLE_IMAGES=${SAMPLE_IMAGES:-20000}
+
+ensure_venv() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || {
+      echo "oibeam needs Python >= 3.10 (found $("$PYTHON" --version 2>&1)); set PYTHON=" >&2
+      exit 1
+    }
+    echo "creating $VENV"
+    "$PYTHON" -m venv "$VENV"
+  fi
+}
+
+# Installs the project (editable) with the given extras, once per pyproject change.
+ensure_installed() {
+  local extras=$1 stamp="$VENV/.oibeam-installed-$1"
+  local want
+  want=$(cat pyproject.toml | cksum)
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "installing oibeam[$extras] into $VENV (first run takes a minute or two)"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet -e ".[$extras]"
+    echo "$want" > "$stamp"
+  fi
+}
+
+run_main() {
+  ensure_venv
+  ensure_installed test
+  local data=out/sample run=out/run
+  echo "== writing a synthetic V1-shaped release of $SAMPLE_IMAGES images to $data"
+  rm -rf "$data"
+  "$VENV/bin/oibeam" sample --output "$data" --images "$SAMPLE_IMAGES" >/dev/null
+  echo "== oibeam tables on the DirectRunner (Beam's in-process Python runner)"
+  "$VENV/bin/oibeam" tables \
+    --images "$data"/images_2016_08/*/images.csv \
+    --labels "$data"/machine_ann_2016_08/*/labels.csv "$data"/human_ann_2016_08/*/labels.csv \
+    --classes "$data/dict.csv" \
+    --output "$run" --overwrite
+}
+
+run_tests() {
+  ensure_venv
+  ensure_installed test
+  echo "== ruff"
+  "$VENV/bin/python" -m ruff check .
+  "$VENV/bin/python" -m ruff format --check .
+  echo "== pytest"
+  "$VENV/bin/python" -m pytest "$@"
+}
+
+case "${1:-}" in
+  test) shift; run_tests "$@" ;;
+  "") run_main ;;
+  *) echo "usage: $0 [test [pytest args]]" >&2; exit 2 ;;
+esac
