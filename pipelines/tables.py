@@ -29,6 +29,7 @@ from schemas.elements import WrittenFile
 from transforms.classes import ReadClassDescriptions
 from transforms.csv_inputs import InputPlan, plan_inputs
 from transforms.errors import ResolveErrorLines
+from transforms.exchange import EXCHANGE_DIR
 from transforms.join import JoinLabelsToImages, choose_buckets
 from transforms.label_stats import ComputeLabelStats
 from transforms.manifest import MANIFEST, WriteManifest
@@ -59,6 +60,10 @@ class TablesLayout:
     @property
     def manifest(self) -> str:
         return f"{self.root}/{MANIFEST}"
+
+    @property
+    def exchange(self) -> str:
+        return f"{self.root}/{EXCHANGE_DIR}"
 
 
 def versions() -> dict[str, str]:
@@ -121,7 +126,9 @@ def build_tables(
     joined = {
         "images": read["images"],
         "labels": read["labels"],
-    } | "JoinLabelsToImages" >> JoinLabelsToImages(plan, buckets, classes["classes"])
+    } | "JoinLabelsToImages" >> JoinLabelsToImages(
+        plan, buckets, classes["classes"], layout.exchange
+    )
     label_tables = joined["labels"] | "LabelTables" >> beam.Map(
         _values
     ).with_output_types(pa.Table)
@@ -144,22 +151,30 @@ def build_tables(
     written = [
         parquet(
             "images",
-            joined["images"] | "NameImageParts" >> beam.Map(_part, buckets=buckets),
+            joined["images"]
+            | "NameImageParts"
+            >> beam.Map(_part, buckets=buckets).with_output_types(tuple[str, pa.Table]),
             image_schema,
         ),
         parquet(
             "labels",
-            joined["labels"] | "NameLabelParts" >> beam.Map(_part, buckets=buckets),
+            joined["labels"]
+            | "NameLabelParts"
+            >> beam.Map(_part, buckets=buckets).with_output_types(tuple[str, pa.Table]),
             label_schema,
         ),
         parquet(
             "label_counts",
-            stats["label_counts"] | "NameCountsPart" >> beam.Map(_single_part),
+            stats["label_counts"]
+            | "NameCountsPart"
+            >> beam.Map(_single_part).with_output_types(tuple[str, pa.Table]),
             schemas.LABEL_COUNTS,
         ),
         parquet(
             "label_stats",
-            stats["label_stats"] | "NameStatsPart" >> beam.Map(_single_part),
+            stats["label_stats"]
+            | "NameStatsPart"
+            >> beam.Map(_single_part).with_output_types(tuple[str, pa.Table]),
             schemas.LABEL_STATS,
         ),
         parquet("errors", errors["parts"], schemas.ERRORS),
@@ -186,7 +201,9 @@ def build_tables(
     _ = (
         written | "AllWrittenFiles" >> beam.Flatten(),
         counts,
-    ) | "WriteManifest" >> WriteManifest(plan, config.output, empty_tables, info)
+    ) | "WriteManifest" >> WriteManifest(
+        plan, config.output, empty_tables, info, cleanup=[layout.exchange]
+    )
 
 
 def run_tables(config: TablesConfig, beam_args: list[str]) -> str:

@@ -48,10 +48,16 @@ class ArrowTableCoder(beam.coders.Coder):
 
 def register_coders() -> None:
     """Arrow tables as IPC streams; small element NamedTuples as Beam rows."""
-    from schemas.elements import CsvRange, FileCount, RangeLines, WrittenFile
+    from schemas.elements import (
+        BucketPiece,
+        CsvRange,
+        FileCount,
+        RangeLines,
+        WrittenFile,
+    )
 
     beam.coders.registry.register_coder(pa.Table, ArrowTableCoder)
-    for element_type in (CsvRange, FileCount, RangeLines, WrittenFile):
+    for element_type in (BucketPiece, CsvRange, FileCount, RangeLines, WrittenFile):
         beam.coders.registry.register_coder(element_type, beam.coders.RowCoder)
 
 

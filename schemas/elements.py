@@ -57,3 +57,11 @@ class FileCount(NamedTuple):
     file_id: int
     counter: str  # "read" | "rows" | "errors"
     n: int
+
+
+class BucketPiece(NamedTuple):
+    """Rows of one join bucket from one read block, parked in an exchange file."""
+
+    side: str  # "images" | "labels"
+    path: str
+    rows: int

@@ -8,8 +8,9 @@ from apache_beam.testing.util import assert_that, equal_to
 from schemas.elements import CsvFile, CsvRange
 from schemas.releases import images_layout, labels_layout
 from schemas.tables import images_internal_schema, labels_internal_schema
+from transforms.bucket_join import join_bucket
 from transforms.csv_inputs import InputPlan
-from transforms.join import JoinLabelsToImages, join_bucket
+from transforms.join import JoinLabelsToImages
 
 IMAGE_COLUMNS = (
     "ImageID,Subset,OriginalURL,OriginalLandingURL,License,AuthorProfileURL,Author,"
@@ -151,13 +152,13 @@ def test_join_bucket_without_images_rejects_every_label():
     assert joined.errors.column("code").to_pylist() == ["unknown_image"] * 6
 
 
-def test_composite_outputs_on_a_test_pipeline(pipeline):
+def test_composite_outputs_on_a_test_pipeline(pipeline, tmp_path):
     with pipeline as p:
         classes = p | "Classes" >> beam.Create([CLASSES])
         images = p | "Images" >> beam.Create(IMAGES)
         labels = p | "Labels" >> beam.Create(LABELS)
         out = {"images": images, "labels": labels} | JoinLabelsToImages(
-            _plan(), 3, classes
+            _plan(), 3, classes, str(tmp_path / "exchange")
         )
         image_ids = out["images"] | "ImageIds" >> beam.FlatMap(
             lambda kv: kv[1].column("ImageID").to_pylist()

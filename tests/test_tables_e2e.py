@@ -65,6 +65,7 @@ def test_run_succeeds_and_counts_reconcile(v3_run):
     assert by_path[str(V3_IMAGES)]["release"] == "v2/v3"
     assert by_path[str(V3_CLASSES)]["rows_read"] == 19995
     assert manifest["rows"]["images"] == v3_run.table("images").num_rows
+    assert not (v3_run.root / "_exchange").exists()  # temporary files removed
 
 
 def test_images_table_equals_the_csv(v3_run, db):

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pv
 
-STREAM_BLOCK_BYTES = 16 << 20
+STREAM_BLOCK_BYTES = 64 << 20
 
 
 @dataclass

@@ -1,305 +1,66 @@
 """JoinLabelsToImages: one row per image with its labels nested, and labels with Subset.
 
 Both sides are split by a stable digest of ImageID into a fixed number of
-buckets; each bucket is joined in Arrow/NumPy as sorted arrays. No key is hot
-(ImageIDs are spread uniformly over buckets), nothing is per row in Python, and
-every bucket writes the same rows in the same order on every run.
-Rejected here: a repeated ImageID in the images files (`duplicate_image`), a
-repeated (ImageID, LabelName, Source) (`duplicate_label`), and a label whose
-ImageID has no image row (`unknown_image`); the first row in file order is kept.
+buckets; a bucket's rows wait in exchange files (see exchange.py) and each
+bucket is joined in Arrow/NumPy (see bucket_join.py). No key is hot (ImageIDs
+spread uniformly over buckets), nothing is per row in Python, memory is bounded
+by one bucket, and every bucket writes the same rows on every run.
 """
 
 from __future__ import annotations
 
-import typing
-from dataclasses import dataclass
-
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from schemas.coders import register_coders
-from schemas.elements import FileCount
-from schemas.tables import (
-    ERRORS_INTERNAL,
-    KEY,
-    LABEL_STRUCT,
-    LINE,
-    REF_LINE,
-    REF_SRC,
-    SRC,
-    images_internal_schema,
-    images_schema,
-    labels_internal_schema,
-    labels_schema,
-)
+from schemas.elements import BucketPiece, FileCount
+from schemas.tables import KEY
+from transforms.bucket_join import join_bucket
 from transforms.csv_inputs import InputPlan
-from transforms.csv_parse import csv_fields
-from transforms.image_keys import bucket_of, format_image_ids
+from transforms.exchange import read_piece, write_piece
+from transforms.image_keys import bucket_of
 from transforms.metrics import NAMESPACE
 
 register_coders()
 
-BUCKET_BYTES = 128 << 20
+BUCKET_BYTES = 256 << 20
 MAX_BUCKETS = 4096
 
 
 def choose_buckets(input_bytes: int) -> int:
-    """Buckets for a join over `input_bytes` of CSV: ~128 MiB each, at least 4."""
+    """Buckets for a join over `input_bytes` of CSV: ~256 MiB each, at least 4."""
     return int(min(MAX_BUCKETS, max(4, -(-input_bytes // BUCKET_BYTES))))
 
 
-@dataclass
-class JoinedBucket:
-    images: pa.Table  # images_schema
-    labels: pa.Table  # labels_schema, sorted by (ImageID, LabelName, Source)
-    errors: pa.Table  # ERRORS_INTERNAL
-    rows_per_range: dict[int, int]  # kept rows per read range
+def split_by_bucket(table: pa.Table, buckets: int):
+    """(bucket, rows of that bucket) for each bucket present; row order kept."""
+    which = bucket_of(table[KEY].to_numpy(), buckets)
+    order = np.argsort(which, kind="stable")
+    counts = np.bincount(which, minlength=buckets)
+    table = table.take(pa.array(order))
+    start = 0
+    for bucket in np.flatnonzero(counts).tolist():
+        count = int(counts[bucket])
+        yield bucket, table.slice(start, count)
+        start += count
 
 
-def _in_file_order(tables: typing.Iterable[pa.Table], schema: pa.Schema) -> pa.Table:
-    """Concatenates pieces so rows stand in (range, line) order for equal keys."""
-    pieces = [t for t in tables if t.num_rows]
-    if not pieces:
-        return schema.empty_table()
-    pieces.sort(key=lambda t: (t[SRC][0].as_py(), t[LINE][0].as_py()))
-    return pa.concat_tables(pieces).combine_chunks()
+class _ParkBucketsFn(beam.DoFn):
+    """pa.Table with `key` -> (bucket, BucketPiece): one exchange file per bucket."""
 
-
-def _ranks(dictionary: pa.Array) -> np.ndarray:
-    """Rank of each dictionary value in byte order of the strings."""
-    order = np.asarray(pc.sort_indices(dictionary).to_numpy())
-    ranks = np.empty(len(order), dtype=np.int64)
-    ranks[order] = np.arange(len(order))
-    return ranks
-
-
-def _encode(column: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """(dictionary values, int64 codes) of a string column."""
-    encoded = pc.dictionary_encode(column)
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.unify_dictionaries().combine_chunks()
-    return encoded.dictionary, np.asarray(encoded.indices.to_numpy(), dtype=np.int64)
-
-
-def _first_of_runs(duplicate: np.ndarray) -> np.ndarray:
-    """For each row, the index of the first row of its run of equal keys."""
-    idx = np.where(~duplicate, np.arange(len(duplicate)), 0)
-    return np.maximum.accumulate(idx) if len(idx) else idx
-
-
-def join_bucket(
-    images_tables: typing.Iterable[pa.Table],
-    labels_tables: typing.Iterable[pa.Table],
-    classes: pa.Table,
-    image_extras: tuple[str, ...],
-    label_extras: tuple[str, ...],
-    range_columns: dict[int, tuple[str, ...]],
-) -> JoinedBucket:
-    """Joins the image and label rows of one bucket (pure; see module doc)."""
-    images = _in_file_order(images_tables, images_internal_schema(image_extras))
-    labels = _in_file_order(labels_tables, labels_internal_schema(label_extras))
-    errors: list[pa.Table] = []
-
-    # Images: sort by key (stable: file order within a key), keep the first.
-    ikeys = images[KEY].to_numpy()
-    order = np.argsort(ikeys, kind="stable")
-    images, ikeys = images.take(pa.array(order)), ikeys[order]
-    dup = np.zeros(len(ikeys), dtype=bool)
-    dup[1:] = ikeys[1:] == ikeys[:-1]
-    if dup.any():
-        first = _first_of_runs(dup)
-        errors.append(
-            _errors_for(
-                images,
-                np.flatnonzero(dup),
-                first[dup],
-                "duplicate_image",
-                "ImageID given again; the first row is kept",
-                range_columns,
-            )
-        )
-        images, ikeys = images.filter(pa.array(~dup)), ikeys[~dup]
-
-    # Labels: sort by (key, LabelName, Source), file order among equals.
-    lkeys = labels[KEY].to_numpy()
-    label_values, label_codes = _encode(labels["LabelName"])
-    source_values, source_codes = _encode(labels["Source"])
-    combo = _ranks(label_values)[label_codes] * max(len(source_values), 1)
-    combo += _ranks(source_values)[source_codes]
-    by_key = np.argsort(lkeys, kind="stable")
-    sorted_keys = lkeys[by_key]
-    run = np.zeros(len(by_key), dtype=np.int64)
-    run[1:] = np.cumsum(sorted_keys[1:] != sorted_keys[:-1])
-    composite = (run << 32) | combo[by_key]
-    within = np.argsort(composite, kind="stable")
-    order = by_key[within]
-    composite, lkeys = composite[within], lkeys[order]
-    labels = labels.take(pa.array(order))
-    label_codes = label_codes[order]
-    pos = np.searchsorted(ikeys, lkeys)
-    if len(ikeys):
-        orphan = ikeys[np.minimum(pos, len(ikeys) - 1)] != lkeys
-    else:
-        orphan = np.ones(len(lkeys), dtype=bool)
-    dup = np.zeros(len(lkeys), dtype=bool)
-    dup[1:] = composite[1:] == composite[:-1]
-    if orphan.any():
-        errors.append(
-            _errors_for(
-                labels,
-                np.flatnonzero(orphan),
-                None,
-                "unknown_image",
-                "no image row has this ImageID",
-                range_columns,
-            )
-        )
-    dup &= ~orphan
-    if dup.any():
-        first = _first_of_runs(dup)
-        errors.append(
-            _errors_for(
-                labels,
-                np.flatnonzero(dup),
-                first[dup],
-                "duplicate_label",
-                "(ImageID, LabelName, Source) given again; the first row is kept",
-                range_columns,
-            )
-        )
-    keep = ~(orphan | dup)
-    labels, lkeys, pos = labels.filter(pa.array(keep)), lkeys[keep], pos[keep]
-    label_codes = label_codes[keep]
-
-    names = _display_names(label_values, classes)
-    display = names.take(pa.array(label_codes))
-    subset = images["Subset"].take(pa.array(pos))
-    image_ids = format_image_ids(ikeys)
-    return JoinedBucket(
-        images=_images_table(
-            images, image_ids, labels, lkeys, ikeys, display, image_extras
-        ),
-        labels=_labels_table(
-            labels, format_image_ids(lkeys), display, subset, label_extras
-        ),
-        errors=pa.concat_tables(errors) if errors else ERRORS_INTERNAL.empty_table(),
-        rows_per_range=_rows_per_range(images, labels),
-    )
-
-
-def _display_names(label_values: pa.Array, classes: pa.Table) -> pa.Array:
-    if not classes.num_rows:
-        return pa.nulls(len(label_values), pa.string())
-    where = pc.index_in(label_values, value_set=classes["LabelName"])
-    return pc.take(classes["DisplayName"], where).combine_chunks()
-
-
-def _images_table(images, image_ids, labels, lkeys, ikeys, display, extras):
-    starts = np.searchsorted(lkeys, ikeys, side="left").astype(np.int32)
-    offsets = np.append(starts, np.int32(len(lkeys)))
-    items = pa.StructArray.from_arrays(
-        [
-            labels["LabelName"].combine_chunks(),
-            display,
-            labels["Source"].combine_chunks(),
-            labels["Confidence"].combine_chunks(),
-        ],
-        fields=list(LABEL_STRUCT),
-    )
-    nested = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), items)
-    schema = images_schema(extras)
-    columns = []
-    for field in schema:
-        if field.name == "ImageID":
-            columns.append(image_ids)
-        elif field.name == "labels":
-            columns.append(nested)
-        else:
-            columns.append(images[field.name])
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
-def _labels_table(labels, image_ids, display, subset, extras):
-    schema = labels_schema(extras)
-    columns = {"ImageID": image_ids, "DisplayName": display, "Subset": subset}
-    return pa.Table.from_arrays(
-        [columns[f.name] if f.name in columns else labels[f.name] for f in schema],
-        schema=schema,
-    )
-
-
-def _rows_per_range(images: pa.Table, labels: pa.Table) -> dict[int, int]:
-    counts: dict[int, int] = {}
-    for table in (images, labels):
-        values, n = np.unique(table[SRC].to_numpy(), return_counts=True)
-        for v, c in zip(values.tolist(), n.tolist(), strict=True):
-            counts[v] = counts.get(v, 0) + c
-    return counts
-
-
-def _errors_for(table, rows, first_rows, code, reason, range_columns) -> pa.Table:
-    """Error rows for `rows` of an internal table, raw text rebuilt as CSV."""
-    picked = table.take(pa.array(rows))
-    count = len(rows)
-    if first_rows is None:
-        ref_src = pa.nulls(count, pa.int32())
-        ref_line = pa.nulls(count, pa.int64())
-    else:
-        ref = table.take(pa.array(first_rows))
-        ref_src, ref_line = ref[SRC].combine_chunks(), ref[LINE].combine_chunks()
-    return pa.table(
-        {
-            SRC: picked[SRC].combine_chunks(),
-            LINE: picked[LINE].combine_chunks(),
-            "code": pa.array([code] * count, pa.string()),
-            "reason": pa.array([reason] * count, pa.string()),
-            "raw": _rebuild_raw(picked, range_columns),
-            REF_SRC: ref_src,
-            REF_LINE: ref_line,
-        },
-        schema=ERRORS_INTERNAL,
-    )
-
-
-def _rebuild_raw(picked: pa.Table, range_columns) -> pa.Array:
-    """Rows of an internal table as CSV text in their file's column order."""
-    text = {"ImageID": format_image_ids(picked[KEY].to_numpy())}
-    for name in picked.column_names:
-        if name not in (KEY, SRC, LINE):
-            text[name] = csv_fields(picked[name].combine_chunks())
-    src = picked[SRC].to_numpy()
-    raw = np.empty(len(src), dtype=object)
-    for range_id in np.unique(src).tolist():
-        rows = np.flatnonzero(src == range_id)
-        columns = [text[c].take(pa.array(rows)) for c in range_columns[range_id]]
-        line = pc.binary_join_element_wise(*columns, ",")
-        raw[rows] = line.to_numpy(zero_copy_only=False)
-    return pa.array(raw, pa.string())
-
-
-class _SplitByBucketFn(beam.DoFn):
-    """pa.Table with `key` -> (bucket, (side, rows of that bucket)), file order kept."""
-
-    def __init__(self, buckets: int, side: str) -> None:
+    def __init__(self, exchange: str, buckets: int, side: str) -> None:
+        self._exchange = exchange
         self._buckets = buckets
         self._side = side
 
     def process(self, table: pa.Table):
-        buckets = bucket_of(table[KEY].to_numpy(), self._buckets)
-        order = np.argsort(buckets, kind="stable")
-        counts = np.bincount(buckets, minlength=self._buckets)
-        table = table.take(pa.array(order))
-        start = 0
-        for bucket in np.flatnonzero(counts).tolist():
-            count = int(counts[bucket])
-            yield bucket, (self._side, table.slice(start, count))
-            start += count
+        for bucket, rows in split_by_bucket(table, self._buckets):
+            yield bucket, write_piece(self._exchange, self._side, bucket, rows)
 
 
 class _JoinBucketFn(beam.DoFn):
-    """(bucket, [(side, pa.Table), ...]) -> joined tables.
+    """(bucket, [BucketPiece, ...]) -> joined tables.
 
     Outputs: main = (bucket, images table); 'labels' = (bucket, labels table);
     'errors' = pa.Table (ERRORS_INTERNAL); 'counts' = FileCount("rows").
@@ -320,8 +81,8 @@ class _JoinBucketFn(beam.DoFn):
     def process(self, element, classes: pa.Table):
         bucket, pieces = element
         sides: dict[str, list[pa.Table]] = {"images": [], "labels": []}
-        for side, table in pieces:
-            sides[side].append(table)
+        for piece in pieces:
+            sides[piece.side].append(read_piece(piece))
         joined = join_bucket(
             sides["images"],
             sides["labels"],
@@ -349,27 +110,30 @@ class JoinLabelsToImages(beam.PTransform):
 
     Input: {"images": PCollection[pa.Table], "labels": PCollection[pa.Table]}
     (internal schemas). Side input: class names (pa.Table LabelName,
-    DisplayName). Output dict: images / labels = PCollection[(bucket, pa.Table)],
-    errors = PCollection[pa.Table], counts = PCollection[FileCount].
+    DisplayName). `exchange` is a directory for the bucket files (deleted by the
+    caller when the run is done). Output dict: images / labels =
+    PCollection[(bucket, pa.Table)], errors = PCollection[pa.Table],
+    counts = PCollection[FileCount].
     """
 
-    def __init__(self, plan: InputPlan, buckets: int, classes) -> None:
+    def __init__(self, plan: InputPlan, buckets: int, classes, exchange: str) -> None:
         super().__init__()
         self._plan = plan
         self._buckets = buckets
         self._classes = classes
+        self._exchange = exchange
 
     def expand(self, inputs):
-        split = [
+        parked = [
             inputs[side]
-            | f"Bucket{side.title()}"
-            >> beam.ParDo(_SplitByBucketFn(self._buckets, side)).with_output_types(
-                tuple[int, tuple[str, pa.Table]]
-            )
+            | f"Park{side.title()}"
+            >> beam.ParDo(
+                _ParkBucketsFn(self._exchange, self._buckets, side)
+            ).with_output_types(tuple[int, BucketPiece])
             for side in ("images", "labels")
         ]
         joined = (
-            split
+            parked
             | "MergeSides" >> beam.Flatten()
             | "GroupByBucket" >> beam.GroupByKey()
             | "JoinBuckets"

@@ -16,6 +16,7 @@ from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
 
 from schemas.elements import FileCount, WrittenFile
 from transforms.csv_inputs import InputPlan
@@ -116,7 +117,11 @@ def _finish(
     root: str,
     empty_tables: dict[str, tuple[str, pa.Schema]],
     info: dict[str, Any],
+    cleanup: list[str],
 ) -> str:
+    for path in cleanup:
+        if FileSystems.exists(path):
+            FileSystems.delete([path])
     written = list(written)
     present = {w.table for w in written}
     for table, (path, schema) in sorted(empty_tables.items()):
@@ -134,7 +139,8 @@ class WriteManifest(beam.PTransform):
 
     `empty_tables` maps a table name to (path, schema) of the empty file to
     write when that table got no file at all. `info` is copied into the
-    manifest (command, options, versions, start time).
+    manifest (command, options, versions, start time). `cleanup` paths
+    (temporary files of the run) are deleted before the manifest is written.
     """
 
     def __init__(
@@ -143,12 +149,14 @@ class WriteManifest(beam.PTransform):
         root: str,
         empty_tables: dict[str, tuple[str, pa.Schema]],
         info: dict[str, Any],
+        cleanup: list[str] = (),
     ) -> None:
         super().__init__()
         self._plan = plan
         self._root = root
         self._empty_tables = empty_tables
         self._info = info
+        self._cleanup = list(cleanup)
 
     def expand(self, inputs):
         written, counts = inputs
@@ -164,5 +172,6 @@ class WriteManifest(beam.PTransform):
                 root=self._root,
                 empty_tables=self._empty_tables,
                 info=self._info,
+                cleanup=self._cleanup,
             )
         )

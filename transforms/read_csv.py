@@ -75,8 +75,8 @@ class _Stream(io.RawIOBase):
 class _ReadCsvRangeFn(beam.DoFn):
     """Parses and validates one CsvRange.
 
-    Outputs: main = (kind, pa.Table in the internal schema of that kind);
-    'errors' = pa.Table (ERRORS_INTERNAL); 'lines' = RangeLines;
+    Outputs: 'images' / main ('labels') = pa.Table in the internal schema of
+    that kind; 'errors' = pa.Table (ERRORS_INTERNAL); 'lines' = RangeLines;
     'counts' = FileCount(file_id, "read", rows).
     """
 
@@ -103,8 +103,10 @@ class _ReadCsvRangeFn(beam.DoFn):
             rows_read += parsed.table.num_rows + len(parsed.invalid)
             line_count = parsed.line_count + line_base
             good, errors = self._check(f, item.range_id, parsed, data, line_base)
-            if good.num_rows:
-                yield (f.kind, good)
+            if good.num_rows and f.kind == "images":
+                yield beam.pvalue.TaggedOutput("images", good)
+            elif good.num_rows:
+                yield good  # the main output: labels
             if errors.num_rows:
                 self._bad.inc(errors.num_rows)
                 yield beam.pvalue.TaggedOutput("errors", errors)
@@ -200,25 +202,18 @@ class ReadOpenImagesCsv(beam.PTransform):
             | "ParseRanges"
             >> beam.ParDo(_ReadCsvRangeFn(self._plan))
             .with_output_types(
-                tuple[str, pa.Table],
+                pa.Table,
+                images=pa.Table,
                 errors=pa.Table,
                 lines=RangeLines,
                 counts=FileCount,
             )
-            .with_outputs("errors", "lines", "counts", main="tables")
+            .with_outputs("images", "errors", "lines", "counts", main="labels")
         )
-        # (kind, pa.Table)
-        by_kind = parsed.tables | "SplitByKind" >> beam.Partition(_partition_by_kind, 2)
         return {
-            "images": by_kind[0]
-            | "ImageTables" >> beam.Values().with_output_types(pa.Table),
-            "labels": by_kind[1]
-            | "LabelTables" >> beam.Values().with_output_types(pa.Table),
+            "images": parsed.images,
+            "labels": parsed.labels,
             "errors": parsed.errors,
             "lines": parsed.lines,
             "counts": parsed.counts,
         }
-
-
-def _partition_by_kind(element, partitions: int) -> int:
-    return 0 if element[0] == "images" else 1

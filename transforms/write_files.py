@@ -27,20 +27,25 @@ DEFAULT_COMPRESSION = "zstd"
 
 
 class _HashingWriter(io.RawIOBase):
-    """A write-only stream that hashes and counts what passes to `sink`."""
+    """A write-only stream that counts (and hashes) what passes to `sink`."""
 
-    def __init__(self, sink) -> None:
+    def __init__(self, sink, digest: bool = True) -> None:
         self._sink = sink
+        self._digest = digest
         self.md5 = hashlib.md5()
         self.size = 0
 
     def writable(self) -> bool:
         return True
 
+    def tell(self) -> int:
+        return self.size
+
     def write(self, data) -> int:
         view = memoryview(data)
         self._sink.write(view)
-        self.md5.update(view)
+        if self._digest:
+            self.md5.update(view)
         self.size += len(view)
         return len(view)
 
@@ -58,17 +63,17 @@ def commit(temp: str, final: str) -> None:
     FileSystems.rename([temp], [final])
 
 
-def write_atomically(path: str, write) -> tuple[int, str]:
+def write_atomically(path: str, write, digest: bool = True) -> tuple[int, str]:
     """Calls write(stream) on a temporary file, then renames it to `path`.
 
-    Returns (bytes, md5 hex) of what was written.
+    Returns (bytes, md5 hex) of what was written (md5 "" without `digest`).
     """
     temp = _temporary(path)
     with FileSystems.create(temp) as handle:
-        hashing = _HashingWriter(handle)
-        write(hashing)
+        counting = _HashingWriter(handle, digest)
+        write(counting)
     commit(temp, path)
-    return hashing.size, hashing.md5.hexdigest()
+    return counting.size, counting.md5.hexdigest() if digest else ""
 
 
 def write_parquet(
