@@ -9,7 +9,7 @@ import sys
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.beam_options import BeamFlagError
+from pipelines.beam_options import BeamFlagError, QuietLocalWorkersWarning
 from pipelines.options import TablesConfig, tables_parser
 from pipelines.tables import OutputExists, run_tables
 from transforms.csv_inputs import InputError
@@ -114,12 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("apache_beam", "google"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print(
-            _USAGE,
-            file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout,
-        )
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    logging.getLogger(
+        "apache_beam.runners.portability.fn_api_runner.fn_runner"
+    ).addFilter(QuietLocalWorkersWarning())
+    if argv and argv[0] in ("-h", "--help"):
+        print(_USAGE)
+        return 0
+    if not argv or argv[0] not in COMMANDS:
+        print(_USAGE, file=sys.stderr)
+        return 2
     return COMMANDS[argv[0]](argv[1:])
 
 
