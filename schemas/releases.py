@@ -118,15 +118,18 @@ def labels_layout(path: str, names: list[str]) -> CsvLayout:
 
 
 def subset_from_path(path: str) -> str | None:
-    """The subset a path names (a folder or file name part), if exactly one."""
+    """The subset the path names: the file name first, then the nearest folder.
+
+    `gs://b/2016_08/train/images.csv` -> train; a part naming two subsets is
+    ambiguous and ends the search (None).
+    """
     parts = path.replace("\\", "/").lower().split("/")
-    found = set()
-    for part in parts:
+    for part in reversed(parts):
         stem = part.split(".")[0]
-        for word in stem.replace("_", "-").split("-"):
-            if word in SUBSETS:
-                found.add(word)
-    return found.pop() if len(found) == 1 else None
+        found = {w for w in stem.replace("_", "-").split("-") if w in SUBSETS}
+        if found:
+            return found.pop() if len(found) == 1 else None
+    return None
 
 
 def _check_unique(path: str, columns: tuple[str, ...]) -> None:

@@ -78,3 +78,14 @@ def test_bad_flags_exit_2_with_a_message(tmp_path, capsys):
     code = run_cli("tables", "--images", V3_IMAGES, "--output", tmp_path / "o")
     assert code == 2
     assert "--labels is required" in capsys.readouterr().err
+
+
+def test_python_dash_m_pipelines_is_the_cli():
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0
+    assert "tables" in done.stdout and "sample" in done.stdout

@@ -65,7 +65,9 @@ def test_repeated_column_is_an_error():
         ("gs://b/2018_04/validation/validation-images.csv", "validation"),
         ("test-images-with-rotation.csv", "test"),
         ("images.csv", None),
-        ("train/validation.csv", None),  # two subsets named: ambiguous
+        ("/tmp/test-runs/train/images.csv", "train"),  # the nearest part wins
+        ("train/validation.csv", "validation"),
+        ("train-validation/images.csv", None),  # one part names two: ambiguous
     ],
 )
 def test_subset_from_path(path, subset):

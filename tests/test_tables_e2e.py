@@ -366,3 +366,69 @@ def test_pattern_without_match_and_existing_output(run_tables, tmp_path, capsys)
         str(V3_IMAGES),
         str(V3_MACHINE),
     }
+
+
+def test_every_release_column_set_end_to_end(run_tables, tmp_path):
+    rows = V3_IMAGES.read_text().splitlines()[1:4]
+    fields = [next(csv.reader([r])) for r in rows]
+    ids = [f[0] for f in fields]
+    early = tmp_path / "validation" / "images.csv"  # V1 early: Subset from the folder
+    early.parent.mkdir()
+    with early.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            [
+                "ImageID",
+                "OriginalURL",
+                "OriginalLandingURL",
+                "License",
+                "AuthorProfileURL",
+                "Author",
+                "Title",
+                "OriginalSize",
+                "OriginalMD5",
+            ]
+        )
+        w.writerow([fields[0][0], *fields[0][2:10]])
+    v4 = tmp_path / "v4-images.csv"  # V4+: Rotation, plus a column we do not know
+    with v4.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            [
+                "ImageID",
+                "Subset",
+                "OriginalURL",
+                "OriginalLandingURL",
+                "License",
+                "AuthorProfileURL",
+                "Author",
+                "Title",
+                "OriginalSize",
+                "OriginalMD5",
+                "Thumbnail300KURL",
+                "Rotation",
+                "Camera",
+            ]
+        )
+        w.writerow([*fields[1], "90.0", "Nikon"])
+        w.writerow([*fields[2], "", ""])
+    labels = tmp_path / "labels.csv"  # `Label`, and an extra column
+    labels.write_text(
+        "ImageID,Source,Label,Confidence,Note\n"
+        f"{ids[0]},human,/m/01,1,checked\n"
+        f"{ids[1]},machine,/m/02,0.5,\n"
+    )
+    run = run_tables("--images", early, v4, "--labels", labels)
+    assert run.exit_code == 0
+    releases = {e["path"]: e["release"] for e in run.manifest["inputs"]}
+    assert releases[str(early)] == "v1-early" and releases[str(v4)] == "v4+"
+    images = {r["ImageID"]: r for r in run.rows("images")}
+    assert images[ids[0]]["Subset"] == "validation"
+    assert images[ids[0]]["Rotation"] is None and images[ids[0]]["Camera"] is None
+    assert images[ids[1]]["Rotation"] == 90 and images[ids[1]]["Camera"] == "Nikon"
+    assert images[ids[2]]["Rotation"] is None
+    assert run.table("images").schema.field("Rotation").type == "int16"
+    labels_rows = {r["ImageID"]: r for r in run.rows("labels")}
+    assert labels_rows[ids[0]]["LabelName"] == "/m/01"
+    assert labels_rows[ids[0]]["Note"] == "checked"
+    assert labels_rows[ids[0]]["Subset"] == "validation"
