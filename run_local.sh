@@ -28,8 +28,13 @@ ensure_installed() {
   want=$(cat pyproject.toml | cksum)
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "installing oibeam[$extras] into $VENV (first run takes a minute or two)"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -e ".[$extras]"
+    local log="$VENV/pip-install.log"
+    if ! { "$VENV/bin/python" -m pip install --upgrade pip &&
+           "$VENV/bin/python" -m pip install -e ".[$extras]"; } >"$log" 2>&1; then
+      tail -40 "$log" >&2
+      echo "pip install failed; full log in $log" >&2
+      exit 1
+    fi
     echo "$want" > "$stamp"
   fi
 }

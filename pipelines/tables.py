@@ -109,6 +109,10 @@ def _values(element: tuple[int, pa.Table]) -> pa.Table:
     return element[1]
 
 
+def _camel(name: str) -> str:
+    return name.title().replace("_", "")
+
+
 def build_tables(
     root: beam.Pipeline,
     config: TablesConfig,
@@ -118,66 +122,64 @@ def build_tables(
     """Wires the tables pipeline onto `root` (nothing runs until root.run())."""
     layout = TablesLayout(config.output)
     buckets = config.join_buckets or choose_buckets(plan.total_bytes)
-    compression = config.parquet_compression
+    # images / labels: pa.Table (internal schemas); errors: pa.Table; lines, counts
     read = root | "ReadOpenImagesCsv" >> ReadOpenImagesCsv(plan)
+    # classes: one pa.Table (LabelName, DisplayName)
     classes = root | "ReadClassDescriptions" >> ReadClassDescriptions(
         plan.of_kind("classes"), plan.ranges_of("classes")
     )
+    # images / labels: (bucket, pa.Table) in the output schemas
     joined = {
         "images": read["images"],
         "labels": read["labels"],
     } | "JoinLabelsToImages" >> JoinLabelsToImages(
         plan, buckets, classes["classes"], layout.exchange
     )
-    label_tables = joined["labels"] | "LabelTables" >> beam.Map(
-        _values
-    ).with_output_types(pa.Table)
-    stats = label_tables | "ComputeLabelStats" >> ComputeLabelStats(
-        config.rule, classes["classes"]
+    # label_counts / label_stats: one pa.Table each; trainable_csv: one str
+    stats = (
+        joined["labels"]
+        | "LabelTables" >> beam.Map(_values).with_output_types(pa.Table)
+        | "ComputeLabelStats" >> ComputeLabelStats(config.rule, classes["classes"])
     )
+    # parts: (part name, pa.Table ERRORS)
     errors = (
         (read["errors"], joined["errors"], classes["errors"])
         | "AllErrors" >> beam.Flatten()
         | "ResolveErrorLines" >> ResolveErrorLines(plan, read["lines"])
     )
 
-    def parquet(name: str, parts, schema: pa.Schema):
-        return parts | f"Write{name.title().replace('_', '')}" >> WriteParquetTable(
-            layout.table_dir(name), name, schema, compression
+    def write(name: str, parts, schema: pa.Schema):
+        """(part name, pa.Table) -> WrittenFile, under tables/<name>/."""
+        return parts | f"Write{_camel(name)}" >> WriteParquetTable(
+            layout.table_dir(name), name, schema, config.parquet_compression
         )
+
+    def by_bucket(name: str, tables):
+        return tables | f"Name{_camel(name)}Parts" >> beam.Map(
+            _part, buckets=buckets
+        ).with_output_types(tuple[str, pa.Table])
+
+    def single(name: str, table):
+        return table | f"Name{_camel(name)}Part" >> beam.Map(
+            _single_part
+        ).with_output_types(tuple[str, pa.Table])
 
     image_schema = schemas.images_schema(plan.image_extras)
     label_schema = schemas.labels_schema(plan.label_extras)
     written = [
-        parquet(
-            "images",
-            joined["images"]
-            | "NameImageParts"
-            >> beam.Map(_part, buckets=buckets).with_output_types(tuple[str, pa.Table]),
-            image_schema,
-        ),
-        parquet(
-            "labels",
-            joined["labels"]
-            | "NameLabelParts"
-            >> beam.Map(_part, buckets=buckets).with_output_types(tuple[str, pa.Table]),
-            label_schema,
-        ),
-        parquet(
+        write("images", by_bucket("images", joined["images"]), image_schema),
+        write("labels", by_bucket("labels", joined["labels"]), label_schema),
+        write(
             "label_counts",
-            stats["label_counts"]
-            | "NameCountsPart"
-            >> beam.Map(_single_part).with_output_types(tuple[str, pa.Table]),
+            single("label_counts", stats["label_counts"]),
             schemas.LABEL_COUNTS,
         ),
-        parquet(
+        write(
             "label_stats",
-            stats["label_stats"]
-            | "NameStatsPart"
-            >> beam.Map(_single_part).with_output_types(tuple[str, pa.Table]),
+            single("label_stats", stats["label_stats"]),
             schemas.LABEL_STATS,
         ),
-        parquet("errors", errors["parts"], schemas.ERRORS),
+        write("errors", errors["parts"], schemas.ERRORS),
         stats["trainable_csv"]
         | "WriteTrainableCsv"
         >> beam.Map(
