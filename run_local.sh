@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 
 VENV=${OIBEAM_VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-SAMPLE_IMAGES=${SAMPLE_IMAGES:-20000}
+SAMPLE_IMAGES=${SAMPLE_IMAGES:-100000}
 
 ensure_venv() {
   if [ ! -x "$VENV/bin/python" ]; then

@@ -118,3 +118,13 @@ def test_ranges_hold_every_line_exactly_once(tmp_path):
             )
             got.extend(data.decode().splitlines())
         assert got == lines, f"step {step}"
+
+
+def test_crlf_line_block_values_and_raw_text():
+    data = (
+        b"000002b66c9c498e,machine,/m/05_4_,0.7\r\n000002b66c9c498e,machine,/m/x,9\r\n"
+    )
+    parsed = parse_line_block(data, COLUMNS, LABEL_FAST_TYPES)
+    assert parsed.table.column("LabelName").to_pylist() == ["/m/05_4_", "/m/x"]
+    assert parsed.lines.tolist() == [1, 2]
+    assert line_texts(data, np.array([2])) == ["000002b66c9c498e,machine,/m/x,9"]

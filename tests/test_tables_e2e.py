@@ -432,3 +432,16 @@ def test_every_release_column_set_end_to_end(run_tables, tmp_path):
     assert labels_rows[ids[0]]["LabelName"] == "/m/01"
     assert labels_rows[ids[0]]["Note"] == "checked"
     assert labels_rows[ids[0]]["Subset"] == "validation"
+
+
+def test_files_with_only_a_header(run_tables, tmp_path):
+    images = tmp_path / "images.csv"
+    images.write_text(V3_IMAGES.read_text().splitlines(keepends=True)[0])
+    labels = tmp_path / "labels.csv"
+    labels.write_text("ImageID,Source,LabelName,Confidence\n")
+    run = run_tables("--images", images, "--labels", labels)
+    assert run.exit_code == 0
+    assert run.manifest["rows"]["images"] == 0
+    assert run.table("images").num_rows == 0  # an empty table with its schema
+    assert "labels" in run.table("images").column_names
+    assert run.table("label_stats").num_rows == 0

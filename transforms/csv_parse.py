@@ -53,6 +53,10 @@ def _string_types(columns: tuple[str, ...]) -> dict[str, pa.DataType]:
     return {c: pa.string() for c in columns}
 
 
+def _empty(columns: tuple[str, ...]) -> pa.Table:
+    return pa.table({c: pa.array([], pa.string()) for c in columns})
+
+
 def parse_line_block(
     data: bytes, columns: tuple[str, ...], fast_types: dict[str, pa.DataType]
 ) -> ParsedRows:
@@ -62,7 +66,9 @@ def parse_line_block(
     UTF-8 or wrong column count, parses again as strings on one thread, which
     gives the line of every rejected row.
     """
-    lines_in_block = data.count(b"\n") + (0 if not data or data.endswith(b"\n") else 1)
+    if not data:
+        return ParsedRows(table=_empty(columns), lines=np.zeros(0, dtype=np.int64))
+    lines_in_block = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
     handler = _InvalidRows()
     try:
         table = pv.read_csv(
@@ -188,7 +194,24 @@ def iter_stream_blocks(
     number of physical lines of the file.
     """
     handler = _InvalidRows()
-    reader = pv.open_csv(
+    try:
+        reader = _open_stream(stream, columns, block_bytes, handler)
+    except pa.ArrowInvalid as e:
+        if "Empty CSV file" not in str(e):
+            raise
+        yield ParsedRows(_empty(columns), np.zeros(0, dtype=np.int64), line_count=1)
+        return
+    numbering = _RecordNumbering(first_record=2)  # the header is record 1
+    for batch in reader:
+        rejected, handler.rows = handler.rows, []
+        yield numbering.add_block(pa.Table.from_batches([batch]), rejected)
+    if handler.rows or numbering.pending:  # rejected rows after the last batch
+        rejected, handler.rows = handler.rows, []
+        yield numbering.add_block(_empty(columns), rejected)
+
+
+def _open_stream(stream, columns, block_bytes, handler):
+    return pv.open_csv(
         pa.PythonFile(stream, mode="r")
         if not isinstance(stream, pa.NativeFile)
         else stream,
@@ -210,14 +233,6 @@ def iter_stream_blocks(
             check_utf8=False,
         ),
     )
-    numbering = _RecordNumbering(first_record=2)  # the header is record 1
-    for batch in reader:
-        rejected, handler.rows = handler.rows, []
-        yield numbering.add_block(pa.Table.from_batches([batch]), rejected)
-    if handler.rows or numbering.pending:  # rejected rows after the last batch
-        rejected, handler.rows = handler.rows, []
-        empty = pa.table({c: pa.array([], pa.string()) for c in columns})
-        yield numbering.add_block(empty, rejected)
 
 
 def _newlines_per_row(table: pa.Table) -> np.ndarray:
