@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
+from fault_server import FaultServer
 
 from pipelines.cli import main as cli_main
 
@@ -21,6 +22,8 @@ V3_HUMAN = V3 / "train" / "annotations-human.csv"
 V3_MACHINE = V3 / "train" / "annotations-machine.csv"
 V3_CLASSES = V3 / "class-descriptions.csv"
 V1_DICT = REAL / "v1_2016_08" / "dict.csv"
+# Real image files (see images/PROVENANCE.md), served by `fault_server`.
+IMAGES = FIXTURES / "images"
 
 # Never wait ~40 s for cloud credentials that do not exist on a test machine.
 os.environ.setdefault("GOOGLE_CLOUD_PROJECT", "oibeam-tests")
@@ -71,3 +74,20 @@ def run_tables(tmp_path):
         return TablesRun(out, code)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def fault_server():
+    """A running FaultServer (tests/fault_server.py) on 127.0.0.1, shared by the
+    session, serving every image in tests/fixtures/images under its file name
+    (e.g. `fault_server.url("/img/pillow_tests_hopper.png")`).
+
+    Shared state: a test that counts requests or relies on the flaky/ratelimit
+    counters uses a unique query string (`?t=<test name>`) or calls `reset()`.
+    """
+    server = FaultServer()
+    for path in sorted(IMAGES.iterdir()):
+        if path.is_file() and path.suffix != ".md":
+            server.add(path.name, path.read_bytes())
+    with server:
+        yield server
