@@ -10,15 +10,28 @@ import sys
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.beam_options import BeamFlagError, QuietLocalWorkersWarning
-from pipelines.options import TablesConfig, tables_parser
-from pipelines.tables import OutputExists, run_tables
+from pipelines.fetch import run_fetch
+from pipelines.layout import OutputExists, UsageError
+from pipelines.options import (
+    FetchRunConfig,
+    TablesConfig,
+    fetch_parser,
+    tables_parser,
+)
+from pipelines.tables import run_tables
 from transforms.csv_inputs import InputError
+from transforms.read_csv import CsvStructureError
+
+# Errors that are the user's to fix: a message, exit status 2, no traceback.
+USER_ERRORS = (InputError, OutputExists, BeamFlagError, UsageError, CsvStructureError)
 
 _USAGE = """usage: oibeam COMMAND [flags]
 
 commands:
   tables   read Open Images CSVs into Parquet tables, label statistics and the
            trainable label set (oibeam tables --help)
+  fetch    select images, fetch and verify them, write WebDataset shards with a
+           status for every image (oibeam fetch --help)
   sample   write a synthetic release in the real V1 shape (oibeam sample --help)
 """
 
@@ -57,10 +70,46 @@ def tables_main(argv: list[str]) -> int:
         return 2
     try:
         manifest = run_tables(config, beam_args)
-    except (InputError, OutputExists, BeamFlagError) as e:
+    except USER_ERRORS as e:
         print(f"oibeam tables: error: {e}", file=sys.stderr)
         return 2
     print(_summary(manifest))
+    return 0
+
+
+def _fetch_summary(manifest_path: str) -> str:
+    with FileSystems.open(manifest_path) as f:
+        manifest = json.loads(f.read())
+    counts = manifest.get("counts", {})
+    statuses = {k.removeprefix("status:"): v for k, v in counts.items() if ":" in k}
+    ok = statuses.get("ok", 0)
+    failed = ", ".join(f"{k} {v:,}" for k, v in statuses.items() if k != "ok")
+    root = manifest_path.rsplit("/", 1)[0]
+    return "\n".join(
+        [
+            f"selected images: {counts.get('selected', 0):,}   ok: {ok:,}"
+            + (f"   not fetched: {failed}" if failed else ""),
+            f"shards: {len(manifest['tables'].get('shards', {}).get('files', [])):,} "
+            f"in {root}/shards/ (WebDataset tar, index in shards/index/)",
+            f"images table with a status per image: {root}/tables/images/",
+            f"manifest: {manifest_path}",
+        ]
+    )
+
+
+def fetch_main(argv: list[str]) -> int:
+    args, beam_args = fetch_parser().parse_known_args(argv)
+    try:
+        config = FetchRunConfig.from_args(args)
+    except ValueError as e:
+        print(f"oibeam fetch: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        manifest = run_fetch(config, beam_args)
+    except USER_ERRORS as e:
+        print(f"oibeam fetch: error: {e}", file=sys.stderr)
+        return 2
+    print(_fetch_summary(manifest))
     return 0
 
 
@@ -104,7 +153,7 @@ def sample_main(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"tables": tables_main, "sample": sample_main}
+COMMANDS = {"tables": tables_main, "fetch": fetch_main, "sample": sample_main}
 
 
 def main(argv: list[str] | None = None) -> int:

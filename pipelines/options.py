@@ -1,9 +1,9 @@
-"""Command-line flags -> a frozen, validated config.
+"""Command-line flags -> frozen, validated configs, shared by every command.
 
 Our flags are not a PipelineOptions subclass on purpose: Beam's Dataflow options
-own `--labels` (job labels), which is our labels-files flag. oibeam parses its
-own flags first and hands the rest to Beam; Dataflow job labels still work with
-Beam's other spelling, `--label key=value`.
+own `--label` and `--labels` (job labels), which are our selection and
+labels-files flags. oibeam parses its own flags first and hands the rest to
+Beam; Dataflow job labels go through `--job-label KEY=VALUE`.
 """
 
 from __future__ import annotations
@@ -12,43 +12,89 @@ import argparse
 from dataclasses import asdict, dataclass
 
 from transforms.csv_inputs import DEFAULT_SPLIT_BYTES
+from transforms.fetch_images import FetchConfig
+from transforms.fetcher import FetchPolicy
+from transforms.image_check import DEFAULT_MAX_PIXELS
+from transforms.select_images import Selection
 from transforms.trainable import PRESETS, TrainableRule, make_rule
 from transforms.write_files import DEFAULT_COMPRESSION
 
-_SOURCES = ("machine", "human", "any")
+_KINDS = ("machine", "human", "any")
+_IMAGE_SOURCES = ("original", "thumbnail")
 
 
-def add_tables_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of `oibeam tables`."""
-    parser.add_argument(
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(
+        prog=prog,
+        allow_abbrev=False,  # a prefix of one of our flags must reach Beam intact
+        description=description + " Other flags are Beam pipeline options "
+        "(--runner, --project, --region, --temp_location, ...).",
+    )
+
+
+def add_input_arguments(parser: argparse.ArgumentParser, labels_required: bool):
+    group = parser.add_argument_group("inputs and output")
+    group.add_argument(
         "--images",
         nargs="+",
         action="extend",
         metavar="PATTERN",
-        help="images CSV files (patterns on any Beam filesystem, .gz ok)",
+        help="images CSV files (any Beam filesystem, .gz ok)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--labels",
         nargs="+",
         action="extend",
         metavar="PATTERN",
-        help="image-level labels CSV files (machine and/or human)",
+        help="image-level labels CSV files (machine and/or human)"
+        + ("" if labels_required else "; optional"),
     )
-    parser.add_argument(
+    group.add_argument(
         "--classes",
         nargs="+",
         action="extend",
         metavar="FILE",
-        default=None,
         help="dict.csv (V1) or class-descriptions*.csv (V2+): mid -> name",
     )
-    parser.add_argument("--output", help="output directory (local or gs://)")
-    parser.add_argument(
+    group.add_argument("--output", help="output directory (local or gs://)")
+    group.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace the tables and manifest of an earlier run in --output",
+        help="replace the outputs of an earlier run in --output",
     )
-    parser.add_argument(
+    group.add_argument(
+        "--split-bytes",
+        dest="split_bytes",
+        type=int,
+        default=DEFAULT_SPLIT_BYTES,
+        help="read splittable files in ranges of this many bytes",
+    )
+    group.add_argument(
+        "--join-buckets",
+        dest="join_buckets",
+        type=int,
+        default=0,
+        help="ImageID buckets of the join (0: ~1 per 256 MiB of input)",
+    )
+    group.add_argument(
+        "--parquet-compression",
+        dest="parquet_compression",
+        default=DEFAULT_COMPRESSION,
+        choices=["zstd", "snappy", "gzip", "lz4", "none"],
+    )
+    group.add_argument(
+        "--job-label",
+        dest="job_labels",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Dataflow job label (Beam's --label)",
+    )
+
+
+def add_rule_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("trainable labels")
+    group.add_argument(
         "--trainable-rule",
         dest="trainable_rule",
         default="v1",
@@ -56,59 +102,187 @@ def add_tables_arguments(parser: argparse.ArgumentParser) -> None:
         help="v1: >=50 validation (human) and >=20 train (machine) images; "
         "v2: >=30 train and >=5 validation images, human-verified",
     )
-    parser.add_argument(
+    group.add_argument(
         "--min-train-images",
         dest="min_train_images",
         type=int,
         default=None,
         help="override the rule's train threshold",
     )
-    parser.add_argument(
+    group.add_argument(
         "--min-validation-images",
         dest="min_validation_images",
         type=int,
         default=None,
         help="override the rule's validation threshold",
     )
-    parser.add_argument(
+    group.add_argument(
         "--train-source",
         dest="train_source",
-        choices=_SOURCES,
+        choices=_KINDS,
         default=None,
         help="which labels count as train positives (override)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--validation-source",
         dest="validation_source",
-        choices=_SOURCES,
+        choices=_KINDS,
         default=None,
         help="which labels count as validation positives",
     )
-    parser.add_argument(
-        "--split-bytes",
-        dest="split_bytes",
-        type=int,
-        default=DEFAULT_SPLIT_BYTES,
-        help="read splittable files in ranges of this many bytes",
+
+
+def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("selection (what to fetch)")
+    group.add_argument(
+        "--label",
+        dest="label",
+        action="append",
+        default=[],
+        metavar="NAME_OR_MID",
+        help="keep images with this label (repeatable); names need --classes",
     )
-    parser.add_argument(
-        "--join-buckets",
-        dest="join_buckets",
-        type=int,
-        default=0,
-        help="ImageID buckets of the join (0: ~1 per 128 MiB of input)",
+    group.add_argument(
+        "--min-confidence",
+        dest="min_confidence",
+        type=float,
+        default=0.0,
+        help="ignore label rows below this confidence",
     )
-    parser.add_argument(
-        "--parquet-compression",
-        dest="parquet_compression",
-        default=DEFAULT_COMPRESSION,
-        choices=["zstd", "snappy", "gzip", "lz4", "none"],
+    group.add_argument(
+        "--source",
+        dest="source",
+        action="append",
+        default=[],
+        choices=_KINDS + _IMAGE_SOURCES,
+        metavar="SOURCE",
+        help="machine|human|any: which labels select (human 0 never does); "
+        "original|thumbnail: which URL to download (Thumbnail300KURL, not "
+        "MD5-checked: its bytes change over time). May be given twice.",
+    )
+    group.add_argument(
+        "--subset",
+        dest="subset",
+        action="append",
+        default=[],
+        choices=("train", "validation", "test"),
+    )
+    group.add_argument(
+        "--trainable-only",
+        dest="trainable_only",
+        action="store_true",
+        help="only labels of the trainable set select images",
+    )
+    group.add_argument(
+        "--max-per-label",
+        dest="max_per_label",
+        type=int,
+        help="at most N images per label (stable hash of ImageID)",
+    )
+    group.add_argument("--limit", type=int, help="at most N images in all")
+    group.add_argument(
+        "--sample",
+        type=float,
+        metavar="FRACTION",
+        help="a stable fraction of the images, e.g. 0.01",
+    )
+
+
+def add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("fetching")
+    defaults = FetchPolicy()
+    group.add_argument(
+        "--url-template",
+        dest="url_template",
+        help="build the URL from image columns, e.g. "
+        "'gs://my-mirror/{Subset}/{ImageID}.jpg' or 'https://m.example/{ImageID}.jpg'",
+    )
+    group.add_argument(
+        "--verify",
+        default="auto",
+        choices=("auto", "md5", "decode"),
+        help="auto: size+MD5 for originals and templates, full decode for thumbnails",
+    )
+    group.add_argument(
+        "--concurrency", type=int, default=16, help="requests in flight per worker"
+    )
+    group.add_argument(
+        "--timeout",
+        type=float,
+        default=defaults.timeout,
+        help="connect and read timeout, seconds",
+    )
+    group.add_argument(
+        "--deadline",
+        type=float,
+        default=defaults.deadline,
+        help="hard limit per image, retries included, seconds",
+    )
+    group.add_argument(
+        "--retries",
+        type=int,
+        default=defaults.retries,
+        help="retries of transient failures (5xx, 429, resets)",
+    )
+    group.add_argument(
+        "--max-bytes",
+        dest="max_bytes",
+        type=int,
+        default=defaults.max_bytes,
+        help="largest image to download",
+    )
+    group.add_argument(
+        "--max-per-host",
+        dest="max_per_host",
+        type=int,
+        default=defaults.max_per_host,
+        help="connections to one host per worker",
+    )
+    group.add_argument(
+        "--host-delay",
+        dest="host_delay",
+        type=float,
+        default=defaults.host_delay,
+        help="politeness: seconds between requests to one host",
+    )
+    group.add_argument(
+        "--max-redirects",
+        dest="max_redirects",
+        type=int,
+        default=defaults.max_redirects,
+    )
+    group.add_argument(
+        "--allow-private-hosts",
+        dest="allow_private_hosts",
+        action="store_true",
+        help="allow hosts on private/loopback/link-local addresses (refused by "
+        "default: a CSV row must not reach internal services)",
+    )
+    group.add_argument(
+        "--max-pixels",
+        dest="max_pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help="larger images are bombs",
+    )
+    group.add_argument(
+        "--full-decode",
+        dest="full_decode",
+        action="store_true",
+        help="decode every image fully, not only unverifiable ones",
+    )
+    group.add_argument(
+        "--shard-bytes",
+        dest="shard_bytes",
+        type=int,
+        default=1 << 30,
+        help="target size of one tar shard",
     )
 
 
 @dataclass(frozen=True)
 class TablesConfig:
-    """Everything `oibeam tables` needs, checked once."""
+    """The inputs, output and table options shared by every command."""
 
     images: tuple[str, ...]
     labels: tuple[str, ...]
@@ -119,19 +293,20 @@ class TablesConfig:
     split_bytes: int = DEFAULT_SPLIT_BYTES
     join_buckets: int = 0
     parquet_compression: str = DEFAULT_COMPRESSION
+    job_labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.images:
             raise ValueError("--images is required (one or more file patterns)")
-        if not self.labels:
-            raise ValueError("--labels is required (one or more file patterns)")
         if not self.output:
             raise ValueError("--output is required")
         if self.join_buckets < 0:
             raise ValueError("--join-buckets must be >= 0")
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> TablesConfig:
+    def from_args(cls, args: argparse.Namespace, labels_required=True) -> TablesConfig:
+        if labels_required and not args.labels:
+            raise ValueError("--labels is required (one or more file patterns)")
         return cls(
             images=tuple(args.images or ()),
             labels=tuple(args.labels or ()),
@@ -148,6 +323,70 @@ class TablesConfig:
             split_bytes=args.split_bytes,
             join_buckets=args.join_buckets,
             parquet_compression=args.parquet_compression,
+            job_labels=tuple(args.job_labels),
+        )
+
+    def beam_args(self) -> list[str]:
+        """Flags of ours that become Beam pipeline options."""
+        return [f"--label={label}" for label in self.job_labels]
+
+    def as_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FetchRunConfig:
+    """Everything `oibeam fetch` needs, checked once."""
+
+    tables: TablesConfig
+    selection: Selection
+    label_args: tuple[str, ...]  # --label values as given (names or mids)
+    fetch: FetchConfig
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> FetchRunConfig:
+        kinds = [s for s in args.source if s in _KINDS]
+        image_sources = [s for s in args.source if s in _IMAGE_SOURCES]
+        if len(kinds) > 1 or len(image_sources) > 1:
+            raise ValueError(
+                "--source: at most one of machine|human|any and one of "
+                "original|thumbnail"
+            )
+        selection = Selection(
+            labels=tuple(args.label),  # names are resolved to mids later
+            min_confidence=args.min_confidence,
+            source=kinds[0] if kinds else "any",
+            subsets=tuple(dict.fromkeys(args.subset)),
+            trainable_only=args.trainable_only,
+            max_per_label=args.max_per_label,
+            limit=args.limit,
+            sample=args.sample,
+        )
+        policy = FetchPolicy(
+            timeout=args.timeout,
+            deadline=args.deadline,
+            retries=args.retries,
+            max_bytes=args.max_bytes,
+            max_per_host=args.max_per_host,
+            host_delay=args.host_delay,
+            max_redirects=args.max_redirects,
+            allow_private_hosts=args.allow_private_hosts,
+        )
+        fetch = FetchConfig(
+            source=image_sources[0] if image_sources else "original",
+            url_template=args.url_template,
+            verify=args.verify,
+            concurrency=args.concurrency,
+            policy=policy,
+            max_pixels=args.max_pixels,
+            full_decode=args.full_decode,
+            shard_bytes=args.shard_bytes,
+        )
+        return cls(
+            tables=TablesConfig.from_args(args, labels_required=False),
+            selection=selection,
+            label_args=tuple(args.label),
+            fetch=fetch,
         )
 
     def as_json(self) -> dict:
@@ -156,12 +395,27 @@ class TablesConfig:
 
 def tables_parser(prog: str = "oibeam tables") -> argparse.ArgumentParser:
     """The parser `oibeam tables --help` shows; unknown flags go to Beam."""
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        allow_abbrev=False,  # --label (Beam's job labels) must not mean --labels
-        description="Read Open Images CSVs into typed Parquet tables, label "
-        "statistics and the trainable label set. Other flags are Beam pipeline "
-        "options (--runner, --project, --region, --temp_location, ...).",
+    parser = _parser(
+        prog,
+        "Read Open Images CSVs into typed Parquet tables, label statistics and "
+        "the trainable label set.",
     )
-    add_tables_arguments(parser)
+    add_input_arguments(parser, labels_required=True)
+    add_rule_arguments(parser)
+    return parser
+
+
+def fetch_parser(prog: str = "oibeam fetch") -> argparse.ArgumentParser:
+    """The parser of `oibeam fetch`."""
+    parser = _parser(
+        prog,
+        "Select images, fetch them (HTTP(S) or a gs:// mirror), verify them "
+        "against OriginalSize/OriginalMD5 and Pillow, and write WebDataset tar "
+        "shards with a status for every selected image. --images also takes the "
+        "images table of `oibeam tables` (tables/images/*.parquet).",
+    )
+    add_input_arguments(parser, labels_required=False)
+    add_selection_arguments(parser)
+    add_rule_arguments(parser)
+    add_fetch_arguments(parser)
     return parser

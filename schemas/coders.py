@@ -56,6 +56,7 @@ def register_coders() -> None:
     """Arrow tables as IPC streams; small element NamedTuples as Beam rows."""
     from schemas.elements import (
         BucketPiece,
+        Count,
         CsvRange,
         FileCount,
         RangeLines,
@@ -63,7 +64,14 @@ def register_coders() -> None:
     )
 
     beam.coders.registry.register_coder(pa.Table, ArrowTableCoder)
-    for element_type in (BucketPiece, CsvRange, FileCount, RangeLines, WrittenFile):
+    for element_type in (
+        BucketPiece,
+        Count,
+        CsvRange,
+        FileCount,
+        RangeLines,
+        WrittenFile,
+    ):
         beam.coders.registry.register_coder(element_type, beam.coders.RowCoder)
 
 

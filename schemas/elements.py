@@ -65,3 +65,10 @@ class BucketPiece(NamedTuple):
     side: str  # "images" | "labels"
     path: str
     rows: int
+
+
+class Count(NamedTuple):
+    """A named count for the manifest, summed over the run (e.g. "status:ok")."""
+
+    name: str
+    n: int

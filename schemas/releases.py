@@ -54,6 +54,19 @@ HUMAN_SOURCES: frozenset[str] = frozenset(
     {"human", "verification", "crowdsource-verification"}
 )
 KNOWN_SOURCES: tuple[str, ...] = tuple(sorted(MACHINE_SOURCES | HUMAN_SOURCES))
+LABEL_NAME_PATTERN = r"^/[a-z]+/[0-9A-Za-z_]+$"  # a mid: /m/0abc, /g/11xyz
+# Names oibeam adds to its tables: an input column may not use them.
+_INTERNAL = ("key", "_src", "_line", "_ref_src", "_ref_line")
+RESERVED_IMAGE_COLUMNS: frozenset[str] = frozenset(
+    _INTERNAL
+    + ("labels",)
+    + ("status", "error", "retryable", "http_status", "attempts", "elapsed_ms")
+    + ("bytes", "url", "md5_ok", "checked", "format", "mode", "width", "height")
+    + ("exif_orientation", "display_width", "display_height", "shard")
+)
+RESERVED_LABEL_COLUMNS: frozenset[str] = frozenset(
+    _INTERNAL + ("DisplayName", "Subset")
+)
 # Source kinds used by statistics and trainable rules; "any" is either kind.
 SOURCE_KINDS: tuple[str, ...] = ("machine", "human", "any")
 
@@ -100,6 +113,7 @@ def images_layout(path: str, names: list[str]) -> CsvLayout:
     else:
         release = "v1-early"
     extras = tuple(c for c in columns if c not in known)
+    _check_reserved(path, extras, RESERVED_IMAGE_COLUMNS)
     return CsvLayout("images", release, columns, extras)
 
 
@@ -114,22 +128,32 @@ def labels_layout(path: str, names: list[str]) -> CsvLayout:
             f"{', '.join(missing)}; it has {', '.join(columns) or 'no columns'}"
         )
     extras = tuple(c for c in columns if c not in LABEL_COLUMNS)
+    _check_reserved(path, extras, RESERVED_LABEL_COLUMNS)
     return CsvLayout("labels", "labels", columns, extras)
 
 
 def subset_from_path(path: str) -> str | None:
-    """The subset the path names: the file name first, then the nearest folder.
+    """The subset the file name names, else its folder (e.g. train/images.csv).
 
-    `gs://b/2016_08/train/images.csv` -> train; a part naming two subsets is
-    ambiguous and ends the search (None).
+    Only these two parts count: a subset word further up (a /tmp/test-runs/
+    folder) says nothing about the file. Two subsets in one part: None.
     """
-    parts = path.replace("\\", "/").lower().split("/")
+    parts = path.replace("\\", "/").lower().split("/")[-2:]
     for part in reversed(parts):
         stem = part.split(".")[0]
         found = {w for w in stem.replace("_", "-").split("-") if w in SUBSETS}
         if found:
             return found.pop() if len(found) == 1 else None
     return None
+
+
+def _check_reserved(path: str, extras: tuple[str, ...], reserved) -> None:
+    clash = [c for c in extras if c in reserved]
+    if clash:
+        raise HeaderError(
+            f"{path}: column(s) {', '.join(clash)} clash with columns oibeam adds; "
+            "rename them in the file"
+        )
 
 
 def _check_unique(path: str, columns: tuple[str, ...]) -> None:

@@ -158,3 +158,10 @@ def labels_internal_schema(extras: tuple[str, ...]) -> pa.Schema:
             pa.field(LINE, pa.int64()),
         ]
     )
+
+
+def images_with_status_schema(extras: tuple[str, ...]) -> pa.Schema:
+    """The images table after a fetch: every column plus the status columns."""
+    from schemas.fetch import STATUS_FIELDS
+
+    return pa.schema(list(images_schema(extras)) + STATUS_FIELDS)

@@ -56,6 +56,10 @@ class TablesRun:
     def rows(self, name: str) -> list[dict]:
         return self.table(name).to_pylist()
 
+    def rows_at(self, path: str) -> list[dict]:
+        """Rows of a Parquet dataset at a path under the run root."""
+        return pq.read_table(self.root / path).to_pylist()
+
 
 def run_cli(*args: str) -> int:
     return cli_main([str(a) for a in args])

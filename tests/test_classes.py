@@ -56,10 +56,21 @@ def test_header_duplicates_and_bad_rows():
     assert parsed.names == {"/m/a": "Apple", "/m/b": "Bee, small"}
     assert [(e["_line"], e["code"]) for e in parsed.errors] == [
         (4, "duplicate_class"),
+        (5, "empty_line"),
         (6, "empty_display_name"),
         (7, "bad_label"),
         (8, "wrong_field_count"),
         (9, "invalid_utf8"),
     ]
     assert (parsed.errors[0]["_ref_src"], parsed.errors[0]["_ref_line"]) == (5, 2)
-    assert parsed.read == {0: 7} and parsed.rows == {0: 2}
+    assert parsed.read == {0: 8} and parsed.rows == {0: 2}
+
+
+def test_a_first_row_is_a_header_only_if_it_reads_like_one():
+    parsed = ParsedClasses()
+    parse_classes(b"bad first row,Thing\n/m/a,Apple\n", 0, 0, parsed)
+    assert parsed.names == {"/m/a": "Apple"}
+    assert [(e["_line"], e["code"]) for e in parsed.errors] == [(1, "bad_label")]
+    parsed = ParsedClasses()
+    parse_classes(b"id,name\n/m/a,Apple\n", 0, 0, parsed)
+    assert parsed.names == {"/m/a": "Apple"} and not parsed.errors

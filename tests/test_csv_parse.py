@@ -29,7 +29,8 @@ def test_clean_block_takes_the_fast_typed_path():
     parsed = parse_line_block(data, COLUMNS, LABEL_FAST_TYPES)
     assert parsed.lines.tolist() == [1, 2]
     assert parsed.line_count == 2
-    assert parsed.table.schema.field("Confidence").type == pa.float64()
+    assert parsed.table.schema.field("Confidence").type == pa.string()
+    assert pa.types.is_dictionary(parsed.table.schema.field("Source").type)
     assert pa.types.is_fixed_size_binary(parsed.table.schema.field("ImageID").type)
 
 
@@ -128,3 +129,35 @@ def test_crlf_line_block_values_and_raw_text():
     assert parsed.table.column("LabelName").to_pylist() == ["/m/05_4_", "/m/x"]
     assert parsed.lines.tolist() == [1, 2]
     assert line_texts(data, np.array([2])) == ["000002b66c9c498e,machine,/m/x,9"]
+
+
+def test_quotes_never_join_lines_in_a_split_file():
+    data = (
+        b'000002b66c9c498e,"machine",/m/05_4_,0.7\n'
+        b'000002b66c9c498e,"machine,/m/x,1\n'  # a stray quote
+        b"000002b66c9c498e,machine,/m/y,0.5\n"
+        b'"000002b66c9c498e","human","/m/z","1"\n'
+    )
+    parsed = parse_line_block(data, COLUMNS, LABEL_FAST_TYPES)
+    assert parsed.lines.tolist() == [1, 2, 3, 4]
+    sources = parsed.table.column("Source").to_pylist()
+    assert sources == ["machine", '"machine', "machine", "human"]  # 2: a bad Source
+    assert parsed.table.column("LabelName").to_pylist()[2:] == ["/m/y", "/m/z"]
+    assert parsed.invalid == []
+
+
+def test_long_lines_and_lone_carriage_returns():
+    long_line = b"000002b66c9c498e,machine,/m/" + b"x" * (3 << 20) + b",0.5\n"
+    data = b"000002b66c9c498e,machine,/m/a,0.5\n" + long_line
+    parsed = parse_line_block(data, COLUMNS, LABEL_FAST_TYPES)
+    assert parsed.lines.tolist() == [1, 2]
+    assert len(parsed.table.column("LabelName")[1].as_py()) == 3 + (3 << 20)
+    lone = (
+        b"000002b66c9c498e,machine,/m/a,0.5\r000002b66c9c498f,x\n"
+        b"00000000000000ab,human,/m/b,1\n"
+    )
+    parsed = parse_line_block(lone, COLUMNS, LABEL_FAST_TYPES)
+    # Lines end at LF: the lone CR stays inside line 1, which has 5 fields.
+    assert parsed.lines.tolist() == [2]
+    assert [(n, f) for n, _, f in parsed.invalid] == [(1, 5)]
+    assert line_texts(lone, np.array([2])) == ["00000000000000ab,human,/m/b,1"]

@@ -53,9 +53,12 @@ def _reference(table: pa.Table):
         c[1 if r["Confidence"] > 0 else 2] += 1
         c[3] += r["Confidence"]
         kind = "human" if r["Source"] in HUMAN else "machine"
-        for k in (kind, "any"):
-            v = (r["ImageID"], r["LabelName"], r["Subset"], k)
-            verdict[v] = max(verdict[v], r["Confidence"])
+        v = (r["ImageID"], r["LabelName"], r["Subset"], kind)
+        verdict[v] = max(verdict[v], r["Confidence"])
+    for (image, label, subset, kind), best in list(verdict.items()):
+        human = verdict.get((image, label, subset, "human"))
+        if kind == "human" or human is None:  # a human verdict overrules
+            verdict[(image, label, subset, "any")] = best
     stats = defaultdict(lambda: defaultdict(int))
     for (image, label, subset, kind), best in verdict.items():
         sign = "positive" if best > 0 else "negative"

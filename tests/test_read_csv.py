@@ -62,6 +62,7 @@ def test_read_composite_outputs(pipeline, tmp_path):
         )
         read = (
             out["counts"]
+            | "ReadOnly" >> beam.Filter(lambda c: c.counter == "read")
             | "Read" >> beam.Map(lambda c: ((c.file_id, c.counter), c.n))
             | "SumRead" >> beam.CombinePerKey(sum)
         )

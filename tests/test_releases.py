@@ -72,3 +72,26 @@ def test_repeated_column_is_an_error():
 )
 def test_subset_from_path(path, subset):
     assert releases.subset_from_path(path) == subset
+
+
+@pytest.mark.parametrize(
+    ("layout", "columns", "clash"),
+    [
+        (releases.images_layout, V1.split(",") + ["labels"], "labels"),
+        (releases.images_layout, V1.split(",") + ["key"], "key"),
+        (releases.images_layout, V1.split(",") + ["status"], "status"),
+        (
+            releases.labels_layout,
+            ["ImageID", "Source", "LabelName", "Confidence", "Subset"],
+            "Subset",
+        ),
+        (
+            releases.labels_layout,
+            ["ImageID", "Source", "LabelName", "Confidence", "DisplayName"],
+            "DisplayName",
+        ),
+    ],
+)
+def test_columns_we_add_cannot_come_from_a_file(layout, columns, clash):
+    with pytest.raises(releases.HeaderError, match=f"column\\(s\\) {clash} clash"):
+        layout("f.csv", columns)

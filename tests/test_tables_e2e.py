@@ -445,3 +445,52 @@ def test_files_with_only_a_header(run_tables, tmp_path):
     assert run.table("images").num_rows == 0  # an empty table with its schema
     assert "labels" in run.table("images").column_names
     assert run.table("label_stats").num_rows == 0
+
+
+def test_review_cases_end_in_clear_rows_not_crashes(run_tables, tmp_path, capsys):
+    ids = [r.split(",")[0] for r in V3_IMAGES.read_text().splitlines()[1:4]]
+    # One labels file has an extra column, the other does not.
+    (tmp_path / "a.csv").write_text(
+        f"ImageID,Source,LabelName,Confidence,Note\n{ids[0]},machine,/m/01,0.5,x\n"
+    )
+    # A stray quote, a CR-only row break, an empty line and text after the end.
+    (tmp_path / "b.csv").write_bytes(
+        b"ImageID,Source,LabelName,Confidence\n"
+        + f'{ids[1]},"machine,/m/02,0.5\n'.encode()
+        + f"{ids[1]},machine,/m/03,0.5\r{ids[2]},machine,/m/04,0.5\n".encode()
+        + b"\n"
+        + f"{ids[2]},machine,/m/05,0.5\n".encode()
+        + b"trailing garbage"
+    )
+    run = run_tables(
+        "--images",
+        V3_IMAGES,
+        "--labels",
+        tmp_path / "a.csv",
+        tmp_path / "b.csv",
+        "--split-bytes",
+        "4096",
+    )
+    assert run.exit_code == 0, capsys.readouterr().err
+    errors = {
+        (e["file"].rsplit("/", 1)[1], e["line"]): e["code"] for e in run.rows("errors")
+    }
+    assert errors == {
+        ("b.csv", 2): "bad_source",
+        ("b.csv", 3): "wrong_field_count",
+        ("b.csv", 4): "empty_line",
+        ("b.csv", 6): "wrong_field_count",
+    }
+    labels = {(r["ImageID"], r["LabelName"]): r for r in run.rows("labels")}
+    assert labels[(ids[0], "/m/01")]["Note"] == "x"
+    assert labels[(ids[2], "/m/05")]["Note"] is None
+    for entry in run.manifest["inputs"]:
+        assert entry["rows_read"] == entry["rows_kept"] + entry["rows_rejected"]
+
+
+def test_output_that_is_a_file_is_refused(run_tables, tmp_path, capsys):
+    target = tmp_path / "not-a-dir"
+    target.write_text("x")
+    run = run_tables("--images", V3_IMAGES, "--labels", V3_HUMAN, output=target)
+    assert run.exit_code == 2
+    assert "is a file, not a directory" in capsys.readouterr().err

@@ -42,6 +42,7 @@ def _images(*changes: dict) -> pa.Table:
         ({"OriginalURL": ""}, "bad_url"),
         ({"OriginalSize": "12.5"}, "bad_size"),
         ({"OriginalSize": "-3"}, "bad_size"),
+        ({"OriginalSize": "99999999999999999999999"}, "bad_size"),  # > int64
         (
             {"OriginalMD5": "5c9594324b0d89bef519ee9aab5ff4fe"},
             "bad_md5",

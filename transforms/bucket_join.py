@@ -31,6 +31,7 @@ from schemas.tables import (
     labels_internal_schema,
     labels_schema,
 )
+from transforms.arrow_util import encode, ranks
 from transforms.csv_parse import csv_fields
 from transforms.image_keys import format_image_ids
 
@@ -50,22 +51,6 @@ def _in_file_order(tables: typing.Iterable[pa.Table], schema: pa.Schema) -> pa.T
         return schema.empty_table()
     pieces.sort(key=lambda t: (t[SRC][0].as_py(), t[LINE][0].as_py()))
     return pa.concat_tables(pieces).combine_chunks()
-
-
-def _ranks(dictionary: pa.Array) -> np.ndarray:
-    """Rank of each dictionary value in byte order of the strings."""
-    order = np.asarray(pc.sort_indices(dictionary).to_numpy())
-    ranks = np.empty(len(order), dtype=np.int64)
-    ranks[order] = np.arange(len(order))
-    return ranks
-
-
-def _encode(column: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """(dictionary values, int64 codes) of a string column."""
-    encoded = pc.dictionary_encode(column)
-    if isinstance(encoded, pa.ChunkedArray):
-        encoded = encoded.unify_dictionaries().combine_chunks()
-    return encoded.dictionary, np.asarray(encoded.indices.to_numpy(), dtype=np.int64)
 
 
 def _first_of_runs(duplicate: np.ndarray) -> np.ndarray:
@@ -109,10 +94,10 @@ def join_bucket(
 
     # Labels: sort by (key, LabelName, Source), file order among equals.
     lkeys = labels[KEY].to_numpy()
-    label_values, label_codes = _encode(labels["LabelName"])
-    source_values, source_codes = _encode(labels["Source"])
-    combo = _ranks(label_values)[label_codes] * max(len(source_values), 1)
-    combo += _ranks(source_values)[source_codes]
+    label_values, label_codes = encode(labels["LabelName"])
+    source_values, source_codes = encode(labels["Source"])
+    combo = ranks(label_values)[label_codes] * max(len(source_values), 1)
+    combo += ranks(source_values)[source_codes]
     by_key = np.argsort(lkeys, kind="stable")
     sorted_keys = lkeys[by_key]
     run = np.zeros(len(by_key), dtype=np.int64)

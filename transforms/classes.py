@@ -20,6 +20,7 @@ import pyarrow as pa
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from schemas import releases
 from schemas.coders import register_coders
 from schemas.elements import CsvFile, CsvRange, FileCount
 from schemas.tables import ERRORS_INTERNAL, LINE, REF_LINE, REF_SRC, SRC
@@ -33,7 +34,9 @@ CLASSES = pa.schema(
         pa.field("DisplayName", pa.string(), nullable=False),
     ]
 )
-_MID = re.compile(r"^/[a-z]+/[0-9A-Za-z_]+$")
+_MID = re.compile(releases.LABEL_NAME_PATTERN)
+# Headers seen in class description files (V5+: LabelName,DisplayName).
+_HEADERS = [["labelname", "displayname"], ["id", "name"], ["mid", "name"]]
 
 
 @dataclass
@@ -63,18 +66,19 @@ def parse_classes(data: bytes, file_id: int, range_id: int, out: ParsedClasses) 
     out.rows.setdefault(file_id, 0)
     for index, fields in enumerate(reader):
         line, previous_end = previous_end + 1, reader.line_num
-        if index == 0 and fields and not fields[0].strip().startswith("/"):
+        if index == 0 and [f.strip().lower() for f in fields] in _HEADERS:
             continue  # a header such as LabelName,DisplayName
-        if not fields:
-            continue  # csv yields [] for an empty line: not a row
         out.read[file_id] += 1
         raw = csv_line(fields)
         fail = functools.partial(_fail, out, range_id, line, raw)
+        if not fields:
+            fail("empty_line", "empty line")
+            continue
         if any("\udc80" <= ch <= "\udcff" for value in fields for ch in value):
             fail("invalid_utf8", "text is not valid UTF-8")
             continue
         if len(fields) != 2:
-            fail("wrong_field_count", f"has {len(fields)} fields, expected 2")
+            fail("wrong_field_count", f"has {len(fields)} field(s), expected 2")
             continue
         mid, name = fields[0].strip(), fields[1].strip()
         if not _MID.match(mid):

@@ -129,7 +129,10 @@ def _describe(file_id: int, kind: str, path: str, size: int) -> CsvFile:
         text = header_line.decode("utf-8")
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: the header is not UTF-8 text: not a CSV file") from e
-    names = next(csv.reader([text.rstrip("\r\n")]), [])
+    try:
+        names = next(csv.reader([text.splitlines()[0] if text else ""]), [])
+    except csv.Error as e:
+        raise InputError(f"{path}: the header is not a CSV line: {e}") from e
     layout_of = releases.images_layout if kind == "images" else releases.labels_layout
     try:
         layout = layout_of(path, names)

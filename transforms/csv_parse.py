@@ -60,62 +60,125 @@ def _empty(columns: tuple[str, ...]) -> pa.Table:
 def parse_line_block(
     data: bytes, columns: tuple[str, ...], fast_types: dict[str, pa.DataType]
 ) -> ParsedRows:
-    """Parses whole lines (no newline inside any value) of a split file.
+    """Parses a block of whole lines of a split file: one line, one record.
 
+    Quotes never join lines here (a stray quote must not swallow the rest of a
+    range): quoting is off, and a field wrapped in quotes is unwrapped after.
     Tries `fast_types` with all cores first; on any conversion error, invalid
-    UTF-8 or wrong column count, parses again as strings on one thread, which
-    gives the line of every rejected row.
+    UTF-8 or wrong field count, parses again as strings on one thread, which
+    gives the line of every rejected row; lines pyarrow cannot take (longer than
+    a block, a lone CR) are split in Python.
     """
     if not data:
         return ParsedRows(table=_empty(columns), lines=np.zeros(0, dtype=np.int64))
+    if data.count(b"\r") != data.count(b"\r\n"):
+        return _parse_each_line(data, columns)  # pyarrow ends a record at a lone CR
     lines_in_block = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
     handler = _InvalidRows()
     try:
         table = pv.read_csv(
             pa.py_buffer(data),
             read_options=pv.ReadOptions(column_names=list(columns), use_threads=True),
-            parse_options=pv.ParseOptions(
-                ignore_empty_lines=False, invalid_row_handler=handler
-            ),
+            parse_options=_line_parse_options(handler),
             convert_options=pv.ConvertOptions(
                 column_types={c: fast_types.get(c, pa.string()) for c in columns},
                 strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
             ),
         )
     except pa.ArrowInvalid:
         table = None
     if table is not None and not handler.rows and table.num_rows == lines_in_block:
         return ParsedRows(
-            table=table,
+            table=unquote_table(table),
             lines=np.arange(1, table.num_rows + 1, dtype=np.int64),
             line_count=lines_in_block,
         )
-    return _parse_carefully(data, columns, newlines_in_values=False)
-
-
-def _parse_carefully(
-    data: bytes, columns: tuple[str, ...], newlines_in_values: bool
-) -> ParsedRows:
     handler = _InvalidRows()
-    table = pv.read_csv(
-        pa.py_buffer(data),
-        read_options=pv.ReadOptions(column_names=list(columns), use_threads=False),
-        parse_options=pv.ParseOptions(
-            ignore_empty_lines=False,
-            newlines_in_values=newlines_in_values,
-            invalid_row_handler=handler,
-        ),
-        convert_options=pv.ConvertOptions(
-            column_types=_string_types(columns),
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-            check_utf8=False,
-        ),
+    try:
+        table = pv.read_csv(
+            pa.py_buffer(data),
+            read_options=pv.ReadOptions(
+                column_names=list(columns), use_threads=False, block_size=len(data) + 1
+            ),
+            parse_options=_line_parse_options(handler),
+            convert_options=pv.ConvertOptions(
+                column_types=_string_types(columns),
+                strings_can_be_null=False,
+                check_utf8=False,
+            ),
+        )
+    except pa.ArrowInvalid:
+        return _parse_each_line(data, columns)
+    parsed = _RecordNumbering().add_block(table, handler.rows)  # repairs UTF-8
+    parsed.table = unquote_table(parsed.table)
+    return parsed
+
+
+def _line_parse_options(handler) -> pv.ParseOptions:
+    return pv.ParseOptions(
+        quote_char=False, ignore_empty_lines=False, invalid_row_handler=handler
     )
-    numbering = _RecordNumbering()
-    rows = numbering.add_block(table, handler.rows)
-    return rows
+
+
+def unquote_table(table: pa.Table) -> pa.Table:
+    """Unwraps "quoted" string values (doubled quotes inside become one)."""
+    for i, column in enumerate(table.columns):
+        if pa.types.is_dictionary(column.type):
+            column = column.unify_dictionaries() if column.num_chunks > 1 else column
+            chunks = [
+                pa.DictionaryArray.from_arrays(c.indices, _unquote(c.dictionary))
+                for c in column.chunks
+            ]
+            table = table.set_column(i, table.field(i), pa.chunked_array(chunks))
+        elif pa.types.is_string(column.type):
+            table = table.set_column(i, table.field(i), _unquote(column))
+    return table
+
+
+def _unquote(values):
+    quoted = pc.and_(
+        pc.starts_with(values, '"'),
+        pc.and_(pc.ends_with(values, '"'), pc.greater_equal(pc.utf8_length(values), 2)),
+    )
+    if not pc.any(quoted).as_py():
+        return values
+    inner = pc.replace_substring(pc.utf8_slice_codeunits(values, 1, -1), '""', '"')
+    return pc.if_else(quoted, inner, values)
+
+
+def _parse_each_line(data: bytes, columns: tuple[str, ...]) -> ParsedRows:
+    """The slow, sure way: split lines and fields in Python (rare inputs only)."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    rows: list[list[str]] = []
+    numbers, bad_utf8, invalid = [], [], []
+    for number, raw in enumerate(lines, start=1):
+        raw = raw[:-1] if raw.endswith(b"\r") else raw
+        text = raw.decode("utf-8", errors="replace")
+        fields = [_unquote_text(f) for f in text.split(",")]
+        if raw and len(fields) != len(columns):
+            invalid.append((number, text, len(fields)))
+            continue
+        rows.append(fields if raw else [""] * len(columns))
+        numbers.append(number)
+        bad_utf8.append("\ufffd" in text and b"\xef\xbf\xbd" not in raw)
+    table = pa.table(
+        {c: pa.array([r[i] for r in rows], pa.string()) for i, c in enumerate(columns)}
+    )
+    return ParsedRows(
+        table=table,
+        lines=np.array(numbers, dtype=np.int64),
+        invalid=invalid,
+        bad_utf8=np.array(bad_utf8, dtype=bool) if any(bad_utf8) else None,
+        line_count=len(lines),
+    )
+
+
+def _unquote_text(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1].replace('""', '"')
+    return value
 
 
 class _RecordNumbering:
@@ -196,8 +259,8 @@ def iter_stream_blocks(
     handler = _InvalidRows()
     try:
         reader = _open_stream(stream, columns, block_bytes, handler)
-    except pa.ArrowInvalid as e:
-        if "Empty CSV file" not in str(e):
+    except pa.ArrowInvalid as e:  # a header alone, with or without its newline
+        if "Empty CSV file" not in str(e) and "Could not skip initial" not in str(e):
             raise
         yield ParsedRows(_empty(columns), np.zeros(0, dtype=np.int64), line_count=1)
         return

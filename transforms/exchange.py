@@ -22,14 +22,17 @@ EXCHANGE_DIR = "_exchange"
 _OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
 
 
-def piece_path(root: str, side: str, bucket: int, table: pa.Table) -> str:
-    """Where one block's rows of one bucket are parked (stable across retries)."""
-    first_src, first_line = table[SRC][0].as_py(), table[LINE][0].as_py()
-    return f"{root}/{side}/b{bucket:05d}/{first_src:05d}-{first_line:012d}.arrow"
+def block_name(table: pa.Table) -> str:
+    """A read block's name: its range and first line (stable across retries)."""
+    return f"{table[SRC][0].as_py():05d}-{table[LINE][0].as_py():012d}"
 
 
-def write_piece(root: str, side: str, bucket: int, table: pa.Table) -> BucketPiece:
-    path = piece_path(root, side, bucket, table)
+def write_piece(
+    root: str, side: str, bucket: int, table: pa.Table, name: str | None = None
+) -> BucketPiece:
+    """Parks `table` as bucket `bucket` of `side`; `name` must be unique within
+    the bucket and the same when a bundle is retried (default: block_name)."""
+    path = f"{root}/{side}/b{bucket:05d}/{name or block_name(table)}.arrow"
 
     def write(stream) -> None:
         with pa.ipc.new_file(stream, table.schema, options=_OPTIONS) as writer:

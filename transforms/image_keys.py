@@ -93,11 +93,3 @@ def mix64(keys: np.ndarray) -> np.ndarray:
 def bucket_of(keys: np.ndarray, buckets: int) -> np.ndarray:
     """The bucket (0..buckets-1) of each key; uniform for any key distribution."""
     return (mix64(keys) % np.uint64(buckets)).astype(np.int64)
-
-
-def image_id_digest(image_id: str) -> int:
-    """The stable 64-bit digest of one ImageID (for shards and sampling)."""
-    keys, ok = parse_image_ids(pa.array([image_id]))
-    if not ok[0]:
-        raise ValueError(f"not an ImageID (16 hex digits): {image_id!r}")
-    return int(mix64(keys)[0])

@@ -20,6 +20,9 @@ import pyarrow.compute as pc
 from schemas.coders import register_coders
 from schemas.releases import HUMAN_SOURCES, MACHINE_SOURCES, SUBSETS
 from schemas.tables import HISTOGRAM_BINS, LABEL_COUNTS, LABEL_STATS
+from transforms.arrow_util import combine as _combine
+from transforms.arrow_util import encode as _encode
+from transforms.arrow_util import ranks
 from transforms.csv_parse import csv_line
 from transforms.image_keys import parse_image_ids
 from transforms.trainable import TrainableRule, trainable_mask
@@ -97,15 +100,6 @@ def _sum_by(pieces: list[pa.Table], schema: pa.Schema, key_count: int) -> pa.Tab
     )
 
 
-def _combine(column) -> pa.Array:
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-
-
-def _encode(column) -> tuple[pa.Array, np.ndarray]:
-    encoded = pc.dictionary_encode(_combine(column))
-    return encoded.dictionary, np.asarray(encoded.indices.to_numpy(), dtype=np.int64)
-
-
 def _to_micros(conf: np.ndarray) -> np.ndarray:
     return np.rint(conf * _MICROS)
 
@@ -165,9 +159,7 @@ def fold_labels(table: pa.Table) -> LabelPartials:
 
 def _pair_order(keys, label_codes, labels) -> np.ndarray | None:
     """None if rows of each (image, label) are contiguous, else a sorting order."""
-    ranks = np.empty(len(labels), dtype=np.int64)
-    ranks[np.asarray(pc.sort_indices(labels).to_numpy())] = np.arange(len(labels))
-    r = ranks[label_codes]
+    r = ranks(labels)[label_codes]
     grouped = (keys[1:] > keys[:-1]) | ((keys[1:] == keys[:-1]) & (r[1:] >= r[:-1]))
     return None if grouped.all() else np.lexsort((r, keys))
 
@@ -209,12 +201,17 @@ def _kind_partial(
     # A kind's verdict per (image, label): its highest confidence, -1 if absent.
     best_machine = np.maximum.reduceat(np.where(machine, conf, -1.0), starts)
     best_human = np.maximum.reduceat(np.where(human, conf, -1.0), starts)
-    best_any = np.maximum(best_machine, best_human)
+    # Humans overrule the machine: where a human verified the label, that is the
+    # verdict of "any" (a rejected machine label is not a positive).
+    best_any = np.where(best_human >= 0, best_human, best_machine)
     shape = (len(labels), len(subsets))
     cell = np.ravel_multi_index((label_codes[starts], subset_codes[starts]), shape)
     size = int(np.prod(shape))
-    validation = np.asarray(subsets.to_pylist() + [None])[subset_codes[starts]]
-    on_validation = validation == "validation"
+    subset_names = subsets.to_pylist()
+    validation = (
+        subset_names.index("validation") if "validation" in subset_names else -1
+    )
+    on_validation = subset_codes[starts] == validation
     pieces = []
     for kind, best in (
         ("machine", best_machine),
@@ -255,6 +252,28 @@ def _kind_partial(
         columns["confirmed"] = confirmed[used]
         pieces.append(pa.table(columns, schema=KIND_PARTIAL))
     return pa.concat_tables(pieces)
+
+
+def labels_of_images(images: pa.Table) -> pa.Table:
+    """The labels table (ImageID, Source, LabelName, Confidence, Subset) of an
+    images table's nested labels: statistics of a table read back from Parquet."""
+    nested = _combine(images["labels"])
+    rows = pc.list_parent_indices(nested)
+    items = pc.list_flatten(nested)
+    return pa.table(
+        {
+            "ImageID": _combine(images["ImageID"]).take(rows),
+            "Source": items.field("source"),
+            "LabelName": items.field("label"),
+            "Confidence": items.field("confidence"),
+            "Subset": _combine(images["Subset"]).take(rows),
+        }
+    )
+
+
+def trainable_set(stats: pa.Table) -> frozenset[str]:
+    """The mids label_stats marks trainable."""
+    return frozenset(stats.filter(stats["trainable"])["label"].to_pylist())
 
 
 class LabelStatsCombineFn(beam.CombineFn):

@@ -16,10 +16,10 @@ from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
-from apache_beam.io.filesystems import FileSystems
 
-from schemas.elements import FileCount, WrittenFile
+from schemas.elements import Count, FileCount, WrittenFile
 from transforms.csv_inputs import InputPlan
+from transforms.exchange import remove_exchange
 from transforms.write_files import write_parquet, write_text
 
 MANIFEST = "manifest.json"
@@ -32,7 +32,7 @@ class CountsDoNotReconcile(RuntimeError):
 def reconcile(plan: InputPlan, counts: list[FileCount]) -> dict[int, dict[str, Any]]:
     """Per input file: read / kept / rejected and rejected rows per code."""
     totals: dict[int, dict[str, Any]] = {
-        f.file_id: {"read": 0, "rows": 0, "errors": 0, "errors_by_code": {}}
+        f.file_id: {"read": 0, "rows": 0, "errors": 0, "lines": 0, "errors_by_code": {}}
         for f in plan.files
     }
     for c in counts:
@@ -48,6 +48,16 @@ def reconcile(plan: InputPlan, counts: list[FileCount]) -> dict[int, dict[str, A
         for f in plan.files
         if totals[f.file_id]["read"]
         != totals[f.file_id]["rows"] + totals[f.file_id]["errors"]
+    ]
+    # A file read in line ranges has one record per line: every line below the
+    # header must be a row read, or a row was lost between ranges.
+    split = {r.file_id for r in plan.ranges if not r.whole}
+    wrong += [
+        f"{f.path}: {totals[f.file_id]['lines']} lines but "
+        f"{totals[f.file_id]['read']} rows read"
+        for f in plan.files
+        if f.file_id in split
+        and totals[f.file_id]["lines"] - 1 != totals[f.file_id]["read"]
     ]
     if wrong:
         raise CountsDoNotReconcile("; ".join(wrong))
@@ -109,10 +119,23 @@ def build_manifest(
     }
 
 
+def check_tallies(tallies: dict[str, int], rows: dict[str, int]) -> None:
+    """Every selected image has exactly one status row in the images table."""
+    statuses = sum(n for name, n in tallies.items() if name.startswith("status:"))
+    if "selected" not in tallies:
+        return
+    if not statuses == tallies["selected"] == rows.get("images", 0):
+        raise CountsDoNotReconcile(
+            f"selected {tallies['selected']} images, {statuses} statuses, "
+            f"{rows.get('images', 0)} rows in the images table"
+        )
+
+
 def _finish(
     _unused,
     written: list[WrittenFile],
     counts: list[FileCount],
+    tallies: list[Count],
     plan: InputPlan,
     root: str,
     empty_tables: dict[str, tuple[str, pa.Schema]],
@@ -120,8 +143,7 @@ def _finish(
     cleanup: list[str],
 ) -> str:
     for path in cleanup:
-        if FileSystems.exists(path):
-            FileSystems.delete([path])
+        remove_exchange(path)
     written = list(written)
     present = {w.table for w in written}
     for table, (path, schema) in sorted(empty_tables.items()):
@@ -129,13 +151,20 @@ def _finish(
             size, md5 = write_parquet(path, schema.empty_table())
             written.append(WrittenFile(table, path, 0, size, md5))
     manifest = build_manifest(plan, written, list(counts), root, info)
+    totals: dict[str, int] = defaultdict(int)
+    for tally in tallies:
+        totals[tally.name] += tally.n
+    if totals:
+        manifest["counts"] = dict(sorted(totals.items()))
+        check_tallies(totals, manifest["rows"])
     path = f"{root.rstrip('/')}/{MANIFEST}"
     write_text(path, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     return path
 
 
 class WriteManifest(beam.PTransform):
-    """(PCollection[WrittenFile], PCollection[FileCount]) -> manifest path.
+    """{"written": PCollection[WrittenFile], "counts": PCollection[FileCount],
+    "tallies": PCollection[Count] (optional)} -> the manifest path.
 
     `empty_tables` maps a table name to (path, schema) of the empty file to
     write when that table got no file at all. `info` is copied into the
@@ -159,15 +188,19 @@ class WriteManifest(beam.PTransform):
         self._cleanup = list(cleanup)
 
     def expand(self, inputs):
-        written, counts = inputs
+        root = inputs["written"].pipeline
+        tallies = inputs.get("tallies")
+        if tallies is None:
+            tallies = root | "NoTallies" >> beam.Create([]).with_output_types(Count)
         return (
-            written.pipeline
+            root
             | "Once" >> beam.Create([None])
             | "WriteManifestJson"
             >> beam.Map(
                 _finish,
-                beam.pvalue.AsList(written),
-                beam.pvalue.AsList(counts),
+                beam.pvalue.AsList(inputs["written"]),
+                beam.pvalue.AsList(inputs["counts"]),
+                beam.pvalue.AsList(tallies),
                 plan=self._plan,
                 root=self._root,
                 empty_tables=self._empty_tables,

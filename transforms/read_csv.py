@@ -9,7 +9,6 @@ across ranges) and every file how many rows it held (to reconcile counts).
 from __future__ import annotations
 
 import io
-import logging
 
 import apache_beam as beam
 import numpy as np
@@ -25,7 +24,6 @@ from transforms.csv_inputs import InputPlan
 from transforms.metrics import NAMESPACE
 
 register_coders()
-_LOG = logging.getLogger(__name__)
 _READ_MORE = 1 << 16
 
 
@@ -51,6 +49,10 @@ def read_range_bytes(path: str, start: int, end: int, header_bytes: int) -> byte
         return data
     first = data.find(b"\n")
     return b"" if first < 0 else data[first + 1 :]
+
+
+class CsvStructureError(ValueError):
+    """A whole file whose quoting cannot be parsed (not one bad row)."""
 
 
 class _Stream(io.RawIOBase):
@@ -115,10 +117,21 @@ class _ReadCsvRangeFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(
             "counts", FileCount(item.file_id, "read", rows_read)
         )
+        yield beam.pvalue.TaggedOutput(
+            "counts", FileCount(item.file_id, "lines", line_count)
+        )
 
     def _whole_file_blocks(self, f: CsvFile):
         with FileSystems.open(f.path, compression_type=CompressionTypes.AUTO) as stream:
-            yield from csv_parse.iter_stream_blocks(_Stream(stream), f.layout.columns)
+            try:
+                yield from csv_parse.iter_stream_blocks(
+                    _Stream(stream), f.layout.columns
+                )
+            except pa.ArrowInvalid as e:
+                raise CsvStructureError(
+                    f"{f.path}: the CSV structure breaks down ({e}); a quote is "
+                    "probably unbalanced: fix the file, then run again"
+                ) from e
 
     def _check(self, f: CsvFile, range_id: int, parsed, data, line_base: int):
         if f.kind == "images":
@@ -164,7 +177,7 @@ class _ReadCsvRangeFn(beam.DoFn):
                         problems.reasons,
                         pa.array(
                             [
-                                f"has {i[2]} fields, expected {expected}"
+                                f"has {i[2]} field(s), expected {expected}"
                                 for i in invalid
                             ],
                             pa.string(),

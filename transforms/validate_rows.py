@@ -22,14 +22,14 @@ from schemas.tables import (
     images_internal_schema,
     labels_internal_schema,
 )
+from transforms.arrow_util import combine as _combine
 from transforms.image_keys import parse_image_ids
 
 _MD5_BASE64 = r"^[A-Za-z0-9+/]{21}[AQgw]==$"
 _HTTP_URL = r"^https?://[^\s/]+"
-_INTEGER = r"^[0-9]+$"
+_INTEGER = r"^[0-9]{1,18}$"  # fits int64
 _NUMBER = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?$"
 _ROTATION = r"^(0|90|180|270)(\.0*)?$"
-_LABEL_NAME = r"^/[a-z]+/[0-9A-Za-z_]+$"
 _QUOTED_VALUE_CHARS = 60
 
 # Fast-path column types for split labels files (see csv_parse.parse_line_block).
@@ -37,7 +37,7 @@ LABEL_FAST_TYPES: dict[str, pa.DataType] = {
     "ImageID": pa.binary(16),
     "Source": pa.dictionary(pa.int32(), pa.string()),
     "LabelName": pa.dictionary(pa.int32(), pa.string()),
-    "Confidence": pa.float64(),
+    # Confidence stays text: both paths must accept exactly the same numbers.
 }
 
 
@@ -87,16 +87,6 @@ class _Checker:
             codes=pa.concat_arrays(self._codes).take(pa.array(order)),
             reasons=pa.concat_arrays(self._reasons).take(pa.array(order)),
         )
-
-
-def _combine(column) -> pa.Array:
-    if isinstance(column, pa.ChunkedArray):
-        if column.num_chunks == 1:
-            return column.chunk(0)
-        if pa.types.is_dictionary(column.type):
-            return column.unify_dictionaries().combine_chunks()
-        return column.combine_chunks()
-    return column
 
 
 def _as_text(values) -> pa.Array:
@@ -282,7 +272,7 @@ def check_labels(
     )
     label = _combine(table["LabelName"])
     check.fail(
-        ~_matches(label, _LABEL_NAME),
+        ~_matches(label, releases.LABEL_NAME_PATTERN),
         "bad_label",
         "LabelName is not a label id like /m/0abc",
         label,
@@ -311,8 +301,12 @@ def check_labels(
         "LabelName": _as_text(label.take(take)),
         "Confidence": pa.array(confidence[good], pa.float64()),
     }
-    for name in extras:
-        columns[name] = _as_text(table[name]).take(take)
+    for name in extras:  # another labels file's extra columns are null here
+        columns[name] = (
+            _as_text(table[name]).take(take)
+            if name in table.column_names
+            else pa.nulls(len(good), pa.string())
+        )
     schema = labels_internal_schema(extras)
     names = [f.name for f in schema if f.name not in (SRC, LINE)]
     return pa.table([columns[c] for c in names], names=names), check.problems(), good

@@ -50,7 +50,8 @@ class _HashingWriter(io.RawIOBase):
         return len(view)
 
 
-def _temporary(path: str) -> str:
+def temporary_name(path: str) -> str:
+    """A unique name beside `path` that dataset readers skip (leading '.')."""
     directory, name = path.rsplit("/", 1) if "/" in path else ("", path)
     temp = f".tmp-{uuid.uuid4().hex}-{name}"
     return f"{directory}/{temp}" if directory else temp
@@ -68,7 +69,7 @@ def write_atomically(path: str, write, digest: bool = True) -> tuple[int, str]:
 
     Returns (bytes, md5 hex) of what was written (md5 "" without `digest`).
     """
-    temp = _temporary(path)
+    temp = temporary_name(path)
     with FileSystems.create(temp) as handle:
         counting = _HashingWriter(handle, digest)
         write(counting)

@@ -1,0 +1,209 @@
+"""`oibeam fetch`: select images, fetch and verify them, write WebDataset shards.
+
+CSVs: ReadOpenImagesCsv + JoinLabelsToImages   or   ReadImagesTables (Parquet)
+    -> [ComputeLabelStats -> trainable set, for --trainable-only]
+    -> SelectImages -> FetchImages -> tables/images (+ status columns),
+       shards/images-SSSSS-of-NNNNN.tar, shards/index/*.parquet
+    -> WriteManifest (last): selected == statuses == images rows
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines import wiring
+from pipelines.beam_options import LOCAL_RUNNER, pipeline_options, runner_name
+from pipelines.layout import RunLayout, UsageError, run_info
+from pipelines.options import FetchRunConfig
+from pipelines.tables import build_inputs, log_plan
+from schemas import fetch as fetch_schema
+from schemas import tables as schemas
+from schemas.elements import FileCount
+from transforms.classes import CLASSES, ParsedClasses, parse_classes
+from transforms.csv_inputs import InputError, InputPlan, plan_inputs
+from transforms.exchange import remove_exchange
+from transforms.fetch_images import FetchImages
+from transforms.label_stats import ComputeLabelStats, labels_of_images, trainable_set
+from transforms.manifest import WriteManifest
+from transforms.progress import ProgressPrinter
+from transforms.read_images_tables import (
+    ReadImagesTables,
+    is_images_table,
+    plan_images_tables,
+)
+from transforms.select_images import SelectImages, resolve_labels
+
+_LOG = logging.getLogger(__name__)
+
+
+def load_class_names(paths: tuple[str, ...]) -> dict[str, str]:
+    """mid -> display name from class description files (read where we launch)."""
+    parsed = ParsedClasses()
+    for file_id, path in enumerate(paths):
+        for match in FileSystems.match([path])[0].metadata_list:
+            with FileSystems.open(
+                match.path, compression_type=CompressionTypes.AUTO
+            ) as handle:
+                parse_classes(handle.read(), file_id, file_id, parsed)
+    return parsed.names
+
+
+def resolved(config: FetchRunConfig) -> FetchRunConfig:
+    """The config with --label names turned into mids (ValueError if unknown)."""
+    values = config.selection.labels
+    if all(v.startswith("/") for v in values):
+        return config
+    if not config.tables.classes:
+        raise ValueError("--label by display name needs --classes (or give the mid)")
+    mids = resolve_labels(values, load_class_names(config.tables.classes))
+    return dataclasses.replace(
+        config, selection=dataclasses.replace(config.selection, labels=mids)
+    )
+
+
+def _nested_labels(element) -> pa.Table:
+    return labels_of_images(element[1])
+
+
+def build_fetch(
+    root: beam.Pipeline,
+    config: FetchRunConfig,
+    plan: InputPlan | None,
+    tables: tuple[list[str], tuple[str, ...]] | None,
+    info: dict[str, Any],
+) -> None:
+    """Wires the fetch pipeline onto `root`: from CSVs (`plan`) or from Parquet
+    images tables (`tables`: files and extra columns)."""
+    layout = RunLayout(config.tables.output)
+    selection = config.selection
+    written, counts = [], []
+    if plan is not None:
+        inputs = build_inputs(root, config.tables, plan, layout)
+        images, classes, extras = inputs.images, inputs.classes, plan.image_extras
+        label_tables = inputs.labels | "LabelTables" >> beam.Map(
+            wiring.values
+        ).with_output_types(pa.Table)
+        written.append(
+            wiring.write_table(
+                "errors",
+                inputs.errors,
+                layout.table_dir("errors"),
+                schemas.ERRORS,
+                config.tables.parquet_compression,
+            )
+        )
+        counts.append(inputs.counts)
+    else:
+        files, extras = tables
+        images = root | "ReadImagesTables" >> ReadImagesTables(files, extras)
+        classes = root | "NoClasses" >> beam.Create([CLASSES.empty_table()])
+        label_tables = images | "NestedLabels" >> beam.Map(
+            _nested_labels
+        ).with_output_types(pa.Table)
+    trainable = None
+    if selection.trainable_only:
+        stats = label_tables | "ComputeLabelStats" >> ComputeLabelStats(
+            config.tables.rule, classes
+        )
+        trainable = beam.pvalue.AsSingleton(
+            stats["label_stats"] | "TrainableSet" >> beam.Map(trainable_set)
+        )
+    # (bucket, pa.Table) of the selected rows
+    selected = images | "SelectImages" >> SelectImages(selection, trainable)
+    fetched = selected | "FetchImages" >> FetchImages(
+        config.fetch, layout.shards, layout.exchange
+    )
+    shards = beam.pvalue.AsSingleton(fetched["shards"])
+    status_schema = schemas.images_with_status_schema(extras)
+    written += [
+        wiring.write_table(
+            "images",
+            wiring.bucket_parts("images", fetched["images"], shards),
+            layout.table_dir("images"),
+            status_schema,
+            config.tables.parquet_compression,
+        ),
+        wiring.write_table(
+            "shard_index",
+            wiring.bucket_parts("shard_index", fetched["index"], shards),
+            layout.shard_index,
+            fetch_schema.SHARD_INDEX,
+            config.tables.parquet_compression,
+        ),
+        fetched["written"],
+    ]
+    if not counts:
+        counts.append(
+            root | "NoInputCounts" >> beam.Create([]).with_output_types(FileCount)
+        )
+    empty_tables = {
+        "images": layout.empty_table("images", status_schema),
+        "errors": layout.empty_table("errors", schemas.ERRORS),
+        "shard_index": (
+            f"{layout.shard_index}/part-00000.parquet",
+            fetch_schema.SHARD_INDEX,
+        ),
+    }
+    _ = {
+        "written": written | "AllWrittenFiles" >> beam.Flatten(),
+        "counts": counts | "AllInputCounts" >> beam.Flatten(),
+        "tallies": fetched["counts"],
+    } | "WriteManifest" >> WriteManifest(
+        plan or InputPlan((), (), (), ()),
+        config.tables.output,
+        empty_tables,
+        info,
+        cleanup=[layout.exchange],
+    )
+
+
+def run_fetch(config: FetchRunConfig, beam_args: list[str]) -> str:
+    """Plans, runs to completion, returns the manifest path."""
+    options = pipeline_options(beam_args + config.tables.beam_args())
+    try:
+        config = resolved(config)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    layout = RunLayout(config.tables.output)
+    plan = tables = None
+    if is_images_table(config.tables.images):
+        if config.tables.labels:
+            raise InputError("--labels goes with CSV --images, not images tables")
+        tables = plan_images_tables(config.tables.images)
+        columns = list(schemas.images_schema(tables[1]).names)
+    else:
+        plan = plan_inputs(
+            config.tables.images,
+            config.tables.labels,
+            config.tables.classes,
+            config.tables.split_bytes,
+        )
+        log_plan(plan)
+        columns = list(schemas.images_schema(plan.image_extras).names)
+    try:
+        config.fetch.check_template(columns)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    layout.claim(config.tables.overwrite)
+    info = run_info("fetch", runner_name(options), config.as_json())
+    info["status_vocabulary"] = {
+        name: meaning for name, (_, meaning) in fetch_schema.STATUSES.items()
+    }
+    if tables is not None:
+        info["images_tables"] = tables[0]
+    local = runner_name(options) == LOCAL_RUNNER
+    try:
+        with ProgressPrinter() if local else contextlib.nullcontext():
+            with beam.Pipeline(options=options) as root:
+                build_fetch(root, config, plan, tables, info)
+    finally:
+        remove_exchange(layout.exchange)
+    return layout.manifest

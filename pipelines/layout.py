@@ -1,0 +1,110 @@
+"""Where a run's outputs go, how an output directory is claimed, what a manifest
+says about the run itself."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from dataclasses import dataclass
+from importlib import metadata
+
+import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
+
+from transforms.exchange import EXCHANGE_DIR
+from transforms.manifest import MANIFEST
+
+TABLES = "tables"
+SHARDS = "shards"
+
+
+class OutputExists(ValueError):
+    """The output directory holds an earlier run and --overwrite was not given."""
+
+
+class UsageError(ValueError):
+    """Options that cannot work together or with these inputs."""
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The output contract's paths under one run's root directory."""
+
+    root: str
+
+    def table_dir(self, name: str) -> str:
+        return f"{self.root}/{TABLES}/{name}"
+
+    @property
+    def trainable_csv(self) -> str:
+        return f"{self.root}/{TABLES}/trainable_labels.csv"
+
+    @property
+    def shards(self) -> str:
+        return f"{self.root}/{SHARDS}"
+
+    @property
+    def shard_index(self) -> str:
+        return f"{self.root}/{SHARDS}/index"
+
+    @property
+    def manifest(self) -> str:
+        return f"{self.root}/{MANIFEST}"
+
+    @property
+    def exchange(self) -> str:
+        return f"{self.root}/{EXCHANGE_DIR}"
+
+    def empty_table(self, name: str, schema: pa.Schema) -> tuple[str, pa.Schema]:
+        """(path, schema) of the file to write when a table gets no rows."""
+        return f"{self.table_dir(name)}/part-00000.parquet", schema
+
+    def claim(self, overwrite: bool) -> None:
+        """Refuses to mix runs: an earlier run's outputs go only with --overwrite."""
+        if "://" not in self.root and os.path.isfile(self.root):
+            raise OutputExists(f"--output {self.root} is a file, not a directory")
+        earlier = [
+            path
+            for path in (
+                self.manifest,
+                f"{self.root}/{TABLES}",
+                self.shards,
+                self.exchange,
+            )
+            if FileSystems.exists(path)
+        ]
+        if not earlier:
+            return
+        if not overwrite:
+            raise OutputExists(
+                f"{self.root} already holds a run ({', '.join(earlier)}); "
+                "pass --overwrite to replace it, or choose another --output"
+            )
+        FileSystems.delete(earlier)
+
+
+def versions() -> dict[str, str]:
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+
+    return {
+        "oibeam": version("oibeam"),
+        "apache-beam": version("apache-beam"),
+        "pyarrow": version("pyarrow"),
+        "python": platform.python_version(),
+    }
+
+
+def run_info(command: str, runner: str, options: dict) -> dict:
+    """The manifest's description of the run (its end time is added last)."""
+    return {
+        "command": command,
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "runner": runner,
+        "versions": versions(),
+        "options": options,
+    }

@@ -1,0 +1,84 @@
+"""Write one WebDataset tar shard: deterministic bytes, committed only when complete.
+
+Samples are `<ImageID>.<ext>` (the original bytes) followed by `<ImageID>.json`.
+Headers are plain USTAR with fixed mtime, owner and mode, so the same samples
+in the same order give the same shard bytes on every run and machine. The
+shard is written under a temporary name beside its final one and renamed by
+`commit()`; `abort()` removes it, so a killed run never leaves a truncated
+shard under a final name. Every member's data offset is recorded for the index.
+"""
+
+from __future__ import annotations
+
+import tarfile
+import zlib
+from dataclasses import dataclass
+
+from apache_beam.io.filesystems import FileSystems
+
+from transforms.write_files import commit, temporary_name
+
+_BLOCK = 512
+_END = b"\0" * (2 * _BLOCK)
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    offset: int  # of the member's data in the tar
+    size: int
+
+
+def _header(name: str, size: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info.tobuf(format=tarfile.USTAR_FORMAT)
+
+
+class ShardWriter:
+    """Appends samples to a tar at `path` (any Beam filesystem)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._temp = temporary_name(path)
+        self._handle = FileSystems.create(self._temp)
+        self._offset = 0
+        self._crc = 0
+        self.samples = 0
+
+    def _write(self, data) -> None:
+        self._handle.write(data)
+        self._crc = zlib.crc32(data, self._crc)
+        self._offset += len(data)
+
+    def add(self, name: str, data: bytes) -> Member:
+        self._write(_header(name, len(data)))
+        member = Member(name, self._offset, len(data))
+        self._write(data)
+        pad = -len(data) % _BLOCK
+        if pad:
+            self._write(b"\0" * pad)
+        return member
+
+    def add_sample(self, key: str, ext: str, image: bytes, meta: bytes):
+        """Adds `<key>.<ext>` and `<key>.json`; returns both Members."""
+        self.samples += 1
+        return self.add(f"{key}.{ext}", image), self.add(f"{key}.json", meta)
+
+    def commit(self) -> tuple[int, str]:
+        """Finishes the tar and moves it to its final name: (bytes, crc32 hex)."""
+        self._write(_END)
+        self._handle.close()
+        commit(self._temp, self.path)
+        return self._offset, f"{self._crc:08x}"
+
+    def abort(self) -> None:
+        try:
+            self._handle.close()
+        finally:
+            if FileSystems.exists(self._temp):
+                FileSystems.delete([self._temp])
