@@ -9,6 +9,7 @@ cd "$(dirname "$0")"
 VENV=${OIBEAM_VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 SAMPLE_IMAGES=${SAMPLE_IMAGES:-100000}
+FETCH_PER_LABEL=${FETCH_PER_LABEL:-25}
 
 ensure_venv() {
   if [ ! -x "$VENV/bin/python" ]; then
@@ -39,19 +40,35 @@ ensure_installed() {
   fi
 }
 
+free_port() {
+  "$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 run_main() {
   ensure_venv
   ensure_installed test
-  local data=out/sample run=out/run
+  local data=out/sample run=out/run fetched=out/fetch port
+  port=$(free_port)
   echo "== writing a synthetic V1-shaped release of $SAMPLE_IMAGES images to $data"
   rm -rf "$data"
-  "$VENV/bin/oibeam" sample --output "$data" --images "$SAMPLE_IMAGES" >/dev/null
+  "$VENV/bin/oibeam" sample --output "$data" --images "$SAMPLE_IMAGES" \
+    --serve-base "http://127.0.0.1:$port/" >/dev/null
   echo "== oibeam tables on the DirectRunner (Beam's in-process Python runner)"
   "$VENV/bin/oibeam" tables \
     --images "$data"/images_2016_08/*/images.csv \
     --labels "$data"/machine_ann_2016_08/*/labels.csv "$data"/human_ann_2016_08/*/labels.csv \
     --classes "$data/dict.csv" \
     --output "$run" --overwrite
+  echo "== oibeam fetch: up to $FETCH_PER_LABEL images of each trainable label, from a"
+  echo "   loopback server started here (it answers like Flickr: some 404s, placeholders...)"
+  "$VENV/bin/oibeam" sample-server --root "$data" --port "$port" >/dev/null &
+  SERVER_PID=$!
+  trap 'kill "$SERVER_PID" 2>/dev/null || true' EXIT
+  "$VENV/bin/oibeam" fetch \
+    --images "$run"/tables/images/*.parquet \
+    --trainable-only --max-per-label "$FETCH_PER_LABEL" \
+    --allow-private-hosts --output "$fetched" --overwrite
+  echo "== done: tables in $run/tables/, verified images in $fetched/shards/"
 }
 
 run_tests() {

@@ -33,6 +33,8 @@ commands:
   fetch    select images, fetch and verify them, write WebDataset shards with a
            status for every image (oibeam fetch --help)
   sample   write a synthetic release in the real V1 shape (oibeam sample --help)
+  sample-server
+           serve a sample release's images on loopback, faults included
 """
 
 
@@ -130,6 +132,13 @@ def sample_main(argv: list[str]) -> int:
         action="store_true",
         help="add the Thumbnail300KURL column (V2/V3 style)",
     )
+    parser.add_argument(
+        "--serve-base",
+        dest="serve_base",
+        metavar="URL",
+        help="point OriginalURL at URL{ImageID}.jpg and write real images under "
+        "served/ for `oibeam sample-server` (try `oibeam fetch` offline)",
+    )
     args = parser.parse_args(argv)
     try:
         release = write_sample_release(
@@ -139,6 +148,7 @@ def sample_main(argv: list[str]) -> int:
             validation_fraction=args.validation_fraction,
             num_labels=args.num_labels,
             thumbnails=args.thumbnails,
+            serve_base=args.serve_base,
         )
     except ValueError as e:
         print(f"oibeam sample: error: {e}", file=sys.stderr)
@@ -153,7 +163,39 @@ def sample_main(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"tables": tables_main, "fetch": fetch_main, "sample": sample_main}
+def sample_server_main(argv: list[str]) -> int:
+    from pipelines.sample import SampleServer, served_dir
+
+    parser = argparse.ArgumentParser(
+        prog="oibeam sample-server",
+        description="Serve the images of a sample release written with "
+        "--serve-base, with the faults of the real thing (404s, placeholder "
+        "redirects, changed bytes, a 500 before success). Runs until stopped.",
+    )
+    parser.add_argument("--root", required=True, help="the sample release directory")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    server = SampleServer(served_dir(args.root), args.host, args.port)
+    print(
+        f"serving {served_dir(args.root)} on http://{args.host}:{args.port}/",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+COMMANDS = {
+    "tables": tables_main,
+    "fetch": fetch_main,
+    "sample": sample_main,
+    "sample-server": sample_server_main,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,8 +18,9 @@ file is sorted by ImageID without a global sort.
 
 Modules: ``fields`` (the byte matrices and random streams), ``vocabulary``
 (mids, display names, dict.csv), ``labels`` (label sampling), ``images``
-(image metadata), ``chunk`` (one chunk's CSV text) and ``release`` (the thread
-pool, the files and the public API re-exported here).
+(image metadata), ``chunk`` (one chunk's CSV text), ``release`` (the thread
+pool, the files and the public API re-exported here) and ``served`` (real images
+for a sample release and a loopback server that serves them, faults included).
 """
 
 from .release import (
@@ -29,11 +30,14 @@ from .release import (
     SampleRelease,
     write_sample_release,
 )
+from .served import SampleServer, served_dir
 
 __all__ = [
     "IMAGES_HEADER",
     "LABELS_HEADER",
     "THUMBNAIL_COLUMN",
     "SampleRelease",
+    "SampleServer",
+    "served_dir",
     "write_sample_release",
 ]

@@ -58,6 +58,7 @@ def chunk(
     parts = image_parts(
         ctx.images,
         stream(ctx.seed, 3, k, 1),
+        ids,
         hexid,
         validation,
         force_newline,

@@ -7,6 +7,8 @@ Flickr's undecoded HTML entities, so the pools hold finished field bytes.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +24,7 @@ from .fields import (
     random_hex,
     random_md5,
 )
+from .served import pool_index
 
 _NEWLINE_RATE = 1e-5  # titles with a newline inside the quoted field
 _THUMBNAIL_MISSING = 0.05
@@ -140,11 +143,25 @@ class ImagePools:
     cameras: np.ndarray  # row 0 empty, then "IMG_" etc.
     title_heads: np.ndarray  # row 0 empty, then 1-3 capitalised words
     title_tails: np.ndarray  # row 0 empty, then " words", last the newline
+    served: tuple[np.ndarray, np.ndarray] | None = None  # pool (sizes, md5s) fields
 
     @classmethod
-    def of(cls, rng: np.random.Generator, images: int, url_base: str) -> ImagePools:
-        """Pools for a release of ``images`` images (~1 user per 8 images)."""
+    def of(
+        cls,
+        rng: np.random.Generator,
+        images: int,
+        url_base: str,
+        served: list[bytes] | None = None,
+    ) -> ImagePools:
+        """Pools for a release of ``images`` images (~1 user per 8 images);
+        ``served``: the pool of images a SampleServer serves for them."""
         landings, profiles = _people(rng, int(np.clip(images // 8, 64, 200_000)))
+        if served is not None:
+            sizes = digits(np.array([len(d) for d in served], dtype=np.int64), 8)
+            md5s = pool(
+                [base64.b64encode(hashlib.md5(d).digest()).decode() for d in served]
+            )
+            served = (sizes, md5s)
         return cls(
             subsets=pool([",train," + url_base, ",validation," + url_base]),
             landings=landings,
@@ -153,6 +170,7 @@ class ImagePools:
             cameras=pool(["", *_CAMERA_PREFIXES]),
             title_heads=pool(["", *_phrases(rng, 4096, "")]),
             title_tails=pool(["", *_phrases(rng, 4096, " "), _NEWLINE_TOKEN]),
+            served=served,
         )
 
 
@@ -205,6 +223,7 @@ def _thumbnail_urls(
 def image_parts(
     pools: ImagePools,
     rng: np.random.Generator,
+    ids: np.ndarray,
     hexid: np.ndarray,
     validation: np.ndarray,
     force_newline: bool,
@@ -222,13 +241,16 @@ def image_parts(
     size = rng.lognormal(np.log(_SIZE_MEDIAN), _SIZE_SIGMA, n)
     size = digits(np.clip(size, _SIZE_MIN, _SIZE_MAX).astype(np.int64), 8)
     md5 = random_md5(rng, n)
+    url: list[Part] = [photo, b"_", secret, b"_o.jpg"]
+    if pools.served is not None:  # OriginalURL and checksums of served images
+        which = pool_index(ids)
+        url = [hexid, b".jpg"]
+        size, md5 = (pools.served[0], which), (pools.served[1], which)
     parts: list[Part] = [
         hexid,
         (pools.subsets, validation.astype(np.int64)),
-        photo,
-        b"_",
-        secret,
-        b"_o.jpg,https://www.flickr.com/photos/",
+        *url,
+        b",https://www.flickr.com/photos/",
         (pools.landings, person),
         photo,
         (pools.licenses, license_),

@@ -15,6 +15,7 @@ from .chunk import ChunkText, Context, chunk
 from .fields import stream
 from .images import ImagePools
 from .labels import LabelPools
+from .served import served_dir, write_pool
 from .vocabulary import vocabulary, write_dictionary
 
 IMAGES_HEADER = (
@@ -113,6 +114,7 @@ def write_sample_release(
     num_labels: int = 7844,
     url_base: str = "https://c1.staticflickr.com/5/4129/",
     thumbnails: bool = False,
+    serve_base: str | None = None,
 ) -> SampleRelease:
     """Write a synthetic Open Images V1 (2016_08) release under ``output_dir``.
 
@@ -120,13 +122,18 @@ def write_sample_release(
     ``validation_fraction``), labelled with ``num_labels`` Zipf-distributed mids
     (dict.csv also lists ~0.5% unused ones). Same arguments give byte-identical
     files; ``thumbnails`` adds a Thumbnail300KURL column without changing the
-    other columns. Existing files are overwritten.
+    other columns. ``serve_base`` (e.g. http://127.0.0.1:8000/) writes a pool
+    of real JPEGs under ``served/`` and points OriginalURL at
+    ``{serve_base}{ImageID}.jpg`` with that image's size and MD5, for a
+    SampleServer (see served.py). Existing files are overwritten.
 
     Raises:
         ValueError: ``images`` < 1, ``validation_fraction`` outside [0, 1),
             ``num_labels`` < 1, ``seed`` < 0, or a ``url_base`` that would
             need quoting.
     """
+    if serve_base is not None:
+        url_base = serve_base
     _check_arguments(images, seed, validation_fraction, num_labels, url_base)
     images, seed, num_labels = int(images), int(seed), int(num_labels)
     root = os.path.abspath(output_dir)
@@ -141,7 +148,12 @@ def write_sample_release(
         seed=seed,
         validation_fraction=validation_fraction,
         thumbnails=thumbnails,
-        images=ImagePools.of(stream(seed, 1), images, url_base),
+        images=ImagePools.of(
+            stream(seed, 1),
+            images,
+            url_base,
+            None if serve_base is None else write_pool(served_dir(root), seed),
+        ),
         labels=LabelPools.of(used, ranks),
     )
     images_header = IMAGES_HEADER + ("," + THUMBNAIL_COLUMN if thumbnails else "")
