@@ -95,3 +95,28 @@ def fault_server():
             server.add(path.name, path.read_bytes())
     with server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    """A GCS emulator on 127.0.0.1 (gcp-storage-emulator), with bucket `mirror`.
+
+    Sets STORAGE_EMULATOR_HOST for the session, so google-cloud-storage (and
+    Beam's GCS filesystem) talk to it; yields an anonymous storage client.
+    """
+    from gcp_storage_emulator.server import create_server
+    from google.cloud import storage
+
+    server = create_server("127.0.0.1", 0, in_memory=True, default_bucket="mirror")
+    server.start()
+    port = server._api._httpd.server_address[1]
+    previous = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
+    try:
+        yield storage.Client.create_anonymous_client()
+    finally:
+        server.stop()
+        if previous is None:
+            os.environ.pop("STORAGE_EMULATOR_HOST", None)
+        else:
+            os.environ["STORAGE_EMULATOR_HOST"] = previous
