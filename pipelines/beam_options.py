@@ -37,9 +37,10 @@ def _runner_flag(args: list[str]) -> tuple[int, str | None]:
     return -1, None
 
 
-def with_local_default(args: list[str]) -> list[str]:
+def with_local_default(args: list[str], running_mode: str | None = None) -> list[str]:
     """The args with --runner FnApiRunner when none or DirectRunner, and with
-    LOCAL_WORKERS in-process workers unless --direct_num_workers says otherwise."""
+    LOCAL_WORKERS workers unless --direct_num_workers says otherwise; with
+    `running_mode` (e.g. multi_processing) unless --direct_running_mode is given."""
     args = list(args)
     index, runner = _runner_flag(args)
     if runner is None:
@@ -52,8 +53,11 @@ def with_local_default(args: list[str]) -> list[str]:
             args[index] = f"--runner={LOCAL_RUNNER}"
     elif runner != LOCAL_RUNNER:
         return args
-    if not any(a.split("=")[0] == "--direct_num_workers" for a in args):
+    flags = {a.split("=")[0] for a in args}
+    if "--direct_num_workers" not in flags:
         args.append(f"--direct_num_workers={LOCAL_WORKERS}")
+    if running_mode and "--direct_running_mode" not in flags:
+        args.append(f"--direct_running_mode={running_mode}")
     return args
 
 
@@ -79,9 +83,11 @@ def check_known(args: list[str]) -> None:
         )
 
 
-def pipeline_options(args: list[str]) -> PipelineOptions:
+def pipeline_options(
+    args: list[str], running_mode: str | None = None
+) -> PipelineOptions:
     """PipelineOptions from Beam flags, with the explicit local default runner."""
-    args = with_local_default(args)
+    args = with_local_default(args, running_mode)
     check_known(args)
     return PipelineOptions(args)
 

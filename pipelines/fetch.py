@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import shutil
+import tempfile
 from typing import Any
 
 import apache_beam as beam
@@ -79,6 +81,7 @@ def build_fetch(
     plan: InputPlan | None,
     tables: tuple[list[str], tuple[str, ...]] | None,
     info: dict[str, Any],
+    progress_dir: str | None = None,
 ) -> None:
     """Wires the fetch pipeline onto `root`: from CSVs (`plan`) or from Parquet
     images tables (`tables`: files and extra columns)."""
@@ -119,7 +122,7 @@ def build_fetch(
     # (bucket, pa.Table) of the selected rows
     selected = images | "SelectImages" >> SelectImages(selection, trainable)
     fetched = selected | "FetchImages" >> FetchImages(
-        config.fetch, layout.shards, layout.exchange
+        config.fetch, layout.shards, layout.exchange, progress_dir
     )
     shards = beam.pvalue.AsSingleton(fetched["shards"])
     status_schema = schemas.images_with_status_schema(extras)
@@ -167,7 +170,10 @@ def build_fetch(
 
 def run_fetch(config: FetchRunConfig, beam_args: list[str]) -> str:
     """Plans, runs to completion, returns the manifest path."""
-    options = pipeline_options(beam_args + config.tables.beam_args())
+    # Fetching is per-image Python work: local runs use worker processes.
+    options = pipeline_options(
+        beam_args + config.tables.beam_args(), running_mode="multi_processing"
+    )
     try:
         config = resolved(config)
     except ValueError as e:
@@ -200,10 +206,13 @@ def run_fetch(config: FetchRunConfig, beam_args: list[str]) -> str:
     if tables is not None:
         info["images_tables"] = tables[0]
     local = runner_name(options) == LOCAL_RUNNER
+    progress_dir = tempfile.mkdtemp(prefix="oibeam-progress-") if local else None
     try:
-        with ProgressPrinter() if local else contextlib.nullcontext():
+        with ProgressPrinter(progress_dir) if local else contextlib.nullcontext():
             with beam.Pipeline(options=options) as root:
-                build_fetch(root, config, plan, tables, info)
+                build_fetch(root, config, plan, tables, info, progress_dir)
     finally:
         remove_exchange(layout.exchange)
+        if progress_dir:
+            shutil.rmtree(progress_dir, ignore_errors=True)
     return layout.manifest

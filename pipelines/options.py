@@ -275,7 +275,7 @@ def add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
         "--shard-bytes",
         dest="shard_bytes",
         type=int,
-        default=1 << 30,
+        default=FetchConfig().shard_bytes,
         help="target size of one tar shard",
     )
 

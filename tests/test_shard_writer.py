@@ -73,3 +73,18 @@ def test_an_empty_shard_is_a_valid_tar(tmp_path):
     )
     assert list(dataset) == []
     assert (tmp_path / "empty.tar").stat().st_size == 1024
+
+
+def test_headers_are_those_tarfile_writes():
+    from transforms.shard_writer import _header
+
+    for name, size in [
+        ("000002b66c9c498e.jpg", 123_456),
+        ("a.json", 0),
+        ("x" * 100, 8**11 - 1),
+    ]:
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode = size, 0, 0o644
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        assert _header(name, size) == info.tobuf(format=tarfile.USTAR_FORMAT)

@@ -54,7 +54,7 @@ class FetchConfig:
     policy: FetchPolicy = field(default_factory=FetchPolicy)
     max_pixels: int = DEFAULT_MAX_PIXELS  # [--max-pixels]
     full_decode: bool = False  # decode even MD5-verified images [--full-decode]
-    shard_bytes: int = 1 << 30  # target bytes per shard [--shard-bytes]
+    shard_bytes: int = 256 << 20  # target bytes per shard [--shard-bytes]
 
     def __post_init__(self) -> None:
         if self.source not in ("original", "thumbnail"):
@@ -211,9 +211,12 @@ class _FetchShardFn(beam.DoFn):
     """(shard, [BucketPiece]) -> (shard, images part); tagged 'index',
     'written' (the tar) and 'counts' (status counts)."""
 
-    def __init__(self, config: FetchConfig, shards_dir: str) -> None:
+    def __init__(
+        self, config: FetchConfig, shards_dir: str, progress_dir: str | None
+    ) -> None:
         self._config = config
         self._shards_dir = shards_dir
+        self._progress_dir = progress_dir
         self._metrics = {
             name: beam.metrics.Metrics.counter(NAMESPACE, f"fetch_{name}")
             for name in ("images", "ok", "failed", "bytes")
@@ -295,6 +298,8 @@ class _FetchShardFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(
             "written", WrittenFile("shards", path, writer.samples, size, f"crc32:{crc}")
         )
+        if self._progress_dir:
+            TALLY.publish(self._progress_dir)
         for status_name, n in sorted(counts.items()):
             yield beam.pvalue.TaggedOutput("counts", Count(f"status:{status_name}", n))
 
@@ -303,7 +308,7 @@ class _FetchShardFn(beam.DoFn):
         self._metrics["images"].inc()
         self._metrics["ok" if ok else "failed"].inc()
         self._metrics["bytes"].inc(status["bytes"])
-        TALLY.add(ok, status["bytes"])
+        TALLY.add(ok, status["bytes"], publish_to=self._progress_dir)
         if time.monotonic() - self._logged > 30:
             self._logged = time.monotonic()
             _LOG.info(TALLY.line())
@@ -354,13 +359,21 @@ class FetchImages(beam.PTransform):
     images = (shard, pa.Table images + status columns), index = (shard,
     pa.Table SHARD_INDEX), written = WrittenFile per shard tar (a gap-free
     set), counts = Count per status and "selected", shards = the shard count
-    (one int)."""
+    (one int). Local runs give a `progress_dir` on this machine, where the
+    workers publish their counts for the command line's progress line."""
 
-    def __init__(self, config: FetchConfig, shards_dir: str, exchange: str) -> None:
+    def __init__(
+        self,
+        config: FetchConfig,
+        shards_dir: str,
+        exchange: str,
+        progress_dir: str | None = None,
+    ) -> None:
         super().__init__()
         self._config = config
         self._shards_dir = shards_dir
         self._exchange = exchange
+        self._progress_dir = progress_dir
 
     def expand(self, selected):
         # (images, bytes) of the whole selection -> the number of shards
@@ -381,7 +394,7 @@ class FetchImages(beam.PTransform):
             | "GroupByShard" >> beam.GroupByKey()
             | "FetchShards"
             >> beam.ParDo(
-                _FetchShardFn(self._config, self._shards_dir),
+                _FetchShardFn(self._config, self._shards_dir, self._progress_dir),
                 beam.pvalue.AsSingleton(shards),
             )
             .with_output_types(

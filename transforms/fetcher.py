@@ -18,6 +18,7 @@ import hashlib
 import random
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -120,11 +121,20 @@ class HttpFetcher:
         self._gate = HostGate(policy.max_per_host, policy.host_delay)
         self._local = threading.local()
         self._random = random.Random(seed)
+        # Proxies from the environment, read once: with trust_env off, requests
+        # skips its per-request netrc and proxy lookups (30% of its CPU here).
+        self._proxies = {
+            scheme: url
+            for scheme, url in urllib.request.getproxies().items()
+            if scheme in ("http", "https")
+        }
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
+            session.trust_env = False
+            session.proxies.update(self._proxies)
             adapter = requests.adapters.HTTPAdapter(
                 pool_connections=16,
                 pool_maxsize=self.policy.max_per_host,

@@ -10,7 +10,6 @@ shard under a final name. Every member's data offset is recorded for the index.
 
 from __future__ import annotations
 
-import tarfile
 import zlib
 from dataclasses import dataclass
 
@@ -30,13 +29,26 @@ class Member:
 
 
 def _header(name: str, size: int) -> bytes:
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mtime = 0
-    info.mode = 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info.tobuf(format=tarfile.USTAR_FORMAT)
+    """A USTAR header for a regular file: mode 0644, owner 0, mtime 0.
+
+    Built directly (tarfile.TarInfo.tobuf cost ~10% of a fetch's CPU); a test
+    checks it is byte-identical to tarfile's.
+    """
+    encoded = name.encode("utf-8")
+    if len(encoded) > 100:
+        raise ValueError(f"member name longer than 100 bytes: {name!r}")
+    header = bytearray(_BLOCK)
+    header[0 : len(encoded)] = encoded
+    header[100:108] = b"0000644\0"
+    header[108:116] = b"0000000\0"
+    header[116:124] = b"0000000\0"
+    header[124:136] = b"%011o\0" % size
+    header[136:148] = b"00000000000\0"
+    header[148:156] = b"        "  # checksum computed with these as spaces
+    header[156:157] = b"0"  # regular file
+    header[257:265] = b"ustar\x0000"
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header)
 
 
 class ShardWriter:
