@@ -240,3 +240,32 @@ def test_thumbnails_are_decoded_not_md5_checked(fault_server, tmp_path):
     assert rows[truncated]["status"] == "decode_error"
     assert rows[ids[0]]["status"] == "ok" and rows[ids[0]]["checked"] == "decode"
     assert rows[ids[0]]["md5_ok"] is None
+
+
+def test_refetch_from_an_images_table_refuses_unsafe_ids(fetched, tmp_path):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    run, ids = fetched
+    picked = [ids[0], ids[2], ids[10]]  # ids[10] has hex letters
+    table = run.table("images").filter(
+        pc.is_in(run.table("images")["ImageID"], pa.array(picked))
+    )
+    # A path traversal, a good one, one not in normal (lowercase) form.
+    bad = ["../../etc/evil", ids[2], ids[10].upper()]
+    table = table.sort_by("ImageID").set_column(
+        table.schema.get_field_index("ImageID"), "ImageID", pa.array(bad)
+    )
+    pq.write_table(table, tmp_path / "images.parquet")
+    out = tmp_path / "out"
+    code = run_cli(
+        "fetch", "--images", tmp_path / "images.parquet", *FETCH_FLAGS, "--output", out
+    )
+    assert code == 0
+    rows = {r["ImageID"]: r for r in TablesRun(out, code).rows("images")}
+    assert rows["../../etc/evil"]["status"] == "refused"
+    assert rows[ids[10].upper()]["status"] == "refused"
+    assert rows[ids[2]]["status"] == "ok"  # the earlier status columns were dropped
+    with tarfile.open(next((out / "shards").glob("*.tar"))) as tar:
+        assert all(".." not in n and "/" not in n for n in tar.getnames())

@@ -15,6 +15,7 @@ import collections
 import itertools
 import json
 import logging
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ register_coders()
 _LOG = logging.getLogger(__name__)
 
 _SHARD_SALT = np.uint64(0x5AA2D5EED5)
+_IMAGE_ID = re.compile(r"^[0-9a-f]{16}$")
 _THUMBNAIL_BYTES = 120_000  # a guess for shard sizing when no size is known
 
 
@@ -235,6 +237,9 @@ class _FetchShardFn(beam.DoFn):
         self._http.close()
 
     def _fetch_one(self, row: dict) -> Outcome:
+        if not _IMAGE_ID.match(row["ImageID"] or ""):  # it names the tar members
+            error = "ImageID is not 16 lowercase hex digits"
+            return Outcome(None, Download(status="refused", error=error), None)
         url, md5 = target(row, self._config)
         if url is None:
             return Outcome(None, Download(status="refused", error="no URL"), None)

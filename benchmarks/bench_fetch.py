@@ -1,0 +1,743 @@
+#!/usr/bin/env python3
+"""Benchmark `oibeam fetch` against img2dataset and curl on the same URL list.
+
+    python benchmarks/bench_fetch.py [--images 5000] [--processes 2]
+        [--concurrency 16] [--repeat 2] [--mean-kb 460] [--no-curl-to-files]
+        [--server auto|nginx|python] [--keep-outputs] [--oibeam-arg=--flag=value]
+
+1. writes N synthetic originals (cached per N, seed and mean size): sizes drawn
+   from a log-normal clipped to 100 KB .. 2 MB (mean ~--mean-kb), each a real
+   640x480 JPEG padded with random bytes to its size (decoders ignore trailing
+   data), named <ImageID>.jpg; then, per run, an Open Images style images.csv
+   (OriginalURL, OriginalSize, OriginalMD5), a URL list for curl and a Parquet
+   URL list for img2dataset, all pointing at
+2. a local server on 127.0.0.1: nginx if installed (config, pid, logs and temp
+   files in the work dir), else a threaded keep-alive Python server that sends
+   files with socket.sendfile. It is stopped at the end in every case.
+3. runs, each in its own process tree with the same number of processes P:
+   - curl, P `curl --parallel` processes at once writing to /dev/null (raw
+     transfer) and, unless --no-curl-to-files, writing each image to a file on
+     the same disk as the other outputs (transfer + store);
+   - `oibeam fetch` on the local runner with --direct_num_workers P (worker
+     threads of one process) and --concurrency C; every image must end with
+     status ok in its manifest;
+   - img2dataset (webdataset, original bytes kept, P processes, C threads, 4
+     shards per process); every image must be a success in its stats files.
+   Each tool runs --repeat times (outputs cleared in between, tools interleaved);
+   the best wall time counts, all are reported.
+4. prints images/s, MB/s, CPU per image (user + system of the whole process
+   tree, from os.wait4) and peak memory (sum of the tree's RSS, sampled every
+   0.2 s: wait4's ru_maxrss would include this script's own RSS at the fork),
+   and oibeam's ratios to img2dataset and to both curl runs.
+
+Targets (informative, not enforced): oibeam fetches at least 2x as many
+images/s as img2dataset with the same number of processes, and at least 30% of
+curl's rate.
+
+A JSON line per run is appended to WORKDIR/results.jsonl; logs and inputs stay
+in WORKDIR/run, outputs are removed unless --keep-outputs. Exits non-zero when
+oibeam did not fetch every image with status ok.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import datetime
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import pwd
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+MIN_BYTES, MAX_BYTES = 100_000, 2_000_000
+SIGMA = 0.6  # log-normal shape of the image sizes
+CSV_HEADER = (
+    "ImageID,Subset,OriginalURL,OriginalLandingURL,License,AuthorProfileURL,"
+    "Author,Title,OriginalSize,OriginalMD5"
+)
+TOOLS = ("curl", "curl-files", "oibeam", "img2dataset")
+
+
+# --- the images -------------------------------------------------------------
+
+
+def image_sizes(rng: np.random.Generator, n: int, mean_kb: float) -> np.ndarray:
+    """n sizes from a log-normal clipped to MIN_BYTES..MAX_BYTES, mean ~mean_kb."""
+    target = mean_kb * 1000
+    mu = math.log(target) - SIGMA**2 / 2
+    draws = rng.standard_normal(n)
+    for _ in range(20):  # clipping moves the mean: shift mu until it is back
+        sizes = np.clip(np.exp(mu + SIGMA * draws), MIN_BYTES, MAX_BYTES)
+        mu += math.log(target / sizes.mean())
+    return sizes.astype(np.int64)
+
+
+def base_jpegs(rng: np.random.Generator, count: int = 4) -> list[bytes]:
+    """A few real 640x480 JPEGs (smooth noise, well under MIN_BYTES each)."""
+    from PIL import Image
+
+    jpegs = []
+    for _ in range(count):
+        noise = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+        image = Image.fromarray(noise).resize((640, 480), Image.BICUBIC)
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=85)
+        jpegs.append(buffer.getvalue())
+    return jpegs
+
+
+def make_images(folder: Path, n: int, seed: int, mean_kb: float) -> list[dict]:
+    """Writes (once) the images; returns [{id, size, md5}] (md5 in base64)."""
+    marker = folder / "images.json"
+    if marker.exists():
+        return json.loads(marker.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    sizes = image_sizes(rng, n, mean_kb)
+    jpegs = base_jpegs(rng)
+    ids = sorted({f"{int(k):016x}" for k in rng.integers(0, 2**63, n * 2)})
+    ids = [ids[i] for i in rng.permutation(len(ids))[:n]]
+    images = []
+    for i, (image_id, size) in enumerate(zip(ids, sizes.tolist(), strict=True)):
+        jpeg = jpegs[i % len(jpegs)]
+        data = jpeg + rng.bytes(size - len(jpeg))
+        (folder / f"{image_id}.jpg").write_bytes(data)
+        md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+        images.append({"id": image_id, "size": size, "md5": md5})
+    marker.write_text(json.dumps(images))
+    return images
+
+
+# --- the inputs of each tool ---------------------------------------------------
+
+
+def write_images_csv(path: Path, images: list[dict], base_url: str) -> None:
+    """An Open Images (V1 final) images.csv whose OriginalURLs are on our server."""
+    lines = [CSV_HEADER]
+    for image in images:
+        url = f"{base_url}/{image['id']}.jpg"
+        lines.append(
+            f"{image['id']},train,{url},{base_url}/photos/{image['id']},"
+            "https://creativecommons.org/licenses/by/2.0/,"
+            f"{base_url}/people/bench,bench,synthetic {image['id']},"
+            f"{image['size']},{image['md5']}"
+        )
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_url_parquet(path: Path, images: list[dict], base_url: str) -> None:
+    """img2dataset's input: columns url and ImageID (saved with each sample)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "url": [f"{base_url}/{image['id']}.jpg" for image in images],
+            "ImageID": [image["id"] for image in images],
+        }
+    )
+    pq.write_table(table, path)
+
+
+def write_curl_configs(
+    folder: Path, images: list[dict], base_url: str, parts: int, out: Path | None
+) -> list[Path]:
+    """`parts` curl config files (-K) splitting the URLs; output to /dev/null
+    or to out/<ImageID>.jpg."""
+    configs = []
+    for part in range(parts):
+        lines = []
+        for image in images[part::parts]:
+            target = f"{out}/{image['id']}.jpg" if out else "/dev/null"
+            lines.append(f'url = "{base_url}/{image["id"]}.jpg"')
+            lines.append(f'output = "{target}"')
+        config = folder / f"curl-{'files' if out else 'null'}-{part}.cfg"
+        config.write_text("\n".join(lines) + "\n")
+        configs.append(config)
+    return configs
+
+
+# --- the server ----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def nginx_config(prefix: Path, root: Path, port: int) -> Path:
+    """A minimal nginx.conf serving `root`, with every path inside `prefix`."""
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    temp = prefix / "temp"
+    temp.mkdir(parents=True, exist_ok=True)
+    temp_paths = "\n".join(
+        f"    {kind}_temp_path {temp}/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        f"""{"user " + user + ";" if os.geteuid() == 0 else ""}
+worker_processes {os.cpu_count() or 1};
+pid {prefix}/nginx.pid;
+error_log {prefix}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    types {{ image/jpeg jpg; }}
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+    access_log off;
+{temp_paths}
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+    }}
+}}
+"""
+    )
+    return conf
+
+
+def find_nginx() -> str | None:
+    """nginx on PATH or in the sbin folders (often not on a user's PATH)."""
+    return shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+
+
+def start_server(
+    root: Path, prefix: Path, choice: str
+) -> tuple[subprocess.Popen, str, str]:
+    """Starts nginx (choice auto: if installed) or the Python fallback on a free
+    port: (process, base URL, which server)."""
+    port = free_port()
+    nginx = find_nginx() if choice != "python" else None
+    if choice == "nginx" and not nginx:
+        sys.exit("--server nginx: nginx is not installed")
+    if nginx:
+        conf = nginx_config(prefix, root, port)
+        cmd = [nginx, "-p", str(prefix), "-c", str(conf), "-e", "stderr"]
+        cmd += ["-g", "daemon off;"]
+        kind = "nginx"
+    else:
+        cmd = [sys.executable, __file__, "--serve", str(root), str(port)]
+        kind = "python"
+    log = open(prefix / f"{kind}.log", "wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    wait_until_serving(proc, base_url)
+    return proc, base_url, kind
+
+
+def wait_until_serving(proc: subprocess.Popen, base_url: str) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"the server exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(f"{base_url}/images.json", timeout=1).read(1)
+            return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"the server did not answer on {base_url}")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()  # nginx: fast shutdown
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def serve_python(root: Path, port: int) -> None:
+    """The fallback server: threaded, HTTP/1.1 keep-alive, socket.sendfile."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            path = root / Path(self.path.split("?", 1)[0]).name
+            if not path.is_file():
+                self.send_error(404)
+                return
+            with open(path, "rb") as f:
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(os.fstat(f.fileno()).st_size))
+                self.end_headers()
+                self.connection.sendfile(f)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 256
+
+    Server(("127.0.0.1", port), Handler).serve_forever()
+
+
+# --- measuring -------------------------------------------------------------------
+
+
+def process_table() -> dict[int, tuple[int, int, int]]:
+    """pid -> (ppid, RSS bytes, CPU ticks) of every process, from /proc."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    table = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        ppid, ticks = int(fields[1]), int(fields[11]) + int(fields[12])
+        table[int(entry.name)] = (ppid, int(fields[21]) * page, ticks)
+    return table
+
+
+def tree_of(pid: int, table: dict) -> list[int]:
+    """pid and all its descendants in `table`."""
+    children: dict[int, list[int]] = {}
+    for p, (ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(p)
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(children.get(p, []))
+    return [p for p in tree if p in table]
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds used so far by a live process tree (for the server)."""
+    table = process_table()
+    ticks = sum(table[p][2] for p in tree_of(pid, table))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class PeakTreeRss(threading.Thread):
+    """Samples the summed RSS of a process tree every 0.2 s; keeps the peak."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak = pid, 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            table = process_table()
+            rss = sum(table[p][1] for p in tree_of(self.pid, table))
+            self.peak = max(self.peak, rss)
+            if self._stop_event.wait(0.2):
+                return
+
+    def stop(self) -> int:
+        self._stop_event.set()
+        self.join()
+        return self.peak
+
+
+def measure(cmd: list[str], log: Path, server_pid: int) -> dict:
+    """Runs cmd (output to `log`): exit code, wall s, CPU s of the process tree
+    (os.wait4), peak of the summed tree RSS (sampled), and the server's CPU s
+    over the run. wait4's ru_maxrss is kept as max_rss_mb but not used: Linux
+    counts in it the RSS of this (launching) process at the fork."""
+    server_before = tree_cpu_seconds(server_pid)
+    with open(log, "wb") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        sampler = PeakTreeRss(proc.pid)
+        sampler.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        peak_tree = sampler.stop()
+    return {
+        "exit": os.waitstatus_to_exitcode(status),
+        "wall_s": round(wall, 2),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "max_rss_mb": round(usage.ru_maxrss / 1024),
+        "peak_mb": round(peak_tree / 2**20),
+        "server_cpu_s": round(tree_cpu_seconds(server_pid) - server_before, 2),
+    }
+
+
+def clear(folder: Path) -> None:
+    """Empties an output dir and flushes dirty pages so no run pays for another's
+    writes."""
+    shutil.rmtree(folder, ignore_errors=True)
+    os.sync()
+
+
+# --- the tools ---------------------------------------------------------------------
+
+
+def parallel(cmds: list[list[str]], outputs: list[Path]) -> list[str]:
+    """One shell running cmds at once, each with its stdout to its own file
+    (so their lines cannot interleave); exits non-zero if any of them did."""
+    starts = " ".join(
+        f"{shlex.join(c)} > {shlex.quote(str(o))} & p{i}=$!;"
+        for i, (c, o) in enumerate(zip(cmds, outputs, strict=True))
+    )
+    waits = " ".join(f"wait $p{i} || s=1;" for i in range(len(cmds)))
+    return ["sh", "-c", f"s=0; {starts} {waits} exit $s"]
+
+
+def curl_command(configs: list[Path], concurrency: int) -> list[str]:
+    """P curls at once; each prints "<HTTP status> <bytes>" per URL to
+    <config>.out."""
+    write_out = "%{http_code} %{size_download}\n"
+    return parallel(
+        [
+            # --no-progress-meter, not -s: curl 7.88 --parallel ignores -s for
+            # its progress meter (and -s would hide error messages too)
+            ["curl", "--parallel", "--parallel-max", str(concurrency)]
+            + ["--no-progress-meter", "-w", write_out, "-K", str(c)]
+            for c in configs
+        ],
+        [c.with_suffix(".out") for c in configs],
+    )
+
+
+def check_curl(configs: list[Path], images: list[dict], out: Path | None) -> str | None:
+    """None if every URL answered 200 with the full size (and, with `out`,
+    every file is there with its size); else what is wrong."""
+    text = "".join(c.with_suffix(".out").read_text() for c in configs)
+    lines = [line.split() for line in text.splitlines() if line.strip()]
+    ok = sum(1 for line in lines if len(line) == 2 and line[0] == "200")
+    received = sum(int(line[1]) for line in lines if len(line) == 2)
+    expected = sum(image["size"] for image in images)
+    if ok != len(images) or received != expected:
+        return f"{ok:,} of {len(images):,} answered 200; {received:,} of {expected:,} B"
+    if out is not None:
+        stored = sum(p.stat().st_size for p in out.iterdir())
+        if stored != expected:
+            return f"{stored:,} of {expected:,} bytes stored in {out}"
+    return None
+
+
+def oibeam_command(csv: Path, out: Path, args: argparse.Namespace) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pipelines",
+        "fetch",
+        "--images",
+        str(csv),
+        "--allow-private-hosts",
+        "--output",
+        str(out),
+        "--overwrite",
+        f"--direct_num_workers={args.processes}",
+        "--concurrency",
+        str(args.concurrency),
+        *args.oibeam_arg,
+    ]
+
+
+def check_oibeam(out: Path, n: int) -> str | None:
+    """None if the manifest says every selected image is ok; else its counts."""
+    manifest = out / "manifest.json"
+    if not manifest.exists():
+        return "no manifest.json (the run failed)"
+    counts = json.loads(manifest.read_text()).get("counts", {})
+    if counts.get("selected") == n and counts.get("status:ok") == n:
+        return None
+    return f"counts {counts}"
+
+
+def find_img2dataset() -> str | None:
+    if os.access("/tmp/i2d/bin/img2dataset", os.X_OK):
+        return "/tmp/i2d/bin/img2dataset"
+    return shutil.which("img2dataset")
+
+
+def img2dataset_command(
+    exe: str, urls: Path, out: Path, n: int, args: argparse.Namespace
+) -> list[str]:
+    # Shards are img2dataset's unit of work per process: 4 per process, so all
+    # P processes are busy (its default, 10,000 per shard, would use only one).
+    per_shard = max(1, math.ceil(n / (4 * args.processes)))
+    return [
+        exe,
+        f"--url_list={urls}",
+        "--input_format=parquet",
+        "--url_col=url",
+        '--save_additional_columns=["ImageID"]',
+        "--output_format=webdataset",
+        "--resize_mode=no",
+        "--disable_all_reencoding=True",
+        f"--processes_count={args.processes}",
+        f"--thread_count={args.concurrency}",
+        f"--number_sample_per_shard={per_shard}",
+        f"--output_folder={out}",
+    ]
+
+
+def check_img2dataset(out: Path, n: int) -> str | None:
+    """None if its stats files count n successes; else what they say."""
+    stats = [json.loads(p.read_text()) for p in out.glob("*_stats.json")]
+    successes = sum(s.get("successes", 0) for s in stats)
+    if successes == n:
+        return None
+    statuses: dict[str, int] = {}
+    for s in stats:
+        for status, count in s.get("status_dict", {}).items():
+            statuses[status] = statuses.get(status, 0) + count
+    return f"{successes:,} of {n:,} succeeded; statuses {statuses}"
+
+
+# --- reporting ---------------------------------------------------------------------
+
+
+def versions(i2d: str | None, server: str) -> dict:
+    found = {"python": platform.python_version()}
+    for package in ("apache-beam", "requests", "pyarrow"):
+        found[package] = metadata.version(package)
+    found["curl"] = subprocess.run(
+        ["curl", "--version"], capture_output=True, text=True
+    ).stdout.split()[1]
+    if i2d:
+        python = Path(i2d).with_name("python")
+        found["img2dataset"] = subprocess.run(
+            [str(python if python.exists() else sys.executable), "-c"]
+            + ["import importlib.metadata as m; print(m.version('img2dataset'))"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    if server == "nginx":
+        found["nginx"] = subprocess.run(
+            [find_nginx(), "-v"],
+            capture_output=True,
+            text=True,
+        ).stderr.strip()
+    return found
+
+
+def machine() -> str:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{platform.machine()}, {os.cpu_count()} cores ({model}), {memory:.0f} GiB"
+
+
+def summarize(runs: list[dict], n: int, total_bytes: int) -> dict:
+    """The best (shortest) run of a tool, its rates, and every run's wall time."""
+    best = min(runs, key=lambda r: r["wall_s"])
+    return {
+        **best,
+        "walls_s": [r["wall_s"] for r in runs],
+        "images_per_s": round(n / best["wall_s"], 1),
+        "mb_per_s": round(total_bytes / 1e6 / best["wall_s"], 1),
+        "cpu_ms_per_image": round(1000 * best["cpu_s"] / n, 2),
+        "problems": [r["problem"] for r in runs if r.get("problem")],
+    }
+
+
+def print_table(results: dict, ratios: dict) -> None:
+    print(
+        f"{'tool':12} {'wall s (runs)':>18} {'images/s':>9} {'MB/s':>7} "
+        f"{'CPU ms/img':>10} {'peak MB':>8} {'server CPU s':>12}"
+    )
+    for tool, r in results.items():
+        walls = "/".join(f"{w:.1f}" for w in r["walls_s"])
+        print(
+            f"{tool:12} {walls:>18} {r['images_per_s']:9,.0f} {r['mb_per_s']:7,.0f} "
+            f"{r['cpu_ms_per_image']:10.2f} {r['peak_mb']:8,} "
+            f"{r['server_cpu_s']:12.1f}"
+        )
+        for problem in r["problems"]:
+            print(f"  !! {tool}: {problem}")
+    for name, ratio in ratios.items():
+        print(f"oibeam / {name} images/s: {ratio:.2f}x")
+
+
+# --- main --------------------------------------------------------------------------
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=5000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mean-kb", type=float, default=460)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument(
+        "--curl-to-files", action=argparse.BooleanOptionalAction, default=True
+    )
+    parser.add_argument(
+        "--workdir", default=str(ROOT / "benchmarks" / "runs" / "fetch")
+    )
+    parser.add_argument(
+        "--keep-outputs",
+        action="store_true",
+        help="keep the last run's outputs (GBs) in WORKDIR/out for inspection",
+    )
+    parser.add_argument(
+        "--oibeam-arg",
+        action="append",
+        default=[],
+        help="extra flag for oibeam fetch (repeatable)",
+    )
+    parser.add_argument(
+        "--server",
+        choices=("auto", "nginx", "python"),
+        default="auto",
+        help="auto: nginx if installed, else the Python server",
+    )
+    parser.add_argument(
+        "--serve", nargs=2, metavar=("DIR", "PORT"), help=argparse.SUPPRESS
+    )
+    return parser.parse_args()
+
+
+def plan_runs(args, images, base_url, run_dir, out_dir) -> dict[str, dict]:
+    """tool -> {cmd, out, check()} for every tool that can run here."""
+    n = len(images)
+    csv, urls = run_dir / "images.csv", run_dir / "urls.parquet"
+    write_images_csv(csv, images, base_url)
+    write_url_parquet(urls, images, base_url)
+    runs = {}
+    null_cfgs = write_curl_configs(run_dir, images, base_url, args.processes, None)
+    runs["curl"] = {
+        "cmd": curl_command(null_cfgs, args.concurrency),
+        "out": None,
+        "check": lambda log: check_curl(null_cfgs, images, None),
+    }
+    if args.curl_to_files:
+        files = out_dir / "curl-files"
+        cfgs = write_curl_configs(run_dir, images, base_url, args.processes, files)
+        runs["curl-files"] = {
+            "cmd": curl_command(cfgs, args.concurrency),
+            "out": files,
+            "check": lambda log: check_curl(cfgs, images, files),
+        }
+    oibeam_out = out_dir / "oibeam"
+    runs["oibeam"] = {
+        "cmd": oibeam_command(csv, oibeam_out, args),
+        "out": oibeam_out,
+        "check": lambda log: check_oibeam(oibeam_out, n),
+    }
+    i2d = find_img2dataset()
+    if i2d is None:
+        print(
+            "img2dataset not found: skipped. Install it in its own venv with\n"
+            "  python -m venv /tmp/i2d && /tmp/i2d/bin/pip install img2dataset"
+        )
+    else:
+        i2d_out = out_dir / "img2dataset"
+        runs["img2dataset"] = {
+            "cmd": img2dataset_command(i2d, urls, i2d_out, n, args),
+            "out": i2d_out,
+            "check": lambda log: check_img2dataset(i2d_out, n),
+        }
+    return runs
+
+
+def run_tools(runs: dict, repeat: int, run_dir: Path, server_pid: int) -> dict:
+    """Runs every tool `repeat` times, interleaved; tool -> list of measures."""
+    measured: dict[str, list[dict]] = {tool: [] for tool in runs}
+    for attempt in range(1, repeat + 1):
+        for tool, run in runs.items():
+            if run["out"] is not None:
+                clear(run["out"])
+                if tool == "curl-files":
+                    run["out"].mkdir(parents=True)
+            log = run_dir / f"{tool}-{attempt}.log"
+            result = measure(run["cmd"], log, server_pid)
+            problem = run["check"](log)
+            if result["exit"] != 0:
+                problem = f"exit {result['exit']} (see {log}); {problem or ''}"
+            result["problem"] = problem
+            measured[tool].append(result)
+            print(
+                f"  {tool} run {attempt}: {result['wall_s']:.1f} s"
+                + (f"  !! {problem}" if problem else ""),
+                flush=True,
+            )
+    return measured
+
+
+def main() -> None:
+    args = parse_args()
+    if args.serve:
+        serve_python(Path(args.serve[0]), int(args.serve[1]))
+        return
+    work = Path(args.workdir)
+    data = work / f"images-{args.images}-seed{args.seed}-mean{args.mean_kb:g}kb"
+    images = make_images(data, args.images, args.seed, args.mean_kb)
+    total_bytes = sum(image["size"] for image in images)
+    print(
+        f"{len(images):,} images, {total_bytes / 1e9:.2f} GB "
+        f"(mean {total_bytes / len(images) / 1e3:.0f} KB) in {data}"
+    )
+    run_dir, out_dir = work / "run", work / "out"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    server, base_url, server_kind = start_server(data, run_dir, args.server)
+    try:
+        print(f"serving with {server_kind} on {base_url}")
+        runs = plan_runs(args, images, base_url, run_dir, out_dir)
+        measured = run_tools(runs, args.repeat, run_dir, server.pid)
+    finally:
+        stop_server(server)
+    if not args.keep_outputs:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    n = len(images)
+    results = {t: summarize(m, n, total_bytes) for t, m in measured.items()}
+    ratios = {
+        other: results["oibeam"]["images_per_s"] / results[other]["images_per_s"]
+        for other in ("img2dataset", "curl", "curl-files")
+        if other in results
+    }
+    print_table(results, ratios)
+    record = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"
+        ),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "machine": machine(),
+        "server": server_kind,
+        "versions": versions(find_img2dataset(), server_kind),
+        "images": n,
+        "bytes": total_bytes,
+        "processes": args.processes,
+        "concurrency": args.concurrency,
+        "commands": {t: shlex.join(r["cmd"]) for t, r in runs.items()},
+        "results": results,
+        "ratios": {k: round(v, 3) for k, v in ratios.items()},
+    }
+    with open(work / "results.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    if results["oibeam"]["problems"]:
+        sys.exit("oibeam fetch did not fetch every image with status ok")
+
+
+if __name__ == "__main__":
+    main()
