@@ -9,7 +9,7 @@ import sys
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.beam_options import BeamFlagError, QuietLocalWorkersWarning
+from pipelines.beam_options import BeamFlagError, QuietBeamNoise
 from pipelines.fetch import run_fetch
 from pipelines.layout import OutputExists, UsageError
 from pipelines.options import (
@@ -205,9 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("apache_beam", "google"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    logging.getLogger(
-        "apache_beam.runners.portability.fn_api_runner.fn_runner"
-    ).addFilter(QuietLocalWorkersWarning())
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(QuietBeamNoise())
     if argv and argv[0] in ("-h", "--help"):
         print(_USAGE)
         return 0

@@ -87,7 +87,7 @@ def build_fetch(
     images tables (`tables`: files and extra columns)."""
     layout = RunLayout(config.tables.output)
     selection = config.selection
-    written, counts = [], []
+    written, counts, ranges = [], [], []
     if plan is not None:
         inputs = build_inputs(root, config.tables, plan, layout)
         images, classes, extras = inputs.images, inputs.classes, plan.image_extras
@@ -104,6 +104,7 @@ def build_fetch(
             )
         )
         counts.append(inputs.counts)
+        ranges.append(inputs.ranges)
     else:
         files, extras = tables
         images = root | "ReadImagesTables" >> ReadImagesTables(files, extras)
@@ -159,6 +160,7 @@ def build_fetch(
         "written": written | "AllWrittenFiles" >> beam.Flatten(),
         "counts": counts | "AllInputCounts" >> beam.Flatten(),
         "tallies": fetched["counts"],
+        **({"ranges": ranges[0]} if ranges else {}),
     } | "WriteManifest" >> WriteManifest(
         plan or InputPlan((), (), (), ()),
         config.tables.output,

@@ -46,6 +46,7 @@ class Inputs:
     labels: Any  # (bucket, pa.Table) labels_schema
     errors: Any  # (part name, pa.Table ERRORS)
     counts: Any  # FileCount per input file
+    ranges: Any  # RangeLines per read range (lines, MD5 of its bytes)
     buckets: int
 
 
@@ -85,6 +86,7 @@ def build_inputs(
         labels=joined["labels"],
         errors=errors["parts"],
         counts=counts,
+        ranges=(read["lines"], classes["lines"]) | "AllRanges" >> beam.Flatten(),
         buckets=buckets,
     )
 
@@ -150,6 +152,7 @@ def build_tables(
     _ = {
         "written": written | "AllWrittenFiles" >> beam.Flatten(),
         "counts": inputs.counts,
+        "ranges": inputs.ranges,
     } | "WriteManifest" >> WriteManifest(
         plan, config.output, empty_tables, info, cleanup=[layout.exchange]
     )

@@ -35,10 +35,12 @@ class CsvRange(NamedTuple):
 
 
 class RangeLines(NamedTuple):
-    """How many physical lines a range held (header included), to number lines."""
+    """What reading one range found: its physical lines (header included, to
+    number lines across ranges) and the MD5 (hex) of its bytes as stored."""
 
     range_id: int
     lines: int
+    md5: str
 
 
 class WrittenFile(NamedTuple):

@@ -1,6 +1,7 @@
 """CSV bytes -> tables whose every row (and every rejected row) knows its line."""
 
 import csv
+import hashlib
 import io
 
 import numpy as np
@@ -111,13 +112,14 @@ def test_ranges_hold_every_line_exactly_once(tmp_path):
     path = tmp_path / "labels.csv"
     path.write_text(header + "\n".join(lines) + "\n")
     size = path.stat().st_size
+    raw = path.read_bytes()
     for step in (3, 38, 39, 40, 1000, 4096, size):
         got = []
         for start in range(0, size, step):
-            data = read_range_bytes(
-                str(path), start, min(start + step, size), len(header)
-            )
+            end = min(start + step, size)
+            data, md5 = read_range_bytes(str(path), start, end, len(header))
             got.extend(data.decode().splitlines())
+            assert md5 == hashlib.md5(raw[start:end]).hexdigest()
         assert got == lines, f"step {step}"
 
 

@@ -2,6 +2,7 @@
 
 import csv
 import gzip
+import hashlib
 import shutil
 
 import duckdb
@@ -276,6 +277,19 @@ def test_split_and_gzipped_inputs_give_the_same_tables(run_tables, tmp_path):
         ]
         assert rows[0] == rows[1] == rows[2], table
     assert whole.table("labels").num_rows == 12_000
+
+    # The manifest names every input with the MD5 of its bytes as stored.
+    def inputs(run):
+        return {e["path"].rsplit("/", 1)[1]: e for e in run.manifest["inputs"]}
+
+    data = big.read_bytes()
+    assert inputs(whole)["labels.csv"]["md5"] == hashlib.md5(data).hexdigest()
+    ranges = inputs(split)["labels.csv"]["md5_ranges"]
+    assert len(ranges) > 3 and ranges[-1]["end"] == len(data)
+    for r in ranges:
+        assert r["md5"] == hashlib.md5(data[r["start"] : r["end"]]).hexdigest()
+    gz = (tmp_path / "labels.csv.gz").read_bytes()
+    assert inputs(zipped)["labels.csv.gz"]["md5"] == hashlib.md5(gz).hexdigest()
 
 
 def _sort_keys(table):

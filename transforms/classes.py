@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 
 import apache_beam as beam
 import pyarrow as pa
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 
 from schemas import releases
 from schemas.coders import register_coders
-from schemas.elements import CsvFile, CsvRange, FileCount
+from schemas.elements import CsvFile, CsvRange, FileCount, RangeLines
 from schemas.tables import ERRORS_INTERNAL, LINE, REF_LINE, REF_SRC, SRC
 from transforms.csv_parse import csv_line
+from transforms.input_files import open_hashed
 
 register_coders()
 
@@ -131,8 +130,15 @@ class _ReadClassesFn(beam.DoFn):
     def process(self, _unused):
         parsed = ParsedClasses()
         for f in self._files:
-            with FileSystems.open(f.path, compression_type=CompressionTypes.AUTO) as h:
-                parse_classes(h.read(), f.file_id, self._range_of[f.file_id], parsed)
+            stream, raw = open_hashed(f.path, f.compressed)
+            with stream:
+                data = stream.read()
+            range_id = self._range_of[f.file_id]
+            parse_classes(data, f.file_id, range_id, parsed)
+            lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+            yield beam.pvalue.TaggedOutput(
+                "lines", RangeLines(range_id, lines, raw.finish())
+            )
         yield parsed.table()
         if parsed.errors:
             yield beam.pvalue.TaggedOutput(
@@ -150,7 +156,7 @@ class _ReadClassesFn(beam.DoFn):
 class ReadClassDescriptions(beam.PTransform):
     """PBegin -> dict: classes = PCollection with one pa.Table (CLASSES schema,
     empty without class files), errors = pa.Table (ERRORS_INTERNAL),
-    counts = FileCount."""
+    counts = FileCount, lines = RangeLines (with each file's MD5)."""
 
     def __init__(self, files: tuple[CsvFile, ...], ranges: tuple[CsvRange, ...]):
         super().__init__()
@@ -163,11 +169,14 @@ class ReadClassDescriptions(beam.PTransform):
             | "One" >> beam.Create([None])
             | "ParseClassFiles"
             >> beam.ParDo(_ReadClassesFn(self._files, self._ranges))
-            .with_output_types(pa.Table, errors=pa.Table, counts=FileCount)
-            .with_outputs("errors", "counts", main="classes")
+            .with_output_types(
+                pa.Table, errors=pa.Table, counts=FileCount, lines=RangeLines
+            )
+            .with_outputs("errors", "counts", "lines", main="classes")
         )
         return {
             "classes": parsed.classes,
+            "lines": parsed.lines,
             "errors": parsed.errors,
             "counts": parsed.counts,
         }

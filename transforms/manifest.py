@@ -17,7 +17,7 @@ from typing import Any
 import apache_beam as beam
 import pyarrow as pa
 
-from schemas.elements import Count, FileCount, WrittenFile
+from schemas.elements import Count, FileCount, RangeLines, WrittenFile
 from transforms.csv_inputs import InputPlan
 from transforms.exchange import remove_exchange
 from transforms.write_files import write_parquet, write_text
@@ -69,15 +69,37 @@ def relative(path: str, root: str) -> str:
     return path[len(root) :] if path.startswith(root) else path
 
 
+def input_checksums(plan: InputPlan, ranges: list[RangeLines]) -> dict[int, dict]:
+    """Per input file: its MD5 when read in one piece, else one per byte range."""
+    md5 = {r.range_id: r.md5 for r in ranges}
+    out: dict[int, dict] = {}
+    for f in plan.files:
+        pieces = sorted(
+            (r for r in plan.ranges if r.file_id == f.file_id), key=lambda r: r.start
+        )
+        if len(pieces) == 1:
+            out[f.file_id] = {"md5": md5.get(pieces[0].range_id)}
+        else:
+            out[f.file_id] = {
+                "md5_ranges": [
+                    {"start": r.start, "end": r.end, "md5": md5.get(r.range_id)}
+                    for r in pieces
+                ]
+            }
+    return out
+
+
 def build_manifest(
     plan: InputPlan,
     written: list[WrittenFile],
     counts: list[FileCount],
     root: str,
     info: dict[str, Any],
+    ranges: list[RangeLines] = (),
 ) -> dict[str, Any]:
     """The manifest document (pure): inputs, tables, totals and `info`."""
     per_file = reconcile(plan, counts)
+    checksums = input_checksums(plan, list(ranges))
     tables: dict[str, dict[str, Any]] = defaultdict(lambda: {"rows": 0, "files": []})
     for w in sorted(written, key=lambda w: (w.table, w.path)):
         entry = tables[w.table]
@@ -101,6 +123,7 @@ def build_manifest(
                 "path": f.path,
                 "kind": f.kind,
                 "bytes": f.size,
+                **checksums[f.file_id],
                 "release": f.layout.release if f.layout else None,
                 "columns": list(f.layout.columns) if f.layout else None,
                 "rows_read": totals["read"],
@@ -136,6 +159,7 @@ def _finish(
     written: list[WrittenFile],
     counts: list[FileCount],
     tallies: list[Count],
+    ranges: list[RangeLines],
     plan: InputPlan,
     root: str,
     empty_tables: dict[str, tuple[str, pa.Schema]],
@@ -150,7 +174,7 @@ def _finish(
         if table not in present:
             size, md5 = write_parquet(path, schema.empty_table())
             written.append(WrittenFile(table, path, 0, size, md5))
-    manifest = build_manifest(plan, written, list(counts), root, info)
+    manifest = build_manifest(plan, written, list(counts), root, info, list(ranges))
     totals: dict[str, int] = defaultdict(int)
     for tally in tallies:
         totals[tally.name] += tally.n
@@ -164,7 +188,8 @@ def _finish(
 
 class WriteManifest(beam.PTransform):
     """{"written": PCollection[WrittenFile], "counts": PCollection[FileCount],
-    "tallies": PCollection[Count] (optional)} -> the manifest path.
+    "tallies": PCollection[Count], "ranges": PCollection[RangeLines] (both
+    optional)} -> the manifest path.
 
     `empty_tables` maps a table name to (path, schema) of the empty file to
     write when that table got no file at all. `info` is copied into the
@@ -192,6 +217,9 @@ class WriteManifest(beam.PTransform):
         tallies = inputs.get("tallies")
         if tallies is None:
             tallies = root | "NoTallies" >> beam.Create([]).with_output_types(Count)
+        ranges = inputs.get("ranges")
+        if ranges is None:
+            ranges = root | "NoRanges" >> beam.Create([]).with_output_types(RangeLines)
         return (
             root
             | "Once" >> beam.Create([None])
@@ -201,6 +229,7 @@ class WriteManifest(beam.PTransform):
                 beam.pvalue.AsList(inputs["written"]),
                 beam.pvalue.AsList(inputs["counts"]),
                 beam.pvalue.AsList(tallies),
+                beam.pvalue.AsList(ranges),
                 plan=self._plan,
                 root=self._root,
                 empty_tables=self._empty_tables,

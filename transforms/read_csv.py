@@ -8,7 +8,7 @@ across ranges) and every file how many rows it held (to reconcile counts).
 
 from __future__ import annotations
 
-import io
+import hashlib
 
 import apache_beam as beam
 import numpy as np
@@ -21,22 +21,27 @@ from schemas.elements import CsvFile, CsvRange, FileCount, RangeLines
 from schemas.tables import ERRORS_INTERNAL, LINE, REF_LINE, REF_SRC, SRC
 from transforms import csv_parse, validate_rows
 from transforms.csv_inputs import InputPlan
+from transforms.input_files import PlainStream, open_hashed
 from transforms.metrics import NAMESPACE
 
 register_coders()
 _READ_MORE = 1 << 16
 
 
-def read_range_bytes(path: str, start: int, end: int, header_bytes: int) -> bytes:
-    """The whole lines whose first byte lies in [start, end) of a file.
+def read_range_bytes(
+    path: str, start: int, end: int, header_bytes: int
+) -> tuple[bytes, str]:
+    """The whole lines whose first byte lies in [start, end) of a file, and the
+    MD5 (hex) of the file's bytes [start, end).
 
     Range 0 starts after the header. A line that crosses `end` is read to its
     end; the partial line at `start` belongs to the previous range.
     """
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        begin = header_bytes if start == 0 else start - 1
+        begin = 0 if start == 0 else start - 1
         f.seek(begin)
         data = f.read(max(end - begin, 0))
+        digest = hashlib.md5(memoryview(data)[start - begin :]).hexdigest()
         while data and not data.endswith(b"\n"):
             more = f.read(_READ_MORE)
             if not more:
@@ -46,32 +51,13 @@ def read_range_bytes(path: str, start: int, end: int, header_bytes: int) -> byte
             if cut >= 0:
                 break
     if start == 0:
-        return data
+        return data[header_bytes:], digest
     first = data.find(b"\n")
-    return b"" if first < 0 else data[first + 1 :]
+    return (b"" if first < 0 else data[first + 1 :]), digest
 
 
 class CsvStructureError(ValueError):
     """A whole file whose quoting cannot be parsed (not one bad row)."""
-
-
-class _Stream(io.RawIOBase):
-    """A plain readable stream over a Beam file (whose `closed` is a method on
-    compressed files, which pyarrow takes for a closed file)."""
-
-    def __init__(self, handle) -> None:
-        self._handle = handle
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        return self._handle.read(size)
-
-    def readinto(self, buffer) -> int:
-        data = self._handle.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 class _ReadCsvRangeFn(beam.DoFn):
@@ -92,11 +78,13 @@ class _ReadCsvRangeFn(beam.DoFn):
     def process(self, item: CsvRange):
         f = self._files[item.file_id]
         rows_read = 0
+        digest: list[str] = []
         if item.whole:
-            blocks = self._whole_file_blocks(f)
+            blocks = self._whole_file_blocks(f, digest)
             line_base, data = 0, None
         else:
-            data = read_range_bytes(f.path, item.start, item.end, f.header_bytes)
+            data, md5 = read_range_bytes(f.path, item.start, item.end, f.header_bytes)
+            digest.append(md5)
             fast = validate_rows.LABEL_FAST_TYPES
             blocks = [csv_parse.parse_line_block(data, f.layout.columns, fast)]
             line_base = 1 if item.start == 0 else 0  # the header is line 1
@@ -113,7 +101,9 @@ class _ReadCsvRangeFn(beam.DoFn):
                 self._bad.inc(errors.num_rows)
                 yield beam.pvalue.TaggedOutput("errors", errors)
         self._rows.inc(rows_read)
-        yield beam.pvalue.TaggedOutput("lines", RangeLines(item.range_id, line_count))
+        yield beam.pvalue.TaggedOutput(
+            "lines", RangeLines(item.range_id, line_count, digest[0])
+        )
         yield beam.pvalue.TaggedOutput(
             "counts", FileCount(item.file_id, "read", rows_read)
         )
@@ -121,17 +111,20 @@ class _ReadCsvRangeFn(beam.DoFn):
             "counts", FileCount(item.file_id, "lines", line_count)
         )
 
-    def _whole_file_blocks(self, f: CsvFile):
-        with FileSystems.open(f.path, compression_type=CompressionTypes.AUTO) as stream:
+    def _whole_file_blocks(self, f: CsvFile, digest: list[str]):
+        """Blocks of a whole file; appends the file's MD5 to `digest` at the end."""
+        stream, raw = open_hashed(f.path, f.compressed)
+        with stream:
             try:
                 yield from csv_parse.iter_stream_blocks(
-                    _Stream(stream), f.layout.columns
+                    PlainStream(stream), f.layout.columns
                 )
             except pa.ArrowInvalid as e:
                 raise CsvStructureError(
                     f"{f.path}: the CSV structure breaks down ({e}); a quote is "
                     "probably unbalanced: fix the file, then run again"
                 ) from e
+            digest.append(raw.finish())
 
     def _check(self, f: CsvFile, range_id: int, parsed, data, line_base: int):
         if f.kind == "images":
