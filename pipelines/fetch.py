@@ -122,40 +122,22 @@ def build_fetch(
         )
     # (bucket, pa.Table) of the selected rows
     selected = images | "SelectImages" >> SelectImages(selection, trainable)
-    fetched = selected | "FetchImages" >> FetchImages(
-        config.fetch, layout.shards, layout.exchange, progress_dir
-    )
-    shards = beam.pvalue.AsSingleton(fetched["shards"])
     status_schema = schemas.images_with_status_schema(extras)
-    written += [
-        wiring.write_table(
-            "images",
-            wiring.bucket_parts("images", fetched["images"], shards),
-            layout.table_dir("images"),
-            status_schema,
-            config.tables.parquet_compression,
-        ),
-        wiring.write_table(
-            "shard_index",
-            wiring.bucket_parts("shard_index", fetched["index"], shards),
-            layout.shard_index,
-            fetch_schema.SHARD_INDEX,
-            config.tables.parquet_compression,
-        ),
-        fetched["written"],
-    ]
+    fetched = selected | "FetchImages" >> FetchImages(
+        config.fetch,
+        layout.shards,
+        layout.table_dir("images"),
+        status_schema,
+        layout.exchange,
+        config.tables.parquet_compression,
+        progress_dir,
+    )
+    written.append(fetched["written"])
     if not counts:
         counts.append(
             root | "NoInputCounts" >> beam.Create([]).with_output_types(FileCount)
         )
-    empty_tables = {
-        "images": layout.empty_table("images", status_schema),
-        "errors": layout.empty_table("errors", schemas.ERRORS),
-        "shard_index": (
-            f"{layout.shard_index}/part-00000.parquet",
-            fetch_schema.SHARD_INDEX,
-        ),
-    }
+    empty_tables = {"errors": layout.empty_table("errors", schemas.ERRORS)}
     _ = {
         "written": written | "AllWrittenFiles" >> beam.Flatten(),
         "counts": counts | "AllInputCounts" >> beam.Flatten(),

@@ -12,9 +12,9 @@ import argparse
 from dataclasses import asdict, dataclass
 
 from transforms.csv_inputs import DEFAULT_SPLIT_BYTES
-from transforms.fetch_images import FetchConfig
 from transforms.fetcher import FetchPolicy
 from transforms.image_check import DEFAULT_MAX_PIXELS
+from transforms.image_tasks import FetchConfig
 from transforms.select_images import Selection
 from transforms.trainable import PRESETS, TrainableRule, make_rule
 from transforms.write_files import DEFAULT_COMPRESSION

@@ -2,24 +2,20 @@
 
 Images are assigned to shards by a stable digest of the ImageID; a shard's
 rows wait in exchange files, so only file names are shuffled. One element per
-shard: its images are fetched by a thread pool (many requests in flight per
-worker; results taken in ImageID order through a bounded window), verified
-(size, MD5, Pillow), and the good ones streamed into the shard's tar. The shard
-yields its images table part (the input rows plus status columns), its index
-part and the committed tar.
+shard: its tasks (see image_tasks) run on a thread pool, many in flight per
+worker, their results taken in ImageID order through a bounded window; the good
+images stream into the shard's tar. Then the shard's index part and its
+images-table part (the rows plus status columns) are written, in that order
+(see shard_outputs: a shard an earlier attempt finished is read back, not
+fetched again).
 """
 
 from __future__ import annotations
 
 import collections
-import itertools
-import json
 import logging
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from string import Formatter
 
 import apache_beam as beam
 import numpy as np
@@ -29,68 +25,26 @@ from schemas import fetch as contract
 from schemas.coders import register_coders
 from schemas.elements import BucketPiece, Count, WrittenFile
 from transforms.exchange import read_piece, write_piece
-from transforms.fetcher import Download, FetchPolicy, HttpFetcher
-from transforms.gcs_fetch import GcsFetcher
-from transforms.image_check import DEFAULT_MAX_PIXELS, Verdict, check_image
 from transforms.image_keys import mix64, parse_image_ids
+from transforms.image_tasks import (
+    FetchConfig,
+    TaskRunner,
+    internal_columns,
+    ordered,
+    sample_json,
+)
 from transforms.metrics import NAMESPACE
 from transforms.progress import TALLY
+from transforms.shard_outputs import ShardOutputs, ShardPaths, fingerprint, read_done
 from transforms.shard_writer import ShardWriter
 
 register_coders()
 _LOG = logging.getLogger(__name__)
 
 _SHARD_SALT = np.uint64(0x5AA2D5EED5)
-_IMAGE_ID = re.compile(r"^[0-9a-f]{16}$")
 _THUMBNAIL_BYTES = 120_000  # a guess for shard sizing when no size is known
 
-
-@dataclass(frozen=True)
-class FetchConfig:
-    """How images are fetched and verified (flag names in brackets)."""
-
-    source: str = "original"  # original | thumbnail [--source]
-    url_template: str | None = None  # e.g. gs://mirror/{Subset}/{ImageID}.jpg
-    verify: str = "auto"  # auto | md5 | decode [--verify]
-    concurrency: int = 16  # requests in flight per worker [--concurrency]
-    policy: FetchPolicy = field(default_factory=FetchPolicy)
-    max_pixels: int = DEFAULT_MAX_PIXELS  # [--max-pixels]
-    full_decode: bool = False  # decode even MD5-verified images [--full-decode]
-    shard_bytes: int = 256 << 20  # target bytes per shard [--shard-bytes]
-
-    def __post_init__(self) -> None:
-        if self.source not in ("original", "thumbnail"):
-            raise ValueError("the image source is original or thumbnail")
-        if self.verify not in ("auto", "md5", "decode"):
-            raise ValueError("--verify is auto, md5 or decode")
-        if self.concurrency < 1 or self.shard_bytes < 1:
-            raise ValueError("--concurrency and --shard-bytes must be >= 1")
-
-    def check_template(self, columns: list[str]) -> None:
-        """ValueError if the URL template names a column the images do not have."""
-        if not self.url_template:
-            return
-        names = {f for _, f, _, _ in Formatter().parse(self.url_template) if f}
-        unknown = sorted(names - set(columns))
-        if unknown:
-            raise ValueError(
-                f"--url-template names unknown column(s) {', '.join(unknown)}; "
-                f"columns: {', '.join(columns)}"
-            )
-
-
-def target(row: dict, config: FetchConfig) -> tuple[str | None, bool]:
-    """(URL to fetch, whether to verify size and MD5) for one image row."""
-    if config.url_template:
-        values = {k: "" if v is None else v for k, v in row.items() if k != "labels"}
-        url, md5 = config.url_template.format_map(values), True
-    elif config.source == "thumbnail" and row.get("Thumbnail300KURL"):
-        url, md5 = row["Thumbnail300KURL"], False  # its bytes change over time
-    else:
-        url, md5 = row.get("OriginalURL"), True  # V1: no thumbnail, use original
-    if config.verify != "auto":
-        md5 = config.verify == "md5"
-    return url or None, md5
+__all__ = ["FetchConfig", "FetchImages", "shard_count", "shard_of"]
 
 
 def shard_of(image_ids, shards: int) -> np.ndarray:
@@ -130,103 +84,40 @@ def _selected(totals: tuple[int, int]) -> Count:
     return Count("selected", totals[0])
 
 
-def _missing_shards(shards: int, written: list[WrittenFile], shards_dir: str):
-    """Empty tars for shard numbers no image hashed to: a complete, gap-free set."""
+def _missing_shards(shards: int, written: list[WrittenFile], outputs: ShardOutputs):
+    """Empty outputs for shard numbers no image hashed to: gap-free sets of
+    tars, index parts and images parts."""
     present = {w.path for w in written}
     for shard in range(shards):
-        path = f"{shards_dir}/images-{shard:05d}-of-{shards:05d}.tar"
-        if path not in present:
-            size, crc = ShardWriter(path).commit()
-            yield WrittenFile("shards", path, 0, size, f"crc32:{crc}")
+        if outputs.paths(shard, shards).tar not in present:
+            yield from outputs.empty(shard, shards)
 
 
-@dataclass
-class Outcome:
-    """One image's fetch and check."""
-
-    url: str | None
-    download: Download
-    verdict: Verdict | None
-
-    @property
-    def status(self) -> str:
-        if not self.download.ok:
-            return self.download.status
-        return self.verdict.status or contract.OK
-
-
-def ordered(pool, fn, items, window: int):
-    """Yields (item, fn(item)) in input order with at most `window` in flight."""
-    items = iter(items)
-    pending = collections.deque(
-        (item, pool.submit(fn, item)) for item in itertools.islice(items, window)
-    )
-    while pending:
-        item, future = pending.popleft()
-        result = future.result()
-        following = next(items, pending)  # `pending` marks the end
-        if following is not pending:
-            pending.append((following, pool.submit(fn, following)))
-        yield item, result
-
-
-def status_row(outcome: Outcome, shard: str) -> dict:
-    d, v = outcome.download, outcome.verdict or Verdict()
-    status = outcome.status
-    ok = status == contract.OK
-    return {
-        "status": status,
-        "error": d.error if not d.ok else v.error,
-        "retryable": d.retryable if not d.ok else False,
-        "http_status": d.http_status,
-        "attempts": d.attempts,
-        "elapsed_ms": d.elapsed_ms,
-        "bytes": len(d.data) if d.data is not None else 0,
-        "url": outcome.url,
-        "md5_ok": v.md5_ok,
-        "checked": v.checked if ok else None,
-        "format": v.format,
-        "mode": v.mode,
-        "width": v.width,
-        "height": v.height,
-        "exif_orientation": v.exif_orientation,
-        "display_width": v.display_width,
-        "display_height": v.display_height,
-        "shard": shard if ok else None,
-    }
-
-
-def sample_json(row: dict, status: dict) -> bytes:
-    """The `<ImageID>.json` member: the image's row and what the fetch found."""
-    keep = {k: v for k, v in row.items() if v is not None}
-    keep["fetch"] = {
-        k: status[k]
-        for k in contract.STATUS_COLUMNS
-        if k not in contract.RUN_COLUMNS and status[k] is not None
-    }
-    return json.dumps(
-        keep, sort_keys=True, ensure_ascii=False, separators=(",", ":")
-    ).encode()
+def with_status(tasks: pa.Table, statuses: list[dict], schema: pa.Schema) -> pa.Table:
+    """The images-table part: task columns (internal ones dropped) + statuses."""
+    table = tasks.drop_columns(internal_columns(tasks))
+    for f in contract.STATUS_FIELDS:
+        table = table.append_column(f, pa.array([s[f.name] for s in statuses], f.type))
+    return table.select(schema.names).cast(schema)
 
 
 class _FetchShardFn(beam.DoFn):
-    """(shard, [BucketPiece]) -> (shard, images part); tagged 'index',
-    'written' (the tar) and 'counts' (status counts)."""
+    """(shard, [BucketPiece]) -> WrittenFile (tar, index part, images part);
+    tagged 'counts': a Count per status."""
 
     def __init__(
-        self, config: FetchConfig, shards_dir: str, progress_dir: str | None
+        self, config: FetchConfig, outputs: ShardOutputs, progress_dir: str | None
     ) -> None:
         self._config = config
-        self._shards_dir = shards_dir
+        self._outputs = outputs
         self._progress_dir = progress_dir
         self._metrics = {
             name: beam.metrics.Metrics.counter(NAMESPACE, f"fetch_{name}")
-            for name in ("images", "ok", "failed", "bytes")
+            for name in ("images", "ok", "failed", "bytes", "resumed")
         }
 
     def setup(self) -> None:
-        self._http = HttpFetcher(self._config.policy)
-        self._gcs = GcsFetcher(self._config.policy)
+        self._runner = TaskRunner(self._config)
         self._pool = ThreadPoolExecutor(
             self._config.concurrency, thread_name_prefix="oibeam-fetch"
         )
@@ -234,58 +125,45 @@ class _FetchShardFn(beam.DoFn):
 
     def teardown(self) -> None:
         self._pool.shutdown(wait=True)
-        self._http.close()
-
-    def _fetch_one(self, row: dict) -> Outcome:
-        if not _IMAGE_ID.match(row["ImageID"] or ""):  # it names the tar members
-            error = "ImageID is not 16 lowercase hex digits"
-            return Outcome(None, Download(status="refused", error=error), None)
-        url, md5 = target(row, self._config)
-        if url is None:
-            return Outcome(None, Download(status="refused", error="no URL"), None)
-        fetcher = self._gcs if url.startswith("gs://") else self._http
-        download = fetcher.fetch(url)
-        if not download.ok:
-            return Outcome(url, download, None)
-        verdict = check_image(
-            download.data,
-            download.md5,
-            row.get("OriginalSize") if md5 else None,
-            row.get("OriginalMD5") if md5 else None,
-            rotation=row.get("Rotation"),
-            max_pixels=self._config.max_pixels,
-            full_decode=self._config.full_decode,
-        )
-        return Outcome(url, download, verdict)
+        self._runner.close()
 
     def process(self, element, shards: int):
         shard, pieces = element
         tasks = pa.concat_tables([read_piece(p) for p in pieces]).sort_by("ImageID")
-        name = f"images-{shard:05d}-of-{shards:05d}"
-        path = f"{self._shards_dir}/{name}.tar"
-        writer = ShardWriter(path)
+        paths = self._outputs.paths(shard, shards)
+        tasks_fingerprint = fingerprint(tasks, self._config.outcome_key())
+        done = read_done(paths, tasks_fingerprint)
+        if done is not None:
+            images, written = done
+            self._metrics["resumed"].inc(images.num_rows)
+            statuses = images["status"].to_pylist()
+        else:
+            images, written = self._run_shard(paths, tasks, tasks_fingerprint)
+            statuses = images["status"].to_pylist()
+        if self._progress_dir:
+            TALLY.publish(self._progress_dir)
+        yield from written
+        for status, n in sorted(collections.Counter(statuses).items()):
+            yield beam.pvalue.TaggedOutput("counts", Count(f"status:{status}", n))
+
+    def _run_shard(self, paths: ShardPaths, tasks: pa.Table, tasks_fingerprint: str):
+        writer = ShardWriter(paths.tar)
         statuses, index = [], []
-        counts: collections.Counter[str] = collections.Counter()
         try:
             window = 2 * self._config.concurrency
             rows = tasks.to_pylist()
-            for row, outcome in ordered(self._pool, self._fetch_one, rows, window):
-                status = status_row(outcome, f"{name}.tar")
-                statuses.append(status)
-                counts[status["status"]] += 1
-                self._count(status)
-                if status["status"] == contract.OK:
+            for row, result in ordered(self._pool, self._runner.run, rows, window):
+                status = result.status
+                if result.ok:
+                    status["shard"] = f"{paths.name}.tar"
                     ext = contract.FORMAT_EXTENSIONS.get(status["format"], "bin")
                     image, meta = writer.add_sample(
-                        row["ImageID"],
-                        ext,
-                        outcome.download.data,
-                        sample_json(row, status),
+                        row["ImageID"], ext, result.data, sample_json(row, status)
                     )
                     index.append(
                         (
                             row["ImageID"],
-                            f"{name}.tar",
+                            status["shard"],
                             image.name,
                             image.offset,
                             image.size,
@@ -294,19 +172,16 @@ class _FetchShardFn(beam.DoFn):
                             meta.size,
                         )
                     )
+                statuses.append(status)
+                self._count(status)
             size, crc = writer.commit()
         except BaseException:
             writer.abort()
             raise
-        yield shard, _with_status(tasks, statuses)
-        yield beam.pvalue.TaggedOutput("index", (shard, _index_table(index)))
-        yield beam.pvalue.TaggedOutput(
-            "written", WrittenFile("shards", path, writer.samples, size, f"crc32:{crc}")
-        )
-        if self._progress_dir:
-            TALLY.publish(self._progress_dir)
-        for status_name, n in sorted(counts.items()):
-            yield beam.pvalue.TaggedOutput("counts", Count(f"status:{status_name}", n))
+        tar = WrittenFile("shards", paths.tar, writer.samples, size, f"crc32:{crc}")
+        images = with_status(tasks, statuses, self._outputs.schema)
+        written = self._outputs.commit_tables(paths, images, index, tasks_fingerprint)
+        return images, [tar, *written]
 
     def _count(self, status: dict) -> None:
         ok = status["status"] == contract.OK
@@ -317,25 +192,6 @@ class _FetchShardFn(beam.DoFn):
         if time.monotonic() - self._logged > 30:
             self._logged = time.monotonic()
             _LOG.info(TALLY.line())
-
-
-def _with_status(tasks: pa.Table, statuses: list[dict]) -> pa.Table:
-    for f in contract.STATUS_FIELDS:
-        tasks = tasks.append_column(f, pa.array([s[f.name] for s in statuses], f.type))
-    return tasks
-
-
-def _index_table(rows: list[tuple]) -> pa.Table:
-    columns = (
-        list(zip(*rows, strict=True)) if rows else [[] for _ in contract.SHARD_INDEX]
-    )
-    return pa.Table.from_arrays(
-        [
-            pa.array(c, f.type)
-            for c, f in zip(columns, contract.SHARD_INDEX, strict=True)
-        ],
-        schema=contract.SHARD_INDEX,
-    )
 
 
 class _ParkByShardFn(beam.DoFn):
@@ -360,25 +216,28 @@ class _ParkByShardFn(beam.DoFn):
 
 
 class FetchImages(beam.PTransform):
-    """PCollection[(bucket, pa.Table)] of selected images -> dict:
-    images = (shard, pa.Table images + status columns), index = (shard,
-    pa.Table SHARD_INDEX), written = WrittenFile per shard tar (a gap-free
-    set), counts = Count per status and "selected", shards = the shard count
-    (one int). Local runs give a `progress_dir` on this machine, where the
-    workers publish their counts for the command line's progress line."""
+    """PCollection[(bucket, pa.Table)] of selected images (optionally planned
+    by a refresh, see image_tasks) -> dict: written = WrittenFile of every tar
+    (a gap-free set), index part and images-table part (`schema`: the images
+    columns plus status columns), counts = Count per status and "selected",
+    shards = the shard count (one int). Local runs give a `progress_dir` on
+    this machine, where workers publish their counts for the progress line."""
 
     def __init__(
         self,
         config: FetchConfig,
         shards_dir: str,
+        images_dir: str,
+        schema: pa.Schema,
         exchange: str,
+        compression: str,
         progress_dir: str | None = None,
     ) -> None:
         super().__init__()
         self._config = config
-        self._shards_dir = shards_dir
         self._exchange = exchange
-        self._progress_dir = progress_dir
+        self._outputs = ShardOutputs(shards_dir, images_dir, schema, compression)
+        self._shard_fn = _FetchShardFn(config, self._outputs, progress_dir)
 
     def expand(self, selected):
         # (images, bytes) of the whole selection -> the number of shards
@@ -398,27 +257,17 @@ class FetchImages(beam.PTransform):
             ).with_output_types(tuple[int, BucketPiece])
             | "GroupByShard" >> beam.GroupByKey()
             | "FetchShards"
-            >> beam.ParDo(
-                _FetchShardFn(self._config, self._shards_dir, self._progress_dir),
-                beam.pvalue.AsSingleton(shards),
-            )
-            .with_output_types(
-                tuple[int, pa.Table],
-                index=tuple[int, pa.Table],
-                written=WrittenFile,
-                counts=Count,
-            )
-            .with_outputs("index", "written", "counts", main="images")
+            >> beam.ParDo(self._shard_fn, beam.pvalue.AsSingleton(shards))
+            .with_output_types(WrittenFile, counts=Count)
+            .with_outputs("counts", main="written")
         )
         gaps = shards | "FillShardGaps" >> beam.FlatMap(
-            _missing_shards, beam.pvalue.AsList(fetched.written), self._shards_dir
+            _missing_shards, beam.pvalue.AsList(fetched.written), self._outputs
         ).with_output_types(WrittenFile)
         selected_count = totals | "CountSelected" >> beam.Map(
             _selected
         ).with_output_types(Count)
         return {
-            "images": fetched.images,
-            "index": fetched.index,
             "written": (fetched.written, gaps) | "AllShards" >> beam.Flatten(),
             "counts": (fetched.counts, selected_count) | "AllCounts" >> beam.Flatten(),
             "shards": shards,
