@@ -14,8 +14,10 @@ from pipelines.fetch import run_fetch
 from pipelines.layout import OutputExists, UsageError
 from pipelines.options import (
     FetchRunConfig,
+    SnapshotConfig,
     TablesConfig,
     fetch_parser,
+    snapshot_parser,
     tables_parser,
 )
 from pipelines.tables import run_tables
@@ -32,6 +34,9 @@ commands:
            trainable label set (oibeam tables --help)
   fetch    select images, fetch and verify them, write WebDataset shards with a
            status for every image (oibeam fetch --help)
+  snapshot build a versioned snapshot (tables, selection, fetch, shards) and
+           publish it atomically; --previous refreshes incrementally
+  verify   check a snapshot offline: files, checksums, counts
   sample   write a synthetic release in the real V1 shape (oibeam sample --help)
   sample-server
            serve a sample release's images on loopback, faults included
@@ -115,6 +120,83 @@ def fetch_main(argv: list[str]) -> int:
     return 0
 
 
+def _snapshot_summary(outcome) -> str:
+    if outcome.dry_run:
+        job = getattr(outcome.result, "job", None)
+        steps = []
+        if job is not None:
+            root = job.proto_pipeline.root_transform_ids
+            transforms = job.proto_pipeline.components.transforms
+            for transform_id in root:
+                steps += [
+                    transforms[s].unique_name
+                    for s in transforms[transform_id].subtransforms
+                ]
+        return "dry run: the job was built, nothing ran" + (
+            "; its steps: " + ", ".join(steps) if steps else ""
+        )
+    manifest_path = f"{outcome.directory}/manifest.json"
+    with FileSystems.open(manifest_path) as f:
+        manifest = json.loads(f.read())
+    parent = manifest["snapshot"]["parent"]
+    lines = [_fetch_summary(manifest_path)]
+    if manifest.get("changes"):
+        lines.append(
+            "since "
+            + (parent["id"] if parent else "nothing")
+            + ": "
+            + ", ".join(f"{k} {v:,}" for k, v in manifest["changes"].items())
+            + "   actions: "
+            + ", ".join(f"{k} {v:,}" for k, v in manifest["actions"].items())
+        )
+    lines.append(
+        f"published {manifest['snapshot']['id']}: {outcome.directory} "
+        f"(_SUCCESS written, {manifest['snapshot']['root']}/LATEST points at it)"
+    )
+    return "\n".join(lines)
+
+
+def snapshot_main(argv: list[str]) -> int:
+    from pipelines.snapshot import run_snapshot
+    from transforms.publish import LatestMoved
+
+    args, beam_args = snapshot_parser().parse_known_args(argv)
+    try:
+        config = SnapshotConfig.from_args(args)
+    except ValueError as e:
+        print(f"oibeam snapshot: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        outcome = run_snapshot(config, beam_args)
+    except (*USER_ERRORS, LatestMoved) as e:
+        print(f"oibeam snapshot: error: {e}", file=sys.stderr)
+        return 2
+    print(_snapshot_summary(outcome))
+    return 0
+
+
+def verify_main(argv: list[str]) -> int:
+    from pipelines.verify import verify_snapshot
+
+    parser = argparse.ArgumentParser(
+        prog="oibeam verify",
+        description="Check a snapshot offline: every file its manifest lists is "
+        "there with its size and checksum, nothing else is, the counts "
+        "reconcile and every ok image's bytes match its OriginalMD5. Exits 1 "
+        "and lists the problems otherwise.",
+    )
+    parser.add_argument("snapshot", help="ROOT/ID, or ROOT to check ROOT/LATEST")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="sizes and row counts only: do not read every byte",
+    )
+    args = parser.parse_args(argv)
+    report = verify_snapshot(args.snapshot, quick=args.quick)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
 def sample_main(argv: list[str]) -> int:
     from pipelines.sample import write_sample_release
 
@@ -193,6 +275,8 @@ def sample_server_main(argv: list[str]) -> int:
 COMMANDS = {
     "tables": tables_main,
     "fetch": fetch_main,
+    "snapshot": snapshot_main,
+    "verify": verify_main,
     "sample": sample_main,
     "sample-server": sample_server_main,
 }

@@ -9,8 +9,11 @@ Beam; Dataflow job labels go through `--job-label KEY=VALUE`.
 from __future__ import annotations
 
 import argparse
+import datetime
+import re
 from dataclasses import asdict, dataclass
 
+from schemas.snapshot import LATEST
 from transforms.csv_inputs import DEFAULT_SPLIT_BYTES
 from transforms.fetcher import FetchPolicy
 from transforms.image_check import DEFAULT_MAX_PIXELS
@@ -393,6 +396,89 @@ class FetchRunConfig:
         return asdict(self)
 
 
+_SNAPSHOT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def default_snapshot_id(now: datetime.datetime | None = None) -> str:
+    """The UTC date-time, e.g. 20261124T031500Z (sorts in time order)."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%SZ")
+
+
+@dataclass(frozen=True)
+class SnapshotConfig:
+    """Everything `oibeam snapshot` needs: a fetch run plus where it publishes."""
+
+    run: FetchRunConfig  # run.tables.output is the snapshot root
+    snapshot_id: str
+    previous: str | None = None  # "latest", an id under the root, or a path
+    retry_all: bool = False
+
+    def __post_init__(self) -> None:
+        if not _SNAPSHOT_ID.match(self.snapshot_id) or self.snapshot_id == LATEST:
+            raise ValueError(
+                f"--snapshot-id {self.snapshot_id!r}: use letters, digits, '.', "
+                "'_' and '-' (up to 128, not starting with a symbol), not LATEST"
+            )
+        if self.run.tables.overwrite:
+            raise ValueError(
+                "snapshots are never overwritten: rerunning an unfinished "
+                "--snapshot-id resumes it, a finished one is kept as it is"
+            )
+
+    @property
+    def root(self) -> str:
+        return self.run.tables.output
+
+    @property
+    def directory(self) -> str:
+        return f"{self.root}/{self.snapshot_id}"
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> SnapshotConfig:
+        if not args.labels:
+            raise ValueError("--labels is required (one or more file patterns)")
+        return cls(
+            run=FetchRunConfig.from_args(args),
+            snapshot_id=args.snapshot_id or default_snapshot_id(),
+            previous=args.previous,
+            retry_all=args.retry_all,
+        )
+
+    def as_json(self) -> dict:
+        return {
+            **self.run.as_json(),
+            "snapshot": {
+                "id": self.snapshot_id,
+                "previous": self.previous,
+                "retry_all": self.retry_all,
+            },
+        }
+
+
+def add_snapshot_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("snapshot")
+    group.add_argument(
+        "--snapshot-id",
+        dest="snapshot_id",
+        help="the snapshot's directory under --output (default: UTC date-time, "
+        "e.g. 20261124T031500Z); rerunning an unfinished one resumes it",
+    )
+    group.add_argument(
+        "--previous",
+        metavar="latest|ID|ROOT/ID",
+        help="refresh from this earlier snapshot: unchanged images are copied "
+        "from its shards, not fetched; `latest` follows ROOT/LATEST (and is a "
+        "full run when there is none yet)",
+    )
+    group.add_argument(
+        "--retry-all",
+        dest="retry_all",
+        action="store_true",
+        help="with --previous: fetch final failures again too (gone, changed, ...)",
+    )
+
+
 def tables_parser(prog: str = "oibeam tables") -> argparse.ArgumentParser:
     """The parser `oibeam tables --help` shows; unknown flags go to Beam."""
     parser = _parser(
@@ -415,6 +501,23 @@ def fetch_parser(prog: str = "oibeam fetch") -> argparse.ArgumentParser:
         "images table of `oibeam tables` (tables/images/*.parquet).",
     )
     add_input_arguments(parser, labels_required=False)
+    add_selection_arguments(parser)
+    add_rule_arguments(parser)
+    add_fetch_arguments(parser)
+    return parser
+
+
+def snapshot_parser(prog: str = "oibeam snapshot") -> argparse.ArgumentParser:
+    """The parser of `oibeam snapshot`."""
+    parser = _parser(
+        prog,
+        "Build a versioned dataset snapshot in one pipeline: tables, label "
+        "statistics, selection, fetch and shards, written to ROOT/<snapshot-id>/ "
+        "and published atomically (_SUCCESS, then ROOT/LATEST). With --previous, "
+        "a refresh: only new, changed and retryable images are fetched.",
+    )
+    add_input_arguments(parser, labels_required=True)
+    add_snapshot_arguments(parser)
     add_selection_arguments(parser)
     add_rule_arguments(parser)
     add_fetch_arguments(parser)

@@ -7,7 +7,8 @@ for it through one of the routes below; `url(path)` builds the full URL.
 
 Routes (`<name>` is a registered content name; an unknown name gives 404):
 
-    GET /img/<name>                     200, the bytes, Content-Length, Content-Type
+    GET /img/<name>                     200, the bytes, Content-Length, Content-Type;
+                                        503 while `name` is in an outage (`outage()`)
     GET /status/<code>/<name>           that status (200-599) with a small text body
                                         (the name need not be registered)
     GET /flaky/<n>/<name>               500 for the first n requests to that request
@@ -272,6 +273,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._text(404, f"no route for {self.path}\n")
 
     def route_img(self, name: str) -> None:
+        if self.fault._in_outage(name):
+            self._text(503, f"{name} is in an outage\n")
+            return
         data = self._content(name)
         if data is not None:
             self._send_bytes(name, data)
@@ -482,6 +486,7 @@ class FaultServer:
         self._requested_port = port
         self._lock = threading.Lock()
         self._contents: dict[str, bytes] = {}
+        self._outage: set[str] = set()
         self._gzip_cache: dict[str, bytes] = {}
         self._log_entries: list[Request] = []
         self._counters: dict[str, int] = {}
@@ -562,6 +567,12 @@ class FaultServer:
             self._contents[name] = bytes(data)
             self._gzip_cache.pop(name, None)
 
+    def outage(self, names) -> None:
+        """From now on /img/<name> answers 503 for these names (and only these:
+        `outage(())` ends every outage): a failure that heals in a later run."""
+        with self._lock:
+            self._outage = set(names)
+
     def content(self, name: str) -> bytes:
         with self._lock:
             return self._contents[name]
@@ -615,6 +626,10 @@ class FaultServer:
             self._counters.clear()
 
     # ---- used by the handler ---------------------------------------------------
+
+    def _in_outage(self, name: str) -> bool:
+        with self._lock:
+            return name in self._outage
 
     def _content_for(self, name: str) -> bytes | None:
         with self._lock:

@@ -127,6 +127,18 @@ def test_url_and_add(fault_server):
         fault_server.add("a/b.jpg", b"")
 
 
+def test_outage_answers_503_until_it_ends(fault_server):
+    fault_server.add("down.bin", b"bytes")
+    fault_server.add("up.bin", b"other")
+    try:
+        fault_server.outage({"down.bin"})
+        assert get(fault_server, "/img/down.bin").status_code == 503
+        assert get(fault_server, "/img/up.bin").content == b"other"
+    finally:
+        fault_server.outage(())
+    assert get(fault_server, "/img/down.bin").content == b"bytes"
+
+
 def test_head_sends_headers_only(fault_server):
     r = requests.head(fault_server.url(f"/img/{PNG}"), timeout=TIMEOUT)
     assert r.status_code == 200

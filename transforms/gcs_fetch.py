@@ -9,13 +9,13 @@ STORAGE_EMULATOR_HOST) the client is anonymous, which public buckets allow.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import time
 
 import requests
 
 from transforms.fetcher import Download, FetchPolicy
+from transforms.gcs_client import storage_client
 from transforms.host_policy import Refused, check_scheme, redact
 
 
@@ -38,16 +38,7 @@ class GcsFetcher:
     def _client(self):
         client = getattr(self._local, "client", None)
         if client is None:
-            from google.auth.exceptions import DefaultCredentialsError
-            from google.cloud import storage
-
-            if os.environ.get("STORAGE_EMULATOR_HOST"):
-                client = storage.Client.create_anonymous_client()
-            else:
-                try:
-                    client = storage.Client()
-                except DefaultCredentialsError:
-                    client = storage.Client.create_anonymous_client()
+            client = storage_client()
             self._local.client = client
         return client
 

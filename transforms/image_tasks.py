@@ -35,6 +35,18 @@ PREVIOUS = "_prev_"
 PREV_TAR, PREV_OFFSET, PREV_SIZE = "_prev_tar", "_prev_offset", "_prev_size"
 _IMAGE_ID = re.compile(r"^[0-9a-f]{16}$")
 
+# The columns a refresh adds to a task (see the module docstring).
+INTERNAL_FIELDS: list[pa.Field] = [
+    pa.field(PLAN, pa.string()),
+    pa.field(PREV_TAR, pa.string()),
+    pa.field(PREV_OFFSET, pa.int64()),
+    pa.field(PREV_SIZE, pa.int64()),
+    *(
+        f.with_name(PREVIOUS + f.name).with_nullable(True)
+        for f in contract.STATUS_FIELDS
+    ),
+]
+
 
 @dataclass(frozen=True)
 class FetchConfig:
@@ -213,7 +225,11 @@ class TaskRunner:
         except Exception as e:  # gone, unreadable: the caller fetches instead
             download = Download(status="error", error=f"{type(e).__name__}: {e}")
             return Result(status_row(None, download, None))
-        download = Download(data=data, md5=hashlib.md5(data).digest())
+        download = Download(
+            http_status=row.get(PREVIOUS + "http_status"),
+            data=data,
+            md5=hashlib.md5(data).digest(),
+        )
         md5 = row.get(PREVIOUS + "checked") == contract.CHECKED_MD5
         return self._verify(row, row.get(PREVIOUS + "url"), download, md5)
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
+import os
 from collections import defaultdict
 from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
 
 from schemas.elements import Count, FileCount, RangeLines, WrittenFile
 from transforms.csv_inputs import InputPlan
@@ -23,6 +26,7 @@ from transforms.exchange import remove_exchange
 from transforms.write_files import write_parquet, write_text
 
 MANIFEST = "manifest.json"
+_LOG = logging.getLogger(__name__)
 
 
 class CountsDoNotReconcile(RuntimeError):
@@ -142,16 +146,63 @@ def build_manifest(
     }
 
 
+def _prefixed(tallies: dict[str, int], prefix: str) -> dict[str, int]:
+    return {
+        name.removeprefix(prefix): n
+        for name, n in sorted(tallies.items())
+        if name.startswith(prefix)
+    }
+
+
 def check_tallies(tallies: dict[str, int], rows: dict[str, int]) -> None:
-    """Every selected image has exactly one status row in the images table."""
-    statuses = sum(n for name, n in tallies.items() if name.startswith("status:"))
+    """Every selected image has exactly one status row in the images table
+    and, in a refresh, one diff row (as has every image it removed)."""
     if "selected" not in tallies:
         return
-    if not statuses == tallies["selected"] == rows.get("images", 0):
+    selected = tallies["selected"]
+    statuses = sum(_prefixed(tallies, "status:").values())
+    if not statuses == selected == rows.get("images", 0):
         raise CountsDoNotReconcile(
-            f"selected {tallies['selected']} images, {statuses} statuses, "
+            f"selected {selected} images, {statuses} statuses, "
             f"{rows.get('images', 0)} rows in the images table"
         )
+    changes = _prefixed(tallies, "change:")
+    if not changes:
+        return
+    actions = _prefixed(tallies, "action:")
+    kept = sum(changes.values()) - changes.get("removed", 0)
+    if not (
+        kept == selected == sum(actions.values()) - actions.get("drop", 0)
+        and sum(changes.values()) == rows.get("diff", 0)
+    ):
+        raise CountsDoNotReconcile(
+            f"selected {selected} images, but the diff has {kept} of them "
+            f"(changes {changes}, actions {actions}, {rows.get('diff', 0)} rows)"
+        )
+
+
+def remove_strays(directories: list[str], keep: set[str]) -> None:
+    """Deletes the files directly in `directories` that are not in `keep`."""
+    for directory in directories:
+        directory = directory.rstrip("/")
+        found = set()
+        for pattern in (f"{directory}/*", f"{directory}/.*"):  # local glob skips .*
+            for result in FileSystems.match([pattern]):
+                found.update(m.path for m in result.metadata_list)
+        stray = sorted(
+            p
+            for p in found
+            if p not in keep
+            and "/" not in p[len(directory) + 1 :]  # gs:// `*` also matches '/'
+            and not ("://" not in p and os.path.isdir(p))
+        )
+        if stray:
+            _LOG.info(
+                "removing %d file(s) an earlier attempt left in %s",
+                len(stray),
+                directory,
+            )
+            FileSystems.delete(stray)
 
 
 def _finish(
@@ -165,6 +216,7 @@ def _finish(
     empty_tables: dict[str, tuple[str, pa.Schema]],
     info: dict[str, Any],
     cleanup: list[str],
+    sweep: list[str],
 ) -> str:
     for path in cleanup:
         remove_exchange(path)
@@ -174,12 +226,20 @@ def _finish(
         if table not in present:
             size, md5 = write_parquet(path, schema.empty_table())
             written.append(WrittenFile(table, path, 0, size, md5))
+    remove_strays(sweep, {w.path for w in written})
     manifest = build_manifest(plan, written, list(counts), root, info, list(ranges))
     totals: dict[str, int] = defaultdict(int)
     for tally in tallies:
         totals[tally.name] += tally.n
     if totals:
-        manifest["counts"] = dict(sorted(totals.items()))
+        manifest["counts"] = {
+            name: n
+            for name, n in sorted(totals.items())
+            if not name.startswith(("change:", "action:"))
+        }
+        if _prefixed(totals, "change:"):
+            manifest["changes"] = _prefixed(totals, "change:")
+            manifest["actions"] = _prefixed(totals, "action:")
         check_tallies(totals, manifest["rows"])
     path = f"{root.rstrip('/')}/{MANIFEST}"
     write_text(path, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
@@ -194,7 +254,9 @@ class WriteManifest(beam.PTransform):
     `empty_tables` maps a table name to (path, schema) of the empty file to
     write when that table got no file at all. `info` is copied into the
     manifest (command, options, versions, start time). `cleanup` paths
-    (temporary files of the run) are deleted before the manifest is written.
+    (temporary files of the run) are deleted before the manifest is written,
+    and so is every file in a `sweep` directory that this run did not write
+    (what an interrupted earlier attempt left behind).
     """
 
     def __init__(
@@ -204,8 +266,10 @@ class WriteManifest(beam.PTransform):
         empty_tables: dict[str, tuple[str, pa.Schema]],
         info: dict[str, Any],
         cleanup: list[str] = (),
+        sweep: list[str] = (),
     ) -> None:
         super().__init__()
+        self._sweep = list(sweep)
         self._plan = plan
         self._root = root
         self._empty_tables = empty_tables
@@ -235,5 +299,6 @@ class WriteManifest(beam.PTransform):
                 empty_tables=self._empty_tables,
                 info=self._info,
                 cleanup=self._cleanup,
+                sweep=self._sweep,
             )
         )

@@ -49,6 +49,7 @@ class FetchTally:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._publishing = threading.Lock()
         self._name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
         self._published = 0.0
         self._counts = Snapshot()
@@ -72,13 +73,14 @@ class FetchTally:
 
     def publish(self, directory: str) -> None:
         """Writes this process's counts to `directory` (atomically replaced)."""
-        counts = self.snapshot()
-        self._published = time.monotonic()
-        os.makedirs(directory, exist_ok=True)
-        temp = os.path.join(directory, f".{self._name}")
-        with open(temp, "w") as f:
-            json.dump(counts.__dict__, f)
-        os.replace(temp, os.path.join(directory, self._name))
+        with self._publishing:  # worker threads of one process share the file
+            counts = self.snapshot()
+            self._published = time.monotonic()
+            os.makedirs(directory, exist_ok=True)
+            temp = os.path.join(directory, f".{self._name}")
+            with open(temp, "w") as f:
+                json.dump(counts.__dict__, f)
+            os.replace(temp, os.path.join(directory, self._name))
 
 
 TALLY = FetchTally()

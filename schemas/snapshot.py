@@ -1,0 +1,58 @@
+"""The snapshot contract: how a refresh classifies each image, the diff table,
+and the names that publish a snapshot.
+
+Every image selected now or present in the previous snapshot gets one diff row:
+its `change` (what happened to it between the snapshots), the `action` this run
+took, and the `reason` for both.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SUCCESS = "_SUCCESS"  # written after the manifest: the snapshot is complete
+LATEST = "LATEST"  # under the snapshot root: the id of the newest snapshot
+
+# change -> meaning
+CHANGES: dict[str, str] = {
+    "added": "selected now, not in the previous snapshot",
+    "removed": "in the previous snapshot, not selected now (see reason)",
+    "changed": "its OriginalMD5/OriginalSize, labels or metadata changed",
+    "carried": "unchanged; the previous outcome carries over (bytes copied)",
+    "refetched": "unchanged, but fetched again (an earlier failure, or new options)",
+}
+
+# action -> meaning
+ACTIONS: dict[str, str] = {
+    "fetch": "downloaded (and verified) in this run",
+    "copy": "bytes copied from the previous snapshot's shard and verified again",
+    "keep": "a final failure of the previous snapshot, kept as it was",
+    "drop": "left out of this snapshot",
+}
+
+# reason -> meaning
+REASONS: dict[str, str] = {
+    "new": "no previous snapshot had this image",
+    "not_in_release": "the input no longer has this image",
+    "not_selected": "the input has it, the selection no longer picks it",
+    "bytes_changed": "OriginalMD5 or OriginalSize differs: the image was replaced",
+    "metadata_changed": "labels or other columns differ (listed in changed_columns)",
+    "unchanged": "nothing that matters changed",
+    "retryable_failure": "the previous attempt failed with a retryable status",
+    "retry_all": "a final failure, retried because of --retry-all",
+    "options_changed": "--source, --url-template or --verify differ from the "
+    "previous snapshot's, so its bytes are not this run's",
+    "final_failure": "the previous attempt failed for good (not retryable)",
+}
+
+DIFF = pa.schema(
+    [
+        pa.field("ImageID", pa.string(), nullable=False),
+        pa.field("change", pa.string(), nullable=False),
+        pa.field("action", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("changed_columns", pa.list_(pa.string())),
+        pa.field("previous_status", pa.string()),
+        pa.field("previous_shard", pa.string()),
+    ]
+)
