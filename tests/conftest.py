@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import gcs_preconditions
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -99,7 +100,8 @@ def fault_server():
 
 @pytest.fixture(scope="session")
 def gcs_emulator():
-    """A GCS emulator on 127.0.0.1 (gcp-storage-emulator), with bucket `mirror`.
+    """A GCS emulator on 127.0.0.1 (gcp-storage-emulator), with bucket `mirror`,
+    that honours ifGenerationMatch (tests/gcs_preconditions.py).
 
     Sets STORAGE_EMULATOR_HOST for the session, so google-cloud-storage (and
     Beam's GCS filesystem) talk to it; yields an anonymous storage client.
@@ -107,6 +109,7 @@ def gcs_emulator():
     from gcp_storage_emulator.server import create_server
     from google.cloud import storage
 
+    gcs_preconditions.enable()  # as real GCS does; the emulator alone ignores them
     server = create_server("127.0.0.1", 0, in_memory=True, default_bucket="mirror")
     server.start()
     port = server._api._httpd.server_address[1]

@@ -55,13 +55,19 @@ def _gcs_blob(root: str):
 def read_latest(root: str) -> Latest:
     root = root.rstrip("/")
     if root.startswith("gs://"):
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+
         blob = _gcs_blob(root)
-        bucket = blob.bucket
-        found = bucket.get_blob(blob.name)
-        if found is None:
-            return Latest(None, "0")
-        text = found.download_as_bytes(if_generation_match=found.generation)
-        return Latest(text.decode().strip() or None, str(found.generation))
+        while True:  # the text of exactly the generation we return
+            found = blob.bucket.get_blob(blob.name)
+            if found is None:
+                return Latest(None, "0")
+            generation = found.generation  # a download may reset the property
+            try:
+                text = found.download_as_bytes(if_generation_match=generation)
+            except (NotFound, PreconditionFailed):
+                continue  # replaced or deleted in between: look again
+            return Latest(text.decode().strip() or None, str(generation))
     path = os.path.join(root, LATEST)
     try:
         with open(path, encoding="utf-8") as f:
