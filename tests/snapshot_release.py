@@ -152,7 +152,7 @@ def comparable(snapshot: Path, table: str) -> pa.Table:
 def shard_members(snapshot: Path) -> dict[str, bytes]:
     """Every member of every tar shard of a snapshot, read with tarfile."""
     members = {}
-    for path in sorted((snapshot / "shards").glob("*.tar")):
+    for path in sorted((snapshot / "shards").glob("[!.]*.tar")):
         with tarfile.open(path) as tar:
             for member in tar.getmembers():
                 assert member.name not in members, f"{member.name} twice"
