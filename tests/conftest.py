@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from fault_server import FaultServer
 
 from pipelines.cli import main as cli_main
+from transforms import anonymous_gcs_for_an_emulator
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REAL = FIXTURES / "realdata" / "openimages"
@@ -110,11 +112,13 @@ def gcs_emulator():
     from google.cloud import storage
 
     gcs_preconditions.enable()  # as real GCS does; the emulator alone ignores them
+    logging.getLogger("gcp_storage_emulator").setLevel(logging.ERROR)
     server = create_server("127.0.0.1", 0, in_memory=True, default_bucket="mirror")
     server.start()
     port = server._api._httpd.server_address[1]
     previous = os.environ.get("STORAGE_EMULATOR_HOST")
     os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"
+    anonymous_gcs_for_an_emulator()  # transforms was imported before this was set
     try:
         yield storage.Client.create_anonymous_client()
     finally:

@@ -3,7 +3,7 @@
 import os
 
 
-def _anonymous_gcs_for_an_emulator() -> None:
+def anonymous_gcs_for_an_emulator() -> None:
     """Against a GCS emulator (STORAGE_EMULATOR_HOST) there are no credentials
     to find, and Beam's GCS filesystem would spend ~20 s retrying the search
     in every process. Tell it up front that the client is anonymous. Nothing
@@ -19,4 +19,4 @@ def _anonymous_gcs_for_an_emulator() -> None:
         auth._Credentials._credentials_init = True
 
 
-_anonymous_gcs_for_an_emulator()
+anonymous_gcs_for_an_emulator()  # call it again if the variable is set later
