@@ -43,6 +43,7 @@ REASONS: dict[str, str] = {
     "options_changed": "--source, --url-template or --verify differ from the "
     "previous snapshot's, so its bytes are not this run's",
     "final_failure": "the previous attempt failed for good (not retryable)",
+    "bytes_missing": "the previous snapshot says ok but its shard lacks the bytes",
 }
 
 DIFF = pa.schema(

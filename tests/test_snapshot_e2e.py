@@ -224,6 +224,16 @@ def test_verify_finds_what_is_wrong(release, tmp_path, capsys):
 
     out = broken("flipped", flip_a_byte)
     assert "checksum differs" in out and "does not match its OriginalMD5" in out
+    assert run_cli("verify", "--quick", tmp_path / "flipped") == 0  # sizes only
+
+    def truncate(snapshot_dir):
+        tar = next((snapshot_dir / "shards").glob("*.tar"))
+        tar.write_bytes(tar.read_bytes()[:-512])
+
+    broken("truncated", truncate)
+    capsys.readouterr()
+    assert run_cli("verify", "--quick", tmp_path / "truncated") == 1
+    assert "bytes, the manifest says" in capsys.readouterr().out
     out = broken(
         "missing", lambda d: next((d / "tables" / "labels").glob("*")).unlink()
     )

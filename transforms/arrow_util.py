@@ -30,3 +30,9 @@ def ranks(values: pa.Array) -> np.ndarray:
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     return rank
+
+
+def image_ids_of(element: tuple[int, pa.Table]) -> tuple[int, pa.Table]:
+    """(bucket, table) -> (bucket, its ImageID column only), to join on cheaply."""
+    bucket, table = element
+    return bucket, table.select(["ImageID"])

@@ -28,6 +28,7 @@ from schemas import fetch as fetch_contract
 from schemas import snapshot as contract
 from schemas.coders import register_coders
 from schemas.elements import Count
+from transforms.arrow_util import image_ids_of
 from transforms.exchange import read_piece
 from transforms.image_tasks import (
     COPY,
@@ -275,11 +276,6 @@ class _PlanBucketFn(beam.DoFn):
         yield from _outputs(bucket, plan)
 
 
-def _image_ids(element) -> tuple[int, pa.Table]:
-    bucket, table = element
-    return bucket, table.select(["ImageID"])
-
-
 class PlanRefresh(beam.PTransform):
     """{"current": (bucket, selected images), "release": (bucket, every image
     of the input), "previous": (bucket, BucketPiece) or absent} -> dict: tasks =
@@ -300,7 +296,7 @@ class PlanRefresh(beam.PTransform):
             ).with_outputs("diff", "counts", main="tasks")
         else:
             release = inputs["release"] | "ReleaseImageIds" >> beam.Map(
-                _image_ids
+                image_ids_of
             ).with_output_types(typed)
             planned = (
                 {

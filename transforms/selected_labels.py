@@ -12,13 +12,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.coders import register_coders
+from transforms.arrow_util import image_ids_of
 
 register_coders()
-
-
-def _image_ids(element) -> tuple[int, pa.Table]:
-    bucket, table = element
-    return bucket, table.select(["ImageID"])
 
 
 def _labels_of_bucket(element):
@@ -41,7 +37,7 @@ class LabelsOfSelected(beam.PTransform):
     def expand(self, inputs):
         typed = tuple[int, pa.Table]
         ids = inputs["selected"] | "SelectedImageIds" >> beam.Map(
-            _image_ids
+            image_ids_of
         ).with_output_types(typed)
         return (
             {"labels": inputs["labels"], "selected": ids}
