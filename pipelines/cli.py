@@ -132,14 +132,26 @@ def _snapshot_summary(outcome) -> str:
                     transforms[s].unique_name
                     for s in transforms[transform_id].subtransforms
                 ]
-        return "dry run: the job was built, nothing ran" + (
+        proto = getattr(job, "proto", None)
+        named = f"job {proto.name} " if getattr(proto, "name", "") else "the job "
+        labels = dict(proto.labels) if getattr(proto, "labels", None) else {}
+        if labels:
+            named += "(labels " + ", ".join(f"{k}={v}" for k, v in labels.items())
+            named += ") "
+        return f"dry run: {named}was built, nothing ran" + (
             "; its steps: " + ", ".join(steps) if steps else ""
         )
     manifest_path = f"{outcome.directory}/manifest.json"
     with FileSystems.open(manifest_path) as f:
         manifest = json.loads(f.read())
     parent = manifest["snapshot"]["parent"]
-    lines = [_fetch_summary(manifest_path)]
+    rows, rule = manifest["rows"], manifest["trainable_rule"]
+    lines = [
+        f"labels with statistics: {rows.get('label_stats', 0):,}   trainable labels "
+        f"({rule['name']}: {rule['description']}): {rows.get('trainable_labels', 0):,}"
+        f"   rejected rows: {rows.get('errors', 0):,}",
+        _fetch_summary(manifest_path),
+    ]
     if manifest.get("changes"):
         lines.append(
             "since "
