@@ -47,28 +47,36 @@ free_port() {
 run_main() {
   ensure_venv
   ensure_installed test
-  local data=out/sample run=out/run fetched=out/fetch port
+  local data=out/sample root=out/snapshots port
   port=$(free_port)
   echo "== writing a synthetic V1-shaped release of $SAMPLE_IMAGES images to $data"
-  rm -rf "$data"
+  rm -rf "$data" "$root"
   "$VENV/bin/oibeam" sample --output "$data" --images "$SAMPLE_IMAGES" \
     --serve-base "http://127.0.0.1:$port/" >/dev/null
-  echo "== oibeam tables on the DirectRunner (Beam's in-process Python runner)"
-  "$VENV/bin/oibeam" tables \
-    --images "$data"/images_2016_08/*/images.csv \
-    --labels "$data"/machine_ann_2016_08/*/labels.csv "$data"/human_ann_2016_08/*/labels.csv \
-    --classes "$data/dict.csv" \
-    --output "$run" --overwrite
-  echo "== oibeam fetch: up to $FETCH_PER_LABEL images of each trainable label, from a"
-  echo "   loopback server started here (it answers like Flickr: some 404s, placeholders...)"
   "$VENV/bin/oibeam" sample-server --root "$data" --port "$port" >/dev/null &
   SERVER_PID=$!
   trap 'kill "$SERVER_PID" 2>/dev/null || true' EXIT
-  "$VENV/bin/oibeam" fetch \
-    --images "$run"/tables/images/*.parquet \
-    --trainable-only --max-per-label "$FETCH_PER_LABEL" \
-    --allow-private-hosts --output "$fetched" --overwrite
-  echo "== done: tables in $run/tables/, verified images in $fetched/shards/"
+  local snapshot=(
+    "$VENV/bin/oibeam" snapshot
+    --images "$data"/images_2016_08/*/images.csv
+    --labels "$data"/machine_ann_2016_08/*/labels.csv "$data"/human_ann_2016_08/*/labels.csv
+    --classes "$data/dict.csv"
+    --trainable-only --max-per-label "$FETCH_PER_LABEL"
+    --allow-private-hosts --output "$root" --previous latest
+  )
+  echo "== oibeam snapshot on the DirectRunner: tables, label statistics, up to"
+  echo "   $FETCH_PER_LABEL images of each trainable label fetched from a loopback server"
+  echo "   started here (it answers like Flickr: some 404s, placeholders, changed bytes)"
+  SECONDS=0
+  "${snapshot[@]}" --snapshot-id first
+  echo "   (${SECONDS} s)"
+  echo "== the same command again: a refresh of LATEST, with nothing to fetch"
+  SECONDS=0
+  "${snapshot[@]}" --snapshot-id refresh
+  echo "   (${SECONDS} s)"
+  echo "== oibeam verify $root (follows LATEST: files, checksums, counts, image MD5s)"
+  "$VENV/bin/oibeam" verify "$root"
+  echo "== done: snapshots in $root/ (LATEST names the newest)"
 }
 
 run_tests() {
