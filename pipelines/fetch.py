@@ -33,6 +33,7 @@ from transforms.classes import CLASSES, ParsedClasses, parse_classes
 from transforms.csv_inputs import InputError, InputPlan, plan_inputs
 from transforms.exchange import remove_exchange
 from transforms.fetch_images import FetchImages
+from transforms.hierarchy import load_hierarchy, with_descendants
 from transforms.label_stats import ComputeLabelStats, labels_of_images, trainable_set
 from transforms.manifest import WriteManifest
 from transforms.progress import ProgressPrinter
@@ -59,13 +60,17 @@ def load_class_names(paths: tuple[str, ...]) -> dict[str, str]:
 
 
 def resolved(config: FetchRunConfig) -> FetchRunConfig:
-    """The config with --label names turned into mids (ValueError if unknown)."""
-    values = config.selection.labels
-    if all(v.startswith("/") for v in values):
-        return config
-    if not config.tables.classes:
-        raise ValueError("--label by display name needs --classes (or give the mid)")
-    mids = resolve_labels(values, load_class_names(config.tables.classes))
+    """The config with --label names turned into mids (ValueError if unknown)
+    and, with --with-descendants, every label under them added."""
+    mids = config.selection.labels
+    if not all(v.startswith("/") for v in mids):
+        if not config.tables.classes:
+            raise ValueError(
+                "--label by display name needs --classes (or give the mid)"
+            )
+        mids = resolve_labels(mids, load_class_names(config.tables.classes))
+    if config.with_descendants:
+        mids = with_descendants(mids, load_hierarchy(config.hierarchy))
     return dataclasses.replace(
         config, selection=dataclasses.replace(config.selection, labels=mids)
     )

@@ -189,6 +189,19 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FRACTION",
         help="a stable fraction of the images, e.g. 0.01",
     )
+    group.add_argument(
+        "--hierarchy",
+        metavar="FILE",
+        help="bbox_labels_600_hierarchy.json (Open Images) or "
+        "dictionary_and_semantic_hierarchy.txt (Tencent ML-Images)",
+    )
+    group.add_argument(
+        "--with-descendants",
+        dest="with_descendants",
+        action="store_true",
+        help="--label also selects every label under it in --hierarchy "
+        "(e.g. Mammal selects Dog and Cat)",
+    )
 
 
 def add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
@@ -345,6 +358,8 @@ class FetchRunConfig:
     selection: Selection
     label_args: tuple[str, ...]  # --label values as given (names or mids)
     fetch: FetchConfig
+    hierarchy: str | None = None  # [--hierarchy]
+    with_descendants: bool = False  # [--with-descendants]
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> FetchRunConfig:
@@ -390,7 +405,13 @@ class FetchRunConfig:
             selection=selection,
             label_args=tuple(args.label),
             fetch=fetch,
+            hierarchy=args.hierarchy,
+            with_descendants=args.with_descendants,
         )
+
+    def __post_init__(self) -> None:
+        if self.with_descendants and not (self.hierarchy and self.label_args):
+            raise ValueError("--with-descendants needs --hierarchy and --label")
 
     def as_json(self) -> dict:
         return asdict(self)

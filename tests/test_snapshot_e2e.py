@@ -10,7 +10,7 @@ import shutil
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import run_cli
+from conftest import REAL, run_cli
 from snapshot_release import (
     Photo,
     Release,
@@ -260,3 +260,31 @@ def test_refuses_what_would_break_a_snapshot(release, tmp_path, capsys):
     assert snapshot(flags, root, "LATEST") == 2
     assert snapshot(flags, root, "../up") == 2
     assert (root / "LATEST").read_text() == "s1\n"
+
+
+def test_label_with_descendants_selects_along_the_hierarchy(release, tmp_path, capsys):
+    hierarchy = str(REAL / "bbox_labels_600_hierarchy.json")
+    toy, doll, balloon, other = "/m/0138tl", "/m/0167gd", "/m/01j51", "/m/0242l"
+    photos = ids(3)
+    for i, (image_id, mid) in enumerate(
+        zip(photos, (doll, balloon, other), strict=True)
+    ):
+        release.add(Photo(image_id, seed=i, labels=[(mid, 0.9)]))
+    flags = release.write()
+    root = tmp_path / "root"
+    select = ["--label", toy, "--hierarchy", hierarchy]
+    assert snapshot(flags, root, "s1", *select, "--with-descendants") == 0
+    assert sorted(statuses(root / "s1")) == photos[:2]
+    assert snapshot(flags, root, "s2", *select) == 0  # Toy itself: no image has it
+    assert statuses(root / "s2") == {}
+    capsys.readouterr()
+    assert snapshot(flags, root, "s3", "--label", toy, "--with-descendants") == 2
+    assert "--with-descendants needs --hierarchy" in capsys.readouterr().err
+    missing = str(tmp_path / "nope.json")
+    assert (
+        snapshot(
+            flags, root, "s4", *select[:2], "--hierarchy", missing, "--with-descendants"
+        )
+        == 2
+    )
+    assert "nope.json: cannot read it" in capsys.readouterr().err

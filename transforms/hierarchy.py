@@ -142,8 +142,11 @@ def parse_tencent_hierarchy(text: str) -> Hierarchy:
 
 def load_hierarchy(path: str) -> Hierarchy:
     """Either format, from any Beam filesystem, told apart by its first byte."""
-    with FileSystems.open(path) as f:
-        text = io.TextIOWrapper(f, encoding="utf-8-sig").read()
+    try:
+        with FileSystems.open(path) as f:
+            text = io.TextIOWrapper(f, encoding="utf-8-sig").read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise HierarchyError(f"{path}: cannot read it: {e}") from None
     try:
         if text.lstrip().startswith("{"):
             return parse_bbox_hierarchy(text)
