@@ -25,12 +25,17 @@ from pipelines import wiring
 from pipelines.beam_options import LOCAL_RUNNER, pipeline_options, runner_name
 from pipelines.layout import RunLayout, UsageError, run_info
 from pipelines.options import FetchRunConfig
-from pipelines.tables import build_inputs, log_plan
+from pipelines.tables import (
+    build_inputs,
+    extra_inputs,
+    log_plan,
+    plan_config_inputs,
+)
 from schemas import fetch as fetch_schema
 from schemas import tables as schemas
 from schemas.elements import FileCount
 from transforms.classes import CLASSES, ParsedClasses, parse_classes
-from transforms.csv_inputs import InputError, InputPlan, plan_inputs
+from transforms.csv_inputs import InputError, InputPlan
 from transforms.exchange import remove_exchange
 from transforms.fetch_images import FetchImages
 from transforms.hierarchy import load_hierarchy, with_descendants
@@ -120,7 +125,7 @@ def build_fetch(
     trainable = None
     if selection.trainable_only:
         stats = label_tables | "ComputeLabelStats" >> ComputeLabelStats(
-            config.tables.rule, classes
+            config.tables.rule, classes, inputs.box_counts if plan else None
         )
         trainable = beam.pvalue.AsSingleton(
             stats["label_stats"] | "TrainableSet" >> beam.Map(trainable_set)
@@ -175,12 +180,7 @@ def run_fetch(config: FetchRunConfig, beam_args: list[str]) -> str:
         tables = plan_images_tables(config.tables.images)
         columns = list(schemas.images_schema(tables[1]).names)
     else:
-        plan = plan_inputs(
-            config.tables.images,
-            config.tables.labels,
-            config.tables.classes,
-            config.tables.split_bytes,
-        )
+        plan = plan_config_inputs(config.tables)
         log_plan(plan)
         columns = list(schemas.images_schema(plan.image_extras).names)
     try:
@@ -192,6 +192,7 @@ def run_fetch(config: FetchRunConfig, beam_args: list[str]) -> str:
     info["status_vocabulary"] = {
         name: meaning for name, (_, meaning) in fetch_schema.STATUSES.items()
     }
+    info.update(extra_inputs(config.tables))
     if tables is not None:
         info["images_tables"] = tables[0]
     local = runner_name(options) == LOCAL_RUNNER

@@ -59,6 +59,28 @@ def add_input_arguments(parser: argparse.ArgumentParser, labels_required: bool):
         metavar="FILE",
         help="dict.csv (V1) or class-descriptions*.csv (V2+): mid -> name",
     )
+    group.add_argument(
+        "--boxes",
+        nargs="+",
+        action="extend",
+        metavar="PATTERN",
+        help="bounding-box CSV files (V2+, 8 or 13 columns); nested into the "
+        "images table, converted to pixels after a fetch",
+    )
+    group.add_argument(
+        "--hierarchy",
+        metavar="FILE",
+        help="bbox_labels_600_hierarchy.json (Open Images) or "
+        "dictionary_and_semantic_hierarchy.txt (Tencent ML-Images)",
+    )
+    group.add_argument(
+        "--expand-ancestors",
+        dest="expand_ancestors",
+        action="store_true",
+        help="every positive label also implies its ancestors in --hierarchy "
+        "(rows marked InferredFrom; negatives never propagate); statistics "
+        "then count them",
+    )
     group.add_argument("--output", help="output directory (local or gs://)")
     group.add_argument(
         "--overwrite",
@@ -190,12 +212,6 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
         help="a stable fraction of the images, e.g. 0.01",
     )
     group.add_argument(
-        "--hierarchy",
-        metavar="FILE",
-        help="bbox_labels_600_hierarchy.json (Open Images) or "
-        "dictionary_and_semantic_hierarchy.txt (Tencent ML-Images)",
-    )
-    group.add_argument(
         "--with-descendants",
         dest="with_descendants",
         action="store_true",
@@ -310,10 +326,15 @@ class TablesConfig:
     join_buckets: int = 0
     parquet_compression: str = DEFAULT_COMPRESSION
     job_labels: tuple[str, ...] = ()
+    boxes: tuple[str, ...] = ()  # [--boxes]
+    hierarchy: str | None = None  # [--hierarchy]
+    expand_ancestors: bool = False  # [--expand-ancestors]
 
     def __post_init__(self) -> None:
         if not self.images:
             raise ValueError("--images is required (one or more file patterns)")
+        if self.expand_ancestors and not self.hierarchy:
+            raise ValueError("--expand-ancestors needs --hierarchy FILE")
         if not self.output:
             raise ValueError("--output is required")
         if self.join_buckets < 0:
@@ -340,6 +361,9 @@ class TablesConfig:
             join_buckets=args.join_buckets,
             parquet_compression=args.parquet_compression,
             job_labels=tuple(args.job_labels),
+            boxes=tuple(args.boxes or ()),
+            hierarchy=args.hierarchy,
+            expand_ancestors=args.expand_ancestors,
         )
 
     def beam_args(self) -> list[str]:
@@ -358,7 +382,6 @@ class FetchRunConfig:
     selection: Selection
     label_args: tuple[str, ...]  # --label values as given (names or mids)
     fetch: FetchConfig
-    hierarchy: str | None = None  # [--hierarchy]
     with_descendants: bool = False  # [--with-descendants]
 
     @classmethod
@@ -405,9 +428,12 @@ class FetchRunConfig:
             selection=selection,
             label_args=tuple(args.label),
             fetch=fetch,
-            hierarchy=args.hierarchy,
             with_descendants=args.with_descendants,
         )
+
+    @property
+    def hierarchy(self) -> str | None:
+        return self.tables.hierarchy
 
     def __post_init__(self) -> None:
         if self.with_descendants and not (self.hierarchy and self.label_args):

@@ -29,12 +29,17 @@ from pipelines.beam_options import LOCAL_RUNNER, pipeline_options, runner_name
 from pipelines.fetch import resolved
 from pipelines.layout import TABLES, OutputExists, RunLayout, UsageError, run_info
 from pipelines.options import SnapshotConfig
-from pipelines.tables import build_inputs, log_plan
+from pipelines.tables import (
+    build_inputs,
+    extra_inputs,
+    log_plan,
+    plan_config_inputs,
+)
 from schemas import fetch as fetch_schema
 from schemas import snapshot as snapshot_schema
 from schemas import tables as schemas
 from schemas.elements import WrittenFile
-from transforms.csv_inputs import InputPlan, plan_inputs
+from transforms.csv_inputs import InputPlan
 from transforms.exchange import remove_exchange
 from transforms.fetch_images import FetchImages
 from transforms.join import choose_buckets
@@ -130,7 +135,8 @@ def build_snapshot(
     stats = (
         inputs.labels
         | "LabelTables" >> beam.Map(wiring.values).with_output_types(pa.Table)
-        | "ComputeLabelStats" >> ComputeLabelStats(run.tables.rule, inputs.classes)
+        | "ComputeLabelStats"
+        >> ComputeLabelStats(run.tables.rule, inputs.classes, inputs.box_counts)
     )
     trainable = None
     if run.selection.trainable_only:
@@ -236,7 +242,7 @@ def prepare(config: SnapshotConfig) -> Launch:
     except ValueError as e:
         raise UsageError(str(e)) from e
     tables = config.run.tables
-    plan = plan_inputs(tables.images, tables.labels, tables.classes, tables.split_bytes)
+    plan = plan_config_inputs(tables)
     log_plan(plan)
     try:
         config.run.fetch.check_template(
@@ -287,6 +293,7 @@ def snapshot_info(launch: Launch, runner: str) -> dict[str, Any]:
     info["status_vocabulary"] = {
         name: meaning for name, (_, meaning) in fetch_schema.STATUSES.items()
     }
+    info.update(extra_inputs(config.run.tables))
     info["change_vocabulary"] = snapshot_schema.CHANGES
     info["action_vocabulary"] = snapshot_schema.ACTIONS
     info["reason_vocabulary"] = snapshot_schema.REASONS

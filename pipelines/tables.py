@@ -1,6 +1,7 @@
 """`oibeam tables`: Open Images CSVs -> Parquet tables, label statistics, trainable set.
 
-ReadOpenImagesCsv ---+--> JoinLabelsToImages --> images, labels tables
+ReadOpenImagesCsv ---+--> JoinLabelsToImages --> images (labels, boxes nested),
+                     |   (+ ancestors with --expand-ancestors)   labels tables
 ReadClassDescriptions +          |
                                  +--> ComputeLabelStats --> label_counts,
                                  |                          label_stats,
@@ -11,12 +12,14 @@ everything written + every count --> WriteManifest (last)
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
 
 from pipelines import wiring
 from pipelines.beam_options import pipeline_options, runner_name
@@ -28,9 +31,10 @@ from transforms.classes import ReadClassDescriptions
 from transforms.csv_inputs import InputPlan, plan_inputs
 from transforms.errors import ResolveErrorLines
 from transforms.exchange import remove_exchange
+from transforms.hierarchy import load_hierarchy
 from transforms.join import JoinLabelsToImages, choose_buckets
 from transforms.label_stats import ComputeLabelStats
-from transforms.manifest import WriteManifest
+from transforms.manifest import EXTRA_INPUTS, WriteManifest
 from transforms.read_csv import ReadOpenImagesCsv
 from transforms.write_files import write_csv_output
 
@@ -47,6 +51,7 @@ class Inputs:
     errors: Any  # (part name, pa.Table ERRORS)
     counts: Any  # FileCount per input file
     ranges: Any  # RangeLines per read range (lines, MD5 of its bytes)
+    box_counts: Any  # pa.Table BOX_COUNTS per bucket, None without box files
     buckets: int
 
 
@@ -62,11 +67,15 @@ def build_inputs(
         plan.of_kind("classes"), plan.ranges_of("classes")
     )
     # images / labels: (bucket, pa.Table) in the output schemas
+    closure = None
+    if config.expand_ancestors:
+        closure = load_hierarchy(config.hierarchy).closure()
     joined = {
         "images": read["images"],
         "labels": read["labels"],
+        "boxes": read["boxes"],
     } | "JoinLabelsToImages" >> JoinLabelsToImages(
-        plan, buckets, classes["classes"], layout.exchange
+        plan, buckets, classes["classes"], layout.exchange, closure
     )
     # parts: (part name, pa.Table ERRORS)
     errors = (
@@ -87,6 +96,7 @@ def build_inputs(
         errors=errors["parts"],
         counts=counts,
         ranges=(read["lines"], classes["lines"]) | "AllRanges" >> beam.Flatten(),
+        box_counts=joined["box_counts"] if plan.of_kind("boxes") else None,
         buckets=buckets,
     )
 
@@ -104,7 +114,8 @@ def build_tables(
     stats = (
         inputs.labels
         | "LabelTables" >> beam.Map(wiring.values).with_output_types(pa.Table)
-        | "ComputeLabelStats" >> ComputeLabelStats(config.rule, inputs.classes)
+        | "ComputeLabelStats"
+        >> ComputeLabelStats(config.rule, inputs.classes, inputs.box_counts)
     )
 
     def write(name: str, parts, schema: pa.Schema):
@@ -158,11 +169,40 @@ def build_tables(
     )
 
 
+def plan_config_inputs(config: TablesConfig) -> InputPlan:
+    """The input plan of a command's CSV inputs (InputError if one is wrong)."""
+    return plan_inputs(
+        config.images,
+        config.labels,
+        config.classes,
+        config.split_bytes,
+        boxes=config.boxes,
+    )
+
+
+def extra_inputs(config: TablesConfig) -> dict[str, Any]:
+    """The manifest entry (under EXTRA_INPUTS) of the --hierarchy file."""
+    if not config.hierarchy:
+        return {}
+    with FileSystems.open(config.hierarchy) as f:
+        data = f.read()
+    entry = {
+        "path": config.hierarchy,
+        "kind": "hierarchy",
+        "bytes": len(data),
+        "md5": hashlib.md5(data).hexdigest(),
+        "labels": len(load_hierarchy(config.hierarchy).labels),
+    }
+    return {EXTRA_INPUTS: [entry]}
+
+
 def log_plan(plan: InputPlan) -> None:
     _LOG.info(
-        "reading %d images file(s), %d labels file(s), %d class file(s) in %d ranges",
+        "reading %d images file(s), %d labels file(s), %d box file(s), "
+        "%d class file(s) in %d ranges",
         len(plan.of_kind("images")),
         len(plan.of_kind("labels")),
+        len(plan.of_kind("boxes")),
         len(plan.of_kind("classes")),
         len(plan.ranges),
     )
@@ -172,7 +212,7 @@ def run_tables(config: TablesConfig, beam_args: list[str]) -> str:
     """Plans the inputs, runs the pipeline to completion, returns the manifest path."""
     options = pipeline_options(beam_args + config.beam_args())
     layout = RunLayout(config.output)
-    plan = plan_inputs(config.images, config.labels, config.classes, config.split_bytes)
+    plan = plan_config_inputs(config)
     layout.claim(config.overwrite)
     info = run_info("tables", runner_name(options), config.as_json())
     info["trainable_rule"] = {
@@ -180,6 +220,7 @@ def run_tables(config: TablesConfig, beam_args: list[str]) -> str:
         "description": config.rule.describe(),
     }
     info["join_buckets"] = config.join_buckets or choose_buckets(plan.total_bytes)
+    info.update(extra_inputs(config))
     log_plan(plan)
     try:
         with beam.Pipeline(options=options) as root:

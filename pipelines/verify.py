@@ -10,6 +10,8 @@
 - every ok image's bytes, read from its shard at the index's offset, have the
   size and, where it was checked so, the MD5 (OriginalMD5) of the release.
 `--quick` checks presence, sizes and row counts without reading every byte.
+`report.html` and `exports/` are derived from the snapshot (`oibeam report`,
+`oibeam export` rewrite them at will) and are not part of what is verified.
 """
 
 from __future__ import annotations

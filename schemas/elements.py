@@ -12,7 +12,7 @@ class CsvFile(NamedTuple):
 
     file_id: int
     path: str
-    kind: str  # "images" | "labels" | "classes"
+    kind: str  # "images" | "labels" | "classes" | "boxes"
     size: int
     compressed: bool
     layout: CsvLayout | None  # None for class description files

@@ -8,6 +8,7 @@ Images files:
   v4+       v2/v3 + Rotation
 Labels files: ImageID,Source,LabelName,Confidence (some files say Label).
 Columns beyond these are kept, as strings, under their own names.
+Box files (V2+): see schemas/boxes.py.
 """
 
 from __future__ import annotations
@@ -63,9 +64,10 @@ RESERVED_IMAGE_COLUMNS: frozenset[str] = frozenset(
     + ("status", "error", "retryable", "http_status", "attempts", "elapsed_ms")
     + ("bytes", "url", "md5_ok", "checked", "format", "mode", "width", "height")
     + ("exif_orientation", "display_width", "display_height", "shard")
+    + ("boxes", "upright_width", "upright_height")
 )
 RESERVED_LABEL_COLUMNS: frozenset[str] = frozenset(
-    _INTERNAL + ("DisplayName", "Subset")
+    _INTERNAL + ("DisplayName", "Subset", "InferredFrom")
 )
 # Source kinds used by statistics and trainable rules; "any" is either kind.
 SOURCE_KINDS: tuple[str, ...] = ("machine", "human", "any")
@@ -130,6 +132,28 @@ def labels_layout(path: str, names: list[str]) -> CsvLayout:
     extras = tuple(c for c in columns if c not in LABEL_COLUMNS)
     _check_reserved(path, extras, RESERVED_LABEL_COLUMNS)
     return CsvLayout("labels", "labels", columns, extras)
+
+
+def boxes_layout(path: str, names: list[str]) -> CsvLayout:
+    """The layout of a bounding-box file (8- or 13-column form), or HeaderError.
+
+    Columns beyond the 13 (V6's XClick* points) are read past, not kept."""
+    from schemas.boxes import BOX_FLAGS, BOX_REQUIRED
+
+    columns = normalise_header(names)
+    _check_unique(path, columns)
+    missing = [c for c in BOX_REQUIRED if c not in columns]
+    if missing:
+        raise HeaderError(
+            f"{path}: not an Open Images box file: missing column(s) "
+            f"{', '.join(missing)}; it has {', '.join(columns) or 'no columns'}"
+        )
+    flags = [c for c in BOX_FLAGS if c in columns]
+    release = "boxes-13" if len(flags) == len(BOX_FLAGS) else "boxes-8"
+    if flags and release == "boxes-8":
+        release = f"boxes-8+{len(flags)}"
+    extras = tuple(c for c in columns if c not in BOX_REQUIRED + BOX_FLAGS)
+    return CsvLayout("boxes", release, columns, extras)
 
 
 def subset_from_path(path: str) -> str | None:

@@ -1,8 +1,10 @@
 """One explicit Arrow schema per output table, and the internal batch schemas.
 
 Output tables (the contract in the README):
-  images        one row per image, release columns + nested labels
-  labels        one row per (ImageID, LabelName, Source) with Subset
+  images        one row per image, release columns + nested labels and boxes
+  labels        one row per (ImageID, LabelName, Source) with Subset; with
+                --expand-ancestors also the inferred ancestor rows, whose
+                InferredFrom names the child label they came from
   label_counts  one row per (label, subset, source)
   label_stats   one row per label
   errors        one row per input row that could not be used
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from schemas.boxes import BOX_STATS_FIELDS, BOXES_FIELD, UPRIGHT_FIELDS
 from schemas.releases import IMAGE_COLUMNS, SOURCE_KINDS, SUBSETS
 
 KEY = "key"
@@ -33,6 +36,7 @@ LABEL_STRUCT = pa.struct(
         pa.field("display_name", pa.string()),
         pa.field("source", pa.string()),
         pa.field("confidence", pa.float64()),
+        pa.field("inferred_from", pa.string()),  # null: given by the release
     ]
 )
 
@@ -44,6 +48,7 @@ LABELS_BASE = pa.schema(
         pa.field("DisplayName", pa.string()),
         pa.field("Confidence", pa.float64(), nullable=False),
         pa.field("Subset", pa.string(), nullable=False),
+        pa.field("InferredFrom", pa.string()),
     ]
 )
 
@@ -56,6 +61,7 @@ LABEL_COUNTS = pa.schema(
         pa.field("positive_images", pa.int64(), nullable=False),
         pa.field("negative_images", pa.int64(), nullable=False),
         pa.field("confidence_sum", pa.float64(), nullable=False),
+        pa.field("inferred_rows", pa.int64(), nullable=False),
     ]
 )
 
@@ -84,6 +90,8 @@ LABEL_STATS = pa.schema(
         pa.field("machine_confirmed_validation", pa.int64(), nullable=False),
         pa.field("machine_precision", pa.float64()),
         pa.field("trainable", pa.bool_(), nullable=False),
+        pa.field("inferred_labels", pa.int64(), nullable=False),
+        *BOX_STATS_FIELDS,
     ]
 )
 
@@ -120,13 +128,15 @@ def image_column_type(name: str) -> pa.DataType:
 
 
 def images_schema(extras: tuple[str, ...]) -> pa.Schema:
-    """The images table: release columns, extra columns, nested labels."""
+    """The images table: release columns, extra columns, nested labels and
+    boxes (null when the run read no box files)."""
     fields = [
         pa.field(c, image_column_type(c), nullable=c != "ImageID")
         for c in IMAGE_COLUMNS
     ]
     fields += [pa.field(c, pa.string()) for c in extras]
     fields.append(pa.field("labels", pa.list_(LABEL_STRUCT)))
+    fields.append(BOXES_FIELD)
     return pa.schema(fields)
 
 
@@ -160,8 +170,37 @@ def labels_internal_schema(extras: tuple[str, ...]) -> pa.Schema:
     )
 
 
+def boxes_internal_schema() -> pa.Schema:
+    """Box batches between read and join: coordinates as read, flags as
+    -1/0/1 (null when the file has no such column)."""
+    from schemas.boxes import BOX_COORDINATES, BOX_FLAGS
+
+    return pa.schema(
+        [
+            pa.field(KEY, pa.uint64(), nullable=False),
+            pa.field("Source", pa.string()),
+            pa.field("LabelName", pa.string()),
+            pa.field("Confidence", pa.float64()),
+            *[pa.field(c, pa.float64()) for c in BOX_COORDINATES],
+            *[pa.field(c, pa.int8()) for c in BOX_FLAGS],
+            pa.field(SRC, pa.int32()),
+            pa.field(LINE, pa.int64()),
+        ]
+    )
+
+
+BOX_COUNTS = pa.schema(
+    [
+        pa.field("label", pa.string(), nullable=False),
+        pa.field("boxes", pa.int64(), nullable=False),
+        pa.field("images_with_boxes", pa.int64(), nullable=False),
+    ]
+)
+
+
 def images_with_status_schema(extras: tuple[str, ...]) -> pa.Schema:
-    """The images table after a fetch: every column plus the status columns."""
+    """The images table after a fetch: every column, the status columns and
+    the upright size the pixel boxes refer to."""
     from schemas.fetch import STATUS_FIELDS
 
-    return pa.schema(list(images_schema(extras)) + STATUS_FIELDS)
+    return pa.schema(list(images_schema(extras)) + STATUS_FIELDS + UPRIGHT_FIELDS)

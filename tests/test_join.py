@@ -109,19 +109,20 @@ def test_join_bucket_keeps_first_rows_and_rejects_the_rest():
     images = joined.images.to_pylist()
     assert [i["ImageID"] for i in images] == ["000000000000000a", "000000000000000b"]
     assert images[1]["Title"] == "bee"
+    given = {"inferred_from": None}
     assert images[0]["labels"] == [
-        {"label": "/m/x", "display_name": "Ex", "source": "human", "confidence": 0.0},
-        {"label": "/m/x", "display_name": "Ex", "source": "machine", "confidence": 0.9},
+        {"label": "/m/x", "display_name": "Ex", "source": "human", "confidence": 0.0}
+        | given,
+        {"label": "/m/x", "display_name": "Ex", "source": "machine", "confidence": 0.9}
+        | given,
     ]
     assert images[1]["labels"] == [
-        {
-            "label": "/m/y",
-            "display_name": "Why",
-            "source": "machine",
-            "confidence": 0.8,
-        },
-        {"label": "/m/z", "display_name": None, "source": "human", "confidence": 1.0},
+        {"label": "/m/y", "display_name": "Why", "source": "machine", "confidence": 0.8}
+        | given,
+        {"label": "/m/z", "display_name": None, "source": "human", "confidence": 1.0}
+        | given,
     ]
+    assert [i["boxes"] for i in images] == [None, None]  # no box files read
     labels = joined.labels.to_pylist()
     assert [
         (r["ImageID"][-1], r["LabelName"], r["Source"], r["Subset"]) for r in labels

@@ -1,12 +1,14 @@
-"""Join the image and label rows of one ImageID bucket (pure Arrow/NumPy, no Beam).
+"""Join the image, label and box rows of one ImageID bucket (pure Arrow/NumPy,
+no Beam).
 
-Both sides are sorted by the uint64 ImageID key; labels within an image by
-(LabelName, Source). Rejected here: a repeated ImageID in the images files
-(`duplicate_image`), a repeated (ImageID, LabelName, Source)
-(`duplicate_label`), and a label whose ImageID has no image row
-(`unknown_image`); the first row in file order is kept. The output of a bucket
-is the same rows in the same order on every run, whatever order its pieces
-arrived in.
+All sides are sorted by the uint64 ImageID key; labels within an image by
+(LabelName, Source), boxes by (LabelName, Source, YMin, XMin, YMax, XMax).
+Rejected here: a repeated ImageID in the images files (`duplicate_image`), a
+repeated (ImageID, LabelName, Source) (`duplicate_label`), and a label or box
+whose ImageID has no image row (`unknown_image`); the first row in file order
+is kept. With a hierarchy closure, positive labels also imply their ancestors
+(hierarchy.expand_ancestors). The output of a bucket is the same rows in the
+same order on every run, whatever order its pieces arrived in.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemas.boxes import BOX_STRUCT, BOXES_FIELD, FLAG_FIELDS
 from schemas.tables import (
+    BOX_COUNTS,
     ERRORS_INTERNAL,
     KEY,
     LABEL_STRUCT,
@@ -26,6 +30,7 @@ from schemas.tables import (
     REF_LINE,
     REF_SRC,
     SRC,
+    boxes_internal_schema,
     images_internal_schema,
     images_schema,
     labels_internal_schema,
@@ -33,7 +38,8 @@ from schemas.tables import (
 )
 from transforms.arrow_util import encode, ranks
 from transforms.csv_parse import csv_fields
-from transforms.image_keys import format_image_ids
+from transforms.hierarchy import expand_ancestors
+from transforms.image_keys import format_image_ids, parse_image_ids
 
 
 @dataclass
@@ -42,6 +48,7 @@ class JoinedBucket:
     labels: pa.Table  # labels_schema, sorted by (ImageID, LabelName, Source)
     errors: pa.Table  # ERRORS_INTERNAL
     rows_per_range: dict[int, int]  # kept rows per read range
+    box_counts: pa.Table  # BOX_COUNTS of this bucket's boxes
 
 
 def _in_file_order(tables: typing.Iterable[pa.Table], schema: pa.Schema) -> pa.Table:
@@ -66,8 +73,14 @@ def join_bucket(
     image_extras: tuple[str, ...],
     label_extras: tuple[str, ...],
     range_columns: dict[int, tuple[str, ...]],
+    boxes_tables: typing.Iterable[pa.Table] | None = None,
+    closure: pa.Table | None = None,
 ) -> JoinedBucket:
-    """Joins the image and label rows of one bucket (pure; see module doc)."""
+    """Joins the image, label and box rows of one bucket (pure; see module doc).
+
+    `boxes_tables` None: the run read no box files (`boxes` is null).
+    `closure` (LabelName, Ancestor): expand positive labels to their ancestors.
+    """
     images = _in_file_order(images_tables, images_internal_schema(image_extras))
     labels = _in_file_order(labels_tables, labels_internal_schema(label_extras))
     errors: list[pa.Table] = []
@@ -147,62 +160,175 @@ def join_bucket(
     display = names.take(pa.array(label_codes))
     subset = images["Subset"].take(pa.array(pos))
     image_ids = format_image_ids(ikeys)
+    flat = _labels_table(labels, format_image_ids(lkeys), display, subset, label_extras)
+    if closure is not None and flat.num_rows:
+        flat = _expanded(flat, closure, classes, image_ids, images["Subset"])
+        lkeys = parse_image_ids(flat["ImageID"].combine_chunks())[0]
+    kept = [images, labels]
+    if boxes_tables is None:
+        nested_boxes = pa.nulls(len(ikeys), BOXES_FIELD.type)
+        box_counts = BOX_COUNTS.empty_table()
+    else:
+        boxes = _in_file_order(boxes_tables, boxes_internal_schema())
+        boxes, box_errors = _known_boxes(boxes, ikeys, range_columns)
+        errors += box_errors
+        kept.append(boxes)
+        nested_boxes = _nested_boxes(boxes, ikeys, classes)
+        box_counts = _box_counts(boxes)
     return JoinedBucket(
         images=_images_table(
-            images, image_ids, labels, lkeys, ikeys, display, image_extras
+            images, image_ids, flat, lkeys, ikeys, nested_boxes, image_extras
         ),
-        labels=_labels_table(
-            labels, format_image_ids(lkeys), display, subset, label_extras
-        ),
+        labels=flat,
         errors=pa.concat_tables(errors) if errors else ERRORS_INTERNAL.empty_table(),
-        rows_per_range=_rows_per_range(images, labels),
+        rows_per_range=_rows_per_range(*kept),
+        box_counts=box_counts,
     )
 
 
 def _display_names(label_values: pa.Array, classes: pa.Table) -> pa.Array:
+    """The display name of each label (null when --classes does not name it)."""
     if not classes.num_rows:
         return pa.nulls(len(label_values), pa.string())
     where = pc.index_in(label_values, value_set=classes["LabelName"])
     return pc.take(classes["DisplayName"], where).combine_chunks()
 
 
-def _images_table(images, image_ids, labels, lkeys, ikeys, display, extras):
-    starts = np.searchsorted(lkeys, ikeys, side="left").astype(np.int32)
-    offsets = np.append(starts, np.int32(len(lkeys)))
+def _expanded(flat, closure, classes, image_ids, image_subsets) -> pa.Table:
+    """The labels table plus inferred ancestor rows, their DisplayName and
+    Subset filled in (other columns stay null in inferred rows)."""
+    out = expand_ancestors(flat, closure)
+    inferred = pc.is_valid(out["InferredFrom"])
+    where = pc.index_in(out["ImageID"], value_set=image_ids)
+    for name, values in (
+        ("Subset", image_subsets.combine_chunks().take(where)),
+        ("DisplayName", _display_names(out["LabelName"].combine_chunks(), classes)),
+    ):
+        i = out.schema.get_field_index(name)
+        out = out.set_column(
+            i, out.schema.field(i), pc.if_else(inferred, values, out[name])
+        )
+    return out
+
+
+def _nested(keys: np.ndarray, ikeys: np.ndarray, items: pa.Array) -> pa.ListArray:
+    """A list per image key of the `items` rows (sorted by key) with that key."""
+    starts = np.searchsorted(keys, ikeys, side="left").astype(np.int32)
+    offsets = np.append(starts, np.int32(len(keys)))
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), items)
+
+
+def _images_table(images, image_ids, labels, lkeys, ikeys, boxes, extras):
     items = pa.StructArray.from_arrays(
         [
             labels["LabelName"].combine_chunks(),
-            display,
+            labels["DisplayName"].combine_chunks(),
             labels["Source"].combine_chunks(),
             labels["Confidence"].combine_chunks(),
+            labels["InferredFrom"].combine_chunks(),
         ],
         fields=list(LABEL_STRUCT),
     )
-    nested = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), items)
     schema = images_schema(extras)
     columns = []
     for field in schema:
         if field.name == "ImageID":
             columns.append(image_ids)
         elif field.name == "labels":
-            columns.append(nested)
+            columns.append(_nested(lkeys, ikeys, items))
+        elif field.name == "boxes":
+            columns.append(boxes)
         else:
             columns.append(images[field.name])
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def _known_boxes(boxes: pa.Table, ikeys: np.ndarray, range_columns):
+    """(boxes of known images sorted for nesting, [unknown_image errors])."""
+    bkeys = boxes[KEY].to_numpy()
+    if len(ikeys):
+        pos = np.minimum(np.searchsorted(ikeys, bkeys), len(ikeys) - 1)
+        orphan = ikeys[pos] != bkeys
+    else:
+        orphan = np.ones(len(bkeys), dtype=bool)
+    errors = []
+    if orphan.any():
+        errors.append(
+            _errors_for(
+                boxes,
+                np.flatnonzero(orphan),
+                None,
+                "unknown_image",
+                "no image row has this ImageID",
+                range_columns,
+            )
+        )
+        boxes = boxes.filter(pa.array(~orphan))
+    order = [KEY, "LabelName", "Source", "YMin", "XMin", "YMax", "XMax"]
+    return boxes.sort_by([(c, "ascending") for c in order]), errors
+
+
+def _nested_boxes(boxes: pa.Table, ikeys: np.ndarray, classes) -> pa.ListArray:
+    labels = boxes["LabelName"].combine_chunks()
+    values = {
+        "label": labels,
+        "display_name": _display_names(labels, classes),
+        "source": boxes["Source"].combine_chunks(),
+        "confidence": boxes["Confidence"].combine_chunks(),
+        "x_min": boxes["XMin"].combine_chunks(),
+        "x_max": boxes["XMax"].combine_chunks(),
+        "y_min": boxes["YMin"].combine_chunks(),
+        "y_max": boxes["YMax"].combine_chunks(),
+    }
+    for column, name in FLAG_FIELDS.items():
+        flag = boxes[column].combine_chunks()
+        known = pc.and_(pc.is_valid(flag), pc.not_equal(flag, -1))
+        values[name] = pc.if_else(known, pc.not_equal(flag, 0), None)
+    items = pa.StructArray.from_arrays(
+        [
+            values[f.name] if f.name in values else pa.nulls(boxes.num_rows, f.type)
+            for f in BOX_STRUCT
+        ],
+        fields=list(BOX_STRUCT),
+    )
+    return _nested(boxes[KEY].to_numpy(), ikeys, items)
+
+
+def _box_counts(boxes: pa.Table) -> pa.Table:
+    """Boxes and distinct images per label (an image lives in one bucket, so
+    the sums over buckets are exact)."""
+    if not boxes.num_rows:
+        return BOX_COUNTS.empty_table()
+    counts = boxes.group_by("LabelName", use_threads=False).aggregate(
+        [(KEY, "count"), (KEY, "count_distinct")]
+    )
+    return pa.table(
+        {
+            "label": counts["LabelName"],
+            "boxes": counts[f"{KEY}_count"],
+            "images_with_boxes": counts[f"{KEY}_count_distinct"],
+        },
+        schema=BOX_COUNTS,
+    ).sort_by("label")
+
+
 def _labels_table(labels, image_ids, display, subset, extras):
     schema = labels_schema(extras)
-    columns = {"ImageID": image_ids, "DisplayName": display, "Subset": subset}
+    columns = {
+        "ImageID": image_ids,
+        "DisplayName": display,
+        "Subset": subset,
+        "InferredFrom": pa.nulls(len(image_ids), pa.string()),
+    }
     return pa.Table.from_arrays(
         [columns[f.name] if f.name in columns else labels[f.name] for f in schema],
         schema=schema,
     )
 
 
-def _rows_per_range(images: pa.Table, labels: pa.Table) -> dict[int, int]:
+def _rows_per_range(*tables: pa.Table) -> dict[int, int]:
     counts: dict[int, int] = {}
-    for table in (images, labels):
+    for table in tables:
         values, n = np.unique(table[SRC].to_numpy(), return_counts=True)
         for v, c in zip(values.tolist(), n.tolist(), strict=True):
             counts[v] = counts.get(v, 0) + c

@@ -3,8 +3,8 @@
 Runs once, where the pipeline is built, so a wrong input fails before any
 worker starts: a pattern that matches nothing, an empty or binary file, or a
 header without the required columns is an InputError that names the file.
-Files split into byte ranges only where no value can hold a newline (labels,
-uncompressed); images files (free-text Title/Author) and compressed files are
+Files split into byte ranges only where no value can hold a newline (labels
+and boxes, uncompressed); images files (free-text Title/Author) and compressed files are
 read whole.
 """
 
@@ -53,6 +53,7 @@ def plan_inputs(
     labels: Sequence[str],
     classes: Sequence[str] = (),
     split_bytes: int = DEFAULT_SPLIT_BYTES,
+    boxes: Sequence[str] = (),
 ) -> InputPlan:
     """Matches the patterns and plans one read range per split of each file."""
     if split_bytes < MIN_SPLIT_BYTES:
@@ -65,6 +66,7 @@ def plan_inputs(
         ("images", images),
         ("labels", labels),
         ("classes", classes),
+        ("boxes", boxes),
     ):
         for pattern in patterns:
             for path, size in _match(pattern):
@@ -81,7 +83,7 @@ def plan_inputs(
     )
     ranges: list[CsvRange] = []
     for f in files:
-        splittable = f.kind == "labels" and not f.compressed
+        splittable = f.kind in ("labels", "boxes") and not f.compressed
         for start, end in _split(f.size, split_bytes if splittable else None):
             ranges.append(CsvRange(len(ranges), f.file_id, start, end, not splittable))
     return InputPlan(
@@ -133,7 +135,11 @@ def _describe(file_id: int, kind: str, path: str, size: int) -> CsvFile:
         names = next(csv.reader([text.splitlines()[0] if text else ""]), [])
     except csv.Error as e:
         raise InputError(f"{path}: the header is not a CSV line: {e}") from e
-    layout_of = releases.images_layout if kind == "images" else releases.labels_layout
+    layout_of = {
+        "images": releases.images_layout,
+        "labels": releases.labels_layout,
+        "boxes": releases.boxes_layout,
+    }[kind]
     try:
         layout = layout_of(path, names)
     except releases.HeaderError as e:

@@ -24,6 +24,7 @@ import pyarrow as pa
 from schemas import fetch as contract
 from schemas.coders import register_coders
 from schemas.elements import BucketPiece, Count, WrittenFile
+from transforms.boxes import with_upright_boxes
 from transforms.exchange import read_piece, write_piece
 from transforms.image_keys import mix64, parse_image_ids
 from transforms.image_tasks import (
@@ -94,11 +95,12 @@ def _missing_shards(shards: int, written: list[WrittenFile], outputs: ShardOutpu
 
 
 def with_status(tasks: pa.Table, statuses: list[dict], schema: pa.Schema) -> pa.Table:
-    """The images-table part: task columns (internal ones dropped) + statuses."""
+    """The images-table part: task columns (internal ones dropped) + statuses,
+    boxes in pixels of the upright image."""
     table = tasks.drop_columns(internal_columns(tasks))
     for f in contract.STATUS_FIELDS:
         table = table.append_column(f, pa.array([s[f.name] for s in statuses], f.type))
-    return table.select(schema.names).cast(schema)
+    return with_upright_boxes(table).select(schema.names).cast(schema)
 
 
 class _FetchShardFn(beam.DoFn):

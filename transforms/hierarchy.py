@@ -11,7 +11,7 @@
 
 Expansion (pure Arrow, no Beam): every positive label row (Confidence > 0) also
 implies its ancestors, as rows of the same image and Source whose
-`inferred_from` names the child they came from (the most confident one, then
+`InferredFrom` names the child they came from (the most confident one, then
 the smallest mid). A label row the input already has, positive or a verified
 negative, is never replaced by an inferred one; negatives imply nothing.
 """
@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 
-INFERRED_FROM = "inferred_from"
+INFERRED_FROM = "InferredFrom"
 _TENCENT_HEADER = "category_index"
 
 
@@ -171,9 +171,12 @@ def expand_ancestors(labels: pa.Table, closure: pa.Table) -> pa.Table:
     rows (inferred_from null) plus the inferred ancestor rows, sorted by
     (ImageID, LabelName, Source). Columns other than those four are null in
     inferred rows."""
-    explicit = labels.append_column(
-        pa.field(INFERRED_FROM, pa.string()), pa.nulls(labels.num_rows, pa.string())
-    )
+    explicit = labels
+    if INFERRED_FROM not in labels.column_names:
+        explicit = labels.append_column(
+            pa.field(INFERRED_FROM, pa.string()),
+            pa.nulls(labels.num_rows, pa.string()),
+        )
     positive = labels.select(["ImageID", "Source", "LabelName", "Confidence"]).filter(
         pc.greater(labels["Confidence"], 0)
     )

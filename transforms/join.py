@@ -1,4 +1,5 @@
-"""JoinLabelsToImages: one row per image with its labels nested, and labels with Subset.
+"""JoinLabelsToImages: one row per image with its labels and boxes nested, and
+labels with Subset.
 
 Both sides are split by a stable digest of ImageID into a fixed number of
 buckets; a bucket's rows wait in exchange files (see exchange.py) and each
@@ -63,16 +64,19 @@ class _JoinBucketFn(beam.DoFn):
     """(bucket, [BucketPiece, ...]) -> joined tables.
 
     Outputs: main = (bucket, images table); 'labels' = (bucket, labels table);
-    'errors' = pa.Table (ERRORS_INTERNAL); 'counts' = FileCount("rows").
+    'errors' = pa.Table (ERRORS_INTERNAL); 'counts' = FileCount("rows");
+    'box_counts' = pa.Table (BOX_COUNTS) when the run reads box files.
     """
 
-    def __init__(self, plan: InputPlan) -> None:
+    def __init__(self, plan: InputPlan, closure: pa.Table | None) -> None:
         files = {f.file_id: f for f in plan.files}
         self._range_file = {r.range_id: r.file_id for r in plan.ranges}
         self._range_columns = {
             r.range_id: files[r.file_id].layout.columns
-            for r in plan.ranges_of("images", "labels")
+            for r in plan.ranges_of("images", "labels", "boxes")
         }
+        self._with_boxes = bool(plan.of_kind("boxes"))
+        self._closure = closure
         self._image_extras = plan.image_extras
         self._label_extras = plan.label_extras
         self._images = beam.metrics.Metrics.counter(NAMESPACE, "images_joined")
@@ -80,7 +84,7 @@ class _JoinBucketFn(beam.DoFn):
 
     def process(self, element, classes: pa.Table):
         bucket, pieces = element
-        sides: dict[str, list[pa.Table]] = {"images": [], "labels": []}
+        sides: dict[str, list[pa.Table]] = {"images": [], "labels": [], "boxes": []}
         for piece in pieces:
             sides[piece.side].append(read_piece(piece))
         joined = join_bucket(
@@ -90,6 +94,8 @@ class _JoinBucketFn(beam.DoFn):
             self._image_extras,
             self._label_extras,
             self._range_columns,
+            sides["boxes"] if self._with_boxes else None,
+            self._closure,
         )
         self._images.inc(joined.images.num_rows)
         self._labels.inc(joined.labels.num_rows)
@@ -97,6 +103,8 @@ class _JoinBucketFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput("labels", (bucket, joined.labels))
         if joined.errors.num_rows:
             yield beam.pvalue.TaggedOutput("errors", joined.errors)
+        if joined.box_counts.num_rows:
+            yield beam.pvalue.TaggedOutput("box_counts", joined.box_counts)
         per_file: dict[int, int] = {}
         for range_id, n in joined.rows_per_range.items():
             file_id = self._range_file[range_id]
@@ -106,22 +114,31 @@ class _JoinBucketFn(beam.DoFn):
 
 
 class JoinLabelsToImages(beam.PTransform):
-    """Joins label tables to image tables by ImageID.
+    """Joins label and box tables to image tables by ImageID.
 
-    Input: {"images": PCollection[pa.Table], "labels": PCollection[pa.Table]}
-    (internal schemas). Side input: class names (pa.Table LabelName,
-    DisplayName). `exchange` is a directory for the bucket files (deleted by the
-    caller when the run is done). Output dict: images / labels =
-    PCollection[(bucket, pa.Table)], errors = PCollection[pa.Table],
-    counts = PCollection[FileCount].
+    Input: {"images", "labels", "boxes": PCollection[pa.Table]} (internal
+    schemas). Side input: class names (pa.Table LabelName, DisplayName).
+    `exchange` is a directory for the bucket files (deleted by the caller when
+    the run is done); `closure` (LabelName, Ancestor) expands labels to their
+    ancestors. Output dict: images / labels = PCollection[(bucket, pa.Table)],
+    errors = PCollection[pa.Table], counts = PCollection[FileCount],
+    box_counts = PCollection[pa.Table] (BOX_COUNTS, one per bucket with boxes).
     """
 
-    def __init__(self, plan: InputPlan, buckets: int, classes, exchange: str) -> None:
+    def __init__(
+        self,
+        plan: InputPlan,
+        buckets: int,
+        classes,
+        exchange: str,
+        closure: pa.Table | None = None,
+    ) -> None:
         super().__init__()
         self._plan = plan
         self._buckets = buckets
         self._classes = classes
         self._exchange = exchange
+        self._closure = closure
 
     def expand(self, inputs):
         parked = [
@@ -130,7 +147,8 @@ class JoinLabelsToImages(beam.PTransform):
             >> beam.ParDo(
                 _ParkBucketsFn(self._exchange, self._buckets, side)
             ).with_output_types(tuple[int, BucketPiece])
-            for side in ("images", "labels")
+            for side in ("images", "labels", "boxes")
+            if side in inputs
         ]
         joined = (
             parked
@@ -138,19 +156,22 @@ class JoinLabelsToImages(beam.PTransform):
             | "GroupByBucket" >> beam.GroupByKey()
             | "JoinBuckets"
             >> beam.ParDo(
-                _JoinBucketFn(self._plan), beam.pvalue.AsSingleton(self._classes)
+                _JoinBucketFn(self._plan, self._closure),
+                beam.pvalue.AsSingleton(self._classes),
             )
             .with_output_types(
                 tuple[int, pa.Table],
                 labels=tuple[int, pa.Table],
                 errors=pa.Table,
                 counts=FileCount,
+                box_counts=pa.Table,
             )
-            .with_outputs("labels", "errors", "counts", main="images")
+            .with_outputs("labels", "errors", "counts", "box_counts", main="images")
         )
         return {
             "images": joined.images,
             "labels": joined.labels,
             "errors": joined.errors,
             "counts": joined.counts,
+            "box_counts": joined.box_counts,
         }

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from schemas.coders import register_coders
 from schemas.releases import HUMAN_SOURCES, MACHINE_SOURCES, SUBSETS
-from schemas.tables import HISTOGRAM_BINS, LABEL_COUNTS, LABEL_STATS
+from schemas.tables import BOX_COUNTS, HISTOGRAM_BINS, LABEL_COUNTS, LABEL_STATS
 from transforms.arrow_util import combine as _combine
 from transforms.arrow_util import encode as _encode
 from transforms.arrow_util import ranks
@@ -39,6 +39,7 @@ SOURCE_PARTIAL = pa.schema(
         ("positive_images", pa.int64()),
         ("negative_images", pa.int64()),
         ("confidence_micros", pa.int64()),
+        ("inferred_rows", pa.int64()),
     ]
 )
 KIND_PARTIAL = pa.schema(
@@ -128,20 +129,24 @@ def fold_labels(table: pa.Table) -> LabelPartials:
     sources, source_codes = _encode(table["Source"])
     subsets, subset_codes = _encode(table["Subset"])
     conf = np.asarray(_combine(table["Confidence"]).to_numpy(zero_copy_only=False))
+    if "InferredFrom" in table.column_names:
+        inferred = np.asarray(
+            pc.is_valid(_combine(table["InferredFrom"])).to_numpy(zero_copy_only=False)
+        )
+    else:
+        inferred = np.zeros(len(conf), dtype=bool)
     order = _pair_order(keys, label_codes, labels)
     if order is not None:
         keys, label_codes = keys[order], label_codes[order]
-        source_codes, subset_codes, conf = (
+        source_codes, subset_codes, conf, inferred = (
             source_codes[order],
             subset_codes[order],
             conf[order],
+            inferred[order],
         )
+    codes = (label_codes, source_codes, subset_codes)
     return LabelPartials(
-        sources=[
-            _source_partial(
-                labels, sources, subsets, label_codes, source_codes, subset_codes, conf
-            )
-        ],
+        sources=[_source_partial(labels, sources, subsets, codes, conf, inferred)],
         kinds=[
             _kind_partial(
                 keys,
@@ -164,14 +169,14 @@ def _pair_order(keys, label_codes, labels) -> np.ndarray | None:
     return None if grouped.all() else np.lexsort((r, keys))
 
 
-def _source_partial(
-    labels, sources, subsets, label_codes, source_codes, subset_codes, conf
-) -> pa.Table:
+def _source_partial(labels, sources, subsets, codes, conf, inferred) -> pa.Table:
+    label_codes, source_codes, subset_codes = codes
     shape = (len(labels), len(subsets), len(sources))
     index = np.ravel_multi_index((label_codes, subset_codes, source_codes), shape)
     size = int(np.prod(shape))
     rows = np.bincount(index, minlength=size)
     positive = np.bincount(index[conf > 0], minlength=size)
+    inferred_rows = np.bincount(index[inferred], minlength=size)
     micros = _micros(np.bincount(index, weights=_to_micros(conf), minlength=size))
     present = np.flatnonzero(rows)
     li, si, ri = np.unravel_index(present, shape)
@@ -184,6 +189,7 @@ def _source_partial(
             "positive_images": positive[present],
             "negative_images": rows[present] - positive[present],
             "confidence_micros": micros[present],
+            "inferred_rows": inferred_rows[present],
         },
         schema=SOURCE_PARTIAL,
     )
@@ -260,15 +266,16 @@ def labels_of_images(images: pa.Table) -> pa.Table:
     nested = _combine(images["labels"])
     rows = pc.list_parent_indices(nested)
     items = pc.list_flatten(nested)
-    return pa.table(
-        {
-            "ImageID": _combine(images["ImageID"]).take(rows),
-            "Source": items.field("source"),
-            "LabelName": items.field("label"),
-            "Confidence": items.field("confidence"),
-            "Subset": _combine(images["Subset"]).take(rows),
-        }
-    )
+    columns = {
+        "ImageID": _combine(images["ImageID"]).take(rows),
+        "Source": items.field("source"),
+        "LabelName": items.field("label"),
+        "Confidence": items.field("confidence"),
+        "Subset": _combine(images["Subset"]).take(rows),
+    }
+    if items.type.get_field_index("inferred_from") >= 0:
+        columns["InferredFrom"] = items.field("inferred_from")
+    return pa.table(columns)
 
 
 def trainable_set(stats: pa.Table) -> frozenset[str]:
@@ -357,6 +364,17 @@ def label_stats_table(
     columns["machine_confirmed_validation"] = confirmed
     columns["machine_precision"] = pa.array(precision, from_pandas=True)
     columns["trainable"] = np.zeros(n, dtype=bool)
+    sources = _sum_by(partials.sources, SOURCE_PARTIAL, 3)
+    inferred = np.zeros(n, dtype=np.int64)
+    where = np.asarray(
+        pc.index_in(sources["label"], value_set=label_values).to_numpy(
+            zero_copy_only=False
+        )
+    )
+    np.add.at(inferred, where, sources["inferred_rows"].to_numpy())
+    columns["inferred_labels"] = inferred
+    columns["boxes"] = pa.nulls(n, pa.int64())
+    columns["images_with_boxes"] = pa.nulls(n, pa.int64())
     stats = pa.table(columns, schema=LABEL_STATS)
     trainable = trainable_mask(stats, rule)
     return stats.set_column(
@@ -364,6 +382,41 @@ def label_stats_table(
         LABEL_STATS.field("trainable"),
         pa.array(trainable, pa.bool_()),
     )
+
+
+def with_box_stats(
+    stats: pa.Table, box_counts: list[pa.Table], classes: pa.Table
+) -> pa.Table:
+    """label_stats with `boxes` and `images_with_boxes` filled in (0 for a
+    label without boxes); a label that only has boxes gets a row of its own
+    (no image-level counts, not trainable) so that no box goes uncounted."""
+    counts = _sum_by(box_counts, BOX_COUNTS, 1)
+    missing = pc.invert(pc.is_in(counts["label"], value_set=stats["label"]))
+    extra = counts.filter(missing)["label"]
+    if len(extra):
+        blank = {
+            f.name: pa.array(np.zeros(len(extra), np.int64))
+            if f.type == pa.int64() and not f.nullable
+            else pa.array(np.zeros(len(extra), bool))
+            if f.name == "trainable"
+            else pa.nulls(len(extra), f.type)
+            for f in LABEL_STATS
+        }
+        blank["label"] = extra
+        if classes.num_rows:
+            blank["display_name"] = pc.take(
+                classes["DisplayName"],
+                pc.index_in(extra, value_set=classes["LabelName"]),
+            )
+        stats = pa.concat_tables([stats, pa.table(blank, schema=LABEL_STATS)]).sort_by(
+            "label"
+        )
+    where = pc.index_in(stats["label"], value_set=counts["label"])
+    for name in ("boxes", "images_with_boxes"):
+        values = pc.fill_null(pc.take(counts[name], where), 0)
+        i = LABEL_STATS.get_field_index(name)
+        stats = stats.set_column(i, LABEL_STATS.field(name), values)
+    return stats
 
 
 def trainable_labels_csv(stats: pa.Table) -> str:
@@ -381,14 +434,17 @@ class ComputeLabelStats(beam.PTransform):
     """Labels tables -> the statistics tables.
 
     Input: PCollection[pa.Table] (labels tables, as JoinLabelsToImages writes
-    them). Side input: class names. Output dict, each a PCollection with one
-    element: label_counts (pa.Table), label_stats (pa.Table), trainable_csv (str).
+    them). Side inputs: class names; `box_counts` (PCollection of BOX_COUNTS
+    tables, or None when the run reads no boxes). Output dict, each a
+    PCollection with one element: label_counts (pa.Table), label_stats
+    (pa.Table), trainable_csv (str).
     """
 
-    def __init__(self, rule: TrainableRule, classes) -> None:
+    def __init__(self, rule: TrainableRule, classes, box_counts=None) -> None:
         super().__init__()
         self._rule = rule
         self._classes = classes
+        self._box_counts = box_counts
 
     def expand(self, tables):
         partials = tables | "SumLabelPartials" >> beam.CombineGlobally(
@@ -400,6 +456,12 @@ class ComputeLabelStats(beam.PTransform):
         stats = partials | "LabelStatsTable" >> beam.Map(
             label_stats_table, beam.pvalue.AsSingleton(self._classes), rule=self._rule
         ).with_output_types(pa.Table)
+        if self._box_counts is not None:
+            stats = stats | "JoinBoxStats" >> beam.Map(
+                with_box_stats,
+                beam.pvalue.AsList(self._box_counts),
+                beam.pvalue.AsSingleton(self._classes),
+            ).with_output_types(pa.Table)
         trainable = stats | "TrainableList" >> beam.Map(
             trainable_labels_csv
         ).with_output_types(str)

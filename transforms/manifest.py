@@ -73,6 +73,11 @@ def relative(path: str, root: str) -> str:
     return path[len(root) :] if path.startswith(root) else path
 
 
+# info key: inputs read where the pipeline is built (a hierarchy file), listed
+# after the CSV inputs as {"path", "kind", "bytes", "md5"}.
+EXTRA_INPUTS = "extra_inputs"
+
+
 def input_checksums(plan: InputPlan, ranges: list[RangeLines]) -> dict[int, dict]:
     """Per input file: its MD5 when read in one piece, else one per byte range."""
     md5 = {r.range_id: r.md5 for r in ranges}
@@ -136,8 +141,9 @@ def build_manifest(
                 "rejected_by_code": dict(sorted(totals["errors_by_code"].items())),
             }
         )
+    inputs += info.get(EXTRA_INPUTS, [])
     return {
-        **info,
+        **{k: v for k, v in info.items() if k != EXTRA_INPUTS},
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "inputs": inputs,
         "rows": {name: t["rows"] for name, t in sorted(tables.items())},

@@ -1,4 +1,4 @@
-"""ReadOpenImagesCsv: images and labels CSVs -> validated Arrow tables.
+"""ReadOpenImagesCsv: images, labels and boxes CSVs -> validated Arrow tables.
 
 One element per planned byte range (see csv_inputs); each yields tables of
 thousands of rows, never one Python object per row. Bad rows go to `errors`
@@ -63,8 +63,8 @@ class CsvStructureError(ValueError):
 class _ReadCsvRangeFn(beam.DoFn):
     """Parses and validates one CsvRange.
 
-    Outputs: 'images' / main ('labels') = pa.Table in the internal schema of
-    that kind; 'errors' = pa.Table (ERRORS_INTERNAL); 'lines' = RangeLines;
+    Outputs: 'images' / 'boxes' / main ('labels') = pa.Table in the internal
+    schema of that kind; 'errors' = pa.Table (ERRORS_INTERNAL); 'lines' = RangeLines;
     'counts' = FileCount(file_id, "read", rows).
     """
 
@@ -85,7 +85,7 @@ class _ReadCsvRangeFn(beam.DoFn):
         else:
             data, md5 = read_range_bytes(f.path, item.start, item.end, f.header_bytes)
             digest.append(md5)
-            fast = validate_rows.LABEL_FAST_TYPES
+            fast = validate_rows.LABEL_FAST_TYPES if f.kind == "labels" else {}
             blocks = [csv_parse.parse_line_block(data, f.layout.columns, fast)]
             line_base = 1 if item.start == 0 else 0  # the header is line 1
         line_count = line_base
@@ -93,8 +93,8 @@ class _ReadCsvRangeFn(beam.DoFn):
             rows_read += parsed.table.num_rows + len(parsed.invalid)
             line_count = parsed.line_count + line_base
             good, errors = self._check(f, item.range_id, parsed, data, line_base)
-            if good.num_rows and f.kind == "images":
-                yield beam.pvalue.TaggedOutput("images", good)
+            if good.num_rows and f.kind in ("images", "boxes"):
+                yield beam.pvalue.TaggedOutput(f.kind, good)
             elif good.num_rows:
                 yield good  # the main output: labels
             if errors.num_rows:
@@ -130,6 +130,10 @@ class _ReadCsvRangeFn(beam.DoFn):
         if f.kind == "images":
             good, problems, kept = validate_rows.check_images(
                 parsed.table, f.layout, self._image_extras, f.subset, parsed.bad_utf8
+            )
+        elif f.kind == "boxes":
+            good, problems, kept = validate_rows.check_boxes(
+                parsed.table, parsed.bad_utf8
             )
         else:
             good, problems, kept = validate_rows.check_labels(
@@ -187,12 +191,13 @@ class _ReadCsvRangeFn(beam.DoFn):
 
 
 class ReadOpenImagesCsv(beam.PTransform):
-    """Reads the planned images and labels files.
+    """Reads the planned images, labels and boxes files.
 
     PBegin -> dict of PCollections:
       images: pa.Table (images_internal_schema), labels: pa.Table
-      (labels_internal_schema), errors: pa.Table (ERRORS_INTERNAL),
-      lines: RangeLines, counts: FileCount ("read" per file).
+      (labels_internal_schema), boxes: pa.Table (boxes_internal_schema),
+      errors: pa.Table (ERRORS_INTERNAL), lines: RangeLines,
+      counts: FileCount ("read" per file).
     """
 
     def __init__(self, plan: InputPlan) -> None:
@@ -203,22 +208,24 @@ class ReadOpenImagesCsv(beam.PTransform):
         parsed = (
             pbegin
             | "ListReadRanges"
-            >> beam.Create(list(self._plan.ranges_of("images", "labels")))
+            >> beam.Create(list(self._plan.ranges_of("images", "labels", "boxes")))
             | "SpreadRanges" >> beam.Reshuffle()
             | "ParseRanges"
             >> beam.ParDo(_ReadCsvRangeFn(self._plan))
             .with_output_types(
                 pa.Table,
                 images=pa.Table,
+                boxes=pa.Table,
                 errors=pa.Table,
                 lines=RangeLines,
                 counts=FileCount,
             )
-            .with_outputs("images", "errors", "lines", "counts", main="labels")
+            .with_outputs("images", "boxes", "errors", "lines", "counts", main="labels")
         )
         return {
             "images": parsed.images,
             "labels": parsed.labels,
+            "boxes": parsed.boxes,
             "errors": parsed.errors,
             "lines": parsed.lines,
             "counts": parsed.counts,

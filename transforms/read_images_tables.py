@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from schemas.boxes import UPRIGHT_FIELDS
 from schemas.coders import register_coders
 from schemas.fetch import STATUS_COLUMNS
 from schemas.releases import IMAGE_COLUMNS
@@ -42,7 +43,8 @@ def plan_images_tables(patterns: Sequence[str]) -> tuple[list[str], tuple[str, .
             raise InputError(f"no file matches {pattern}")
         files.extend(sorted(m.path for m in found))
     extras: list[str] = []
-    known = set(IMAGE_COLUMNS) | {"labels"} | set(STATUS_COLUMNS)
+    known = set(IMAGE_COLUMNS) | {"labels", "boxes"} | set(STATUS_COLUMNS)
+    known |= {f.name for f in UPRIGHT_FIELDS}
     for path in files:
         with FileSystems.open(path) as handle:
             try:

@@ -19,6 +19,7 @@ from schemas.tables import (
     KEY,
     LINE,
     SRC,
+    boxes_internal_schema,
     images_internal_schema,
     labels_internal_schema,
 )
@@ -141,13 +142,13 @@ def _empty_lines(table: pa.Table) -> np.ndarray:
     return empty
 
 
-def _to_float(values) -> tuple[np.ndarray, np.ndarray]:
+def _to_float(values, pattern: str = _NUMBER) -> tuple[np.ndarray, np.ndarray]:
     """(float64 values, parsed ok) from a float or string column."""
     values = _combine(values)
     if pa.types.is_floating(values.type):
         ok = np.asarray(values.is_valid().to_numpy(zero_copy_only=False))
         return np.asarray(pc.fill_null(values, 0.0).to_numpy()), ok
-    ok = _matches(values, _NUMBER)
+    ok = _matches(values, pattern)
     text = pc.if_else(pa.array(ok), values, pa.scalar("0"))
     return np.asarray(pc.cast(text, pa.float64()).to_numpy()), ok
 
@@ -309,4 +310,94 @@ def check_labels(
         )
     schema = labels_internal_schema(extras)
     names = [f.name for f in schema if f.name not in (SRC, LINE)]
+    return pa.table([columns[c] for c in names], names=names), check.problems(), good
+
+
+_BOX_SOURCE = r"^[A-Za-z][A-Za-z0-9_-]*$"
+_SIGNED_NUMBER = r"^[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?$"
+
+
+def check_boxes(
+    table: pa.Table, bad_utf8: np.ndarray | None = None
+) -> tuple[pa.Table, Problems, np.ndarray]:
+    """Validates box rows (strings): ImageID, Source (a word such as xclick or
+    activemil), LabelName, Confidence in [0, 1], every coordinate a number with
+    0 <= min <= max <= 1, flags -1, 0 or 1 (-1 = not annotated)."""
+    from schemas.boxes import BOX_FLAGS
+
+    n = table.num_rows
+    check = _Checker(n)
+    check.fail(_empty_lines(table), "empty_line", "empty line")
+    if bad_utf8 is not None:
+        check.fail(bad_utf8, "invalid_utf8", "text is not valid UTF-8")
+    keys, id_ok = parse_image_ids(_combine(table["ImageID"]))
+    check.fail(~id_ok, "bad_image_id", "ImageID is not 16 hex digits", table["ImageID"])
+    source = _combine(table["Source"])
+    check.fail(
+        ~_matches(source, _BOX_SOURCE), "bad_source", "Source is not a word", source
+    )
+    label = _combine(table["LabelName"])
+    check.fail(
+        ~_matches(label, releases.LABEL_NAME_PATTERN),
+        "bad_label",
+        "LabelName is not a label id like /m/0abc",
+        label,
+    )
+    confidence, conf_ok = _to_float(table["Confidence"])
+    check.fail(
+        ~conf_ok | ~((confidence >= 0.0) & (confidence <= 1.0)),
+        "bad_confidence",
+        "Confidence is not a number within [0, 1]",
+        table["Confidence"],
+    )
+    coords = {}
+    for name in ("XMin", "XMax", "YMin", "YMax"):
+        coords[name], ok = _to_float(table[name], _SIGNED_NUMBER)
+        check.fail(~ok, "bad_coordinate", f"{name} is not a number", table[name])
+    for low, high in (("XMin", "XMax"), ("YMin", "YMax")):
+        lo, hi = coords[low], coords[high]
+        check.fail(
+            ~((lo >= 0.0) & (hi <= 1.0)),
+            "box_outside_image",
+            f"{low}/{high} not within [0, 1]",
+            pc.binary_join_element_wise(
+                _as_text(table[low]), _as_text(table[high]), ".."
+            ),
+        )
+        check.fail(
+            ~(lo <= hi),
+            "box_inverted",
+            f"{low} > {high}",
+            pc.binary_join_element_wise(
+                _as_text(table[low]), _as_text(table[high]), " > "
+            ),
+        )
+    flags = {}
+    for name in BOX_FLAGS:
+        if name not in table.column_names:
+            continue
+        flags[name] = _combine(table[name])
+        check.fail(
+            ~_is_in(flags[name], ("-1", "0", "1")),
+            "bad_flag",
+            f"{name} is not -1, 0 or 1",
+            flags[name],
+        )
+    good = np.flatnonzero(~check.bad)
+    take = pa.array(good)
+    columns: dict[str, pa.Array] = {
+        KEY: pa.array(keys[good], pa.uint64()),
+        "Source": _as_text(source.take(take)),
+        "LabelName": _as_text(label.take(take)),
+        "Confidence": pa.array(confidence[good], pa.float64()),
+    }
+    for name, values in coords.items():
+        columns[name] = pa.array(values[good], pa.float64())
+    for name in BOX_FLAGS:
+        columns[name] = (
+            pc.cast(_as_text(flags[name]).take(take), pa.int8())
+            if name in flags
+            else pa.nulls(len(good), pa.int8())
+        )
+    names = [f.name for f in boxes_internal_schema() if f.name not in (SRC, LINE)]
     return pa.table([columns[c] for c in names], names=names), check.problems(), good
