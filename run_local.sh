@@ -76,7 +76,9 @@ run_main() {
   echo "   (${SECONDS} s)"
   echo "== oibeam verify $root (follows LATEST: files, checksums, counts, image MD5s)"
   "$VENV/bin/oibeam" verify "$root"
-  echo "== done: snapshots in $root/ (LATEST names the newest)"
+  echo "== oibeam export $root --format all (training lists, JSONL, attribution of ok images)"
+  "$VENV/bin/oibeam" export "$root" --format all
+  echo "== done: snapshots in $root/ (LATEST names the newest), each with its report.html"
 }
 
 run_tests() {

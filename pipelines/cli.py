@@ -37,6 +37,8 @@ commands:
   snapshot build a versioned snapshot (tables, selection, fetch, shards) and
            publish it atomically; --previous refreshes incrementally
   verify   check a snapshot offline: files, checksums, counts
+  report   write report.html for a run: plots and tables of labels and fetches
+  export   training lists, per-image JSONL, COCO boxes, attribution (ok images)
   sample   write a synthetic release in the real V1 shape (oibeam sample --help)
   sample-server
            serve a sample release's images on loopback, faults included
@@ -165,6 +167,8 @@ def _snapshot_summary(outcome) -> str:
         f"published {manifest['snapshot']['id']}: {outcome.directory} "
         f"(_SUCCESS written, {manifest['snapshot']['root']}/LATEST points at it)"
     )
+    if outcome.report:
+        lines.append(f"report: {outcome.report}")
     return "\n".join(lines)
 
 
@@ -207,6 +211,18 @@ def verify_main(argv: list[str]) -> int:
     report = verify_snapshot(args.snapshot, quick=args.quick)
     print(report.summary())
     return 0 if report.ok else 1
+
+
+def report_main(argv: list[str]) -> int:
+    from pipelines.report import report_main as run
+
+    return run(argv)
+
+
+def export_main(argv: list[str]) -> int:
+    from pipelines.export import export_main as run
+
+    return run(argv)
 
 
 def sample_main(argv: list[str]) -> int:
@@ -289,6 +305,8 @@ COMMANDS = {
     "fetch": fetch_main,
     "snapshot": snapshot_main,
     "verify": verify_main,
+    "report": report_main,
+    "export": export_main,
     "sample": sample_main,
     "sample-server": sample_server_main,
 }

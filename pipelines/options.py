@@ -460,6 +460,7 @@ class SnapshotConfig:
     snapshot_id: str
     previous: str | None = None  # "latest", an id under the root, or a path
     retry_all: bool = False
+    report: bool = True  # [--no-report]
 
     def __post_init__(self) -> None:
         if not _SNAPSHOT_ID.match(self.snapshot_id) or self.snapshot_id == LATEST:
@@ -490,6 +491,7 @@ class SnapshotConfig:
             snapshot_id=args.snapshot_id or default_snapshot_id(),
             previous=args.previous,
             retry_all=args.retry_all,
+            report=args.report,
         )
 
     def as_json(self) -> dict:
@@ -523,6 +525,12 @@ def add_snapshot_arguments(parser: argparse.ArgumentParser) -> None:
         dest="retry_all",
         action="store_true",
         help="with --previous: fetch final failures again too (gone, changed, ...)",
+    )
+    group.add_argument(
+        "--no-report",
+        dest="report",
+        action="store_false",
+        help="do not write report.html at the end (`oibeam report` writes it later)",
     )
 
 

@@ -8,11 +8,13 @@ ReadOpenImagesCsv -> JoinLabelsToImages -> images, labels (bucketed)
     -> LabelsOfSelected -> tables/labels;  PlanRefresh -> tables/diff
     -> WriteManifest (last; sweeps what an interrupted attempt left)
     -> PublishSnapshot: _SUCCESS, then ROOT/LATEST
+then, from the launcher, report.html (pipelines/report.py; --no-report skips it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import shutil
 import tempfile
@@ -232,12 +234,7 @@ def build_snapshot(
 def prepare(config: SnapshotConfig) -> Launch:
     """Everything checked and read before the pipeline is built."""
     try:
-        config = SnapshotConfig(
-            run=resolved(config.run),
-            snapshot_id=config.snapshot_id,
-            previous=config.previous,
-            retry_all=config.retry_all,
-        )
+        config = dataclasses.replace(config, run=resolved(config.run))
         check_publishable(config.root)
     except ValueError as e:
         raise UsageError(str(e)) from e
@@ -307,6 +304,7 @@ class Outcome:
     directory: str
     dry_run: bool
     result: Any
+    report: str | None = None  # report.html, when written
 
 
 def run_snapshot(config: SnapshotConfig, beam_args: list[str]) -> Outcome:
@@ -331,4 +329,24 @@ def run_snapshot(config: SnapshotConfig, beam_args: list[str]) -> Outcome:
             remove_exchange(layout.exchange)
         if progress_dir:
             shutil.rmtree(progress_dir, ignore_errors=True)
-    return Outcome(launch.config.directory, dry_run, result)
+    report = None
+    if not dry_run and config.report:
+        report = _write_report(launch.config.directory)
+    return Outcome(launch.config.directory, dry_run, result, report)
+
+
+def _write_report(directory: str) -> str | None:
+    """report.html of a published snapshot; a failure is logged, not raised:
+    the snapshot is complete without it and `oibeam report` can redo it."""
+    from pipelines.report import write_report
+
+    try:
+        return write_report(directory)
+    except Exception as e:
+        _LOG.warning(
+            "no report.html (%s: %s); run `oibeam report %s`",
+            type(e).__name__,
+            e,
+            directory,
+        )
+        return None
