@@ -31,8 +31,9 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from schemas import fetch as fetch_schema
-from schemas.snapshot import LATEST, SUCCESS
+from schemas.snapshot import SUCCESS
 from transforms.manifest import MANIFEST
+from transforms.publish import NotARun, resolve_run
 
 _SWEPT = ("tables", "shards", "shards/index")
 _THREADS = 4
@@ -69,16 +70,6 @@ def _read(path: str) -> bytes:
 def _size(path: str) -> int | None:
     found = FileSystems.match([path])[0].metadata_list
     return found[0].size_in_bytes if found else None
-
-
-def resolve(path: str) -> str:
-    """ROOT/ID as given, or ROOT/<LATEST> when `path` is a snapshot root."""
-    path = path.rstrip("/")
-    if not FileSystems.exists(f"{path}/{MANIFEST}") and FileSystems.exists(
-        f"{path}/{LATEST}"
-    ):
-        return f"{path}/{_read(f'{path}/{LATEST}').decode().strip()}"
-    return path
 
 
 def _checksum(data: bytes, expected: str) -> str:
@@ -240,7 +231,10 @@ def _strays(directory: str, manifest: dict) -> list[str]:
 
 
 def verify_snapshot(path: str, quick: bool = False) -> Report:
-    directory = resolve(path)
+    try:
+        directory = resolve_run(path, complete=False)
+    except NotARun:  # reported below: no _SUCCESS, no manifest
+        directory = path.rstrip("/")
     report = Report(directory)
     if not FileSystems.exists(f"{directory}/{SUCCESS}"):
         report.problems.append(f"no {SUCCESS}: the snapshot is not complete")

@@ -391,7 +391,7 @@ def test_refuses_what_it_cannot_export(built, run_dir, tmp_path, capsys):
     assert not [p for p in (run_dir / "exports").rglob("*") if p.is_file()]
 
     assert export(tmp_path / "nothing", "--format", "jsonl") == 2
-    assert "not a complete run" in capsys.readouterr().err
+    assert "no manifest.json" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         export(tables, "--format", "csv")
 

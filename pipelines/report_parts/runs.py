@@ -16,30 +16,9 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.manifest import MANIFEST
-from transforms.publish import read_latest
+from transforms.publish import NotARun, resolve_run  # noqa: F401 (re-exported)
 
 BATCH_ROWS = 65_536
-
-
-class NotARun(ValueError):
-    """The directory holds no complete run (no manifest.json, no LATEST)."""
-
-
-def resolve_run(path: str) -> str:
-    """RUN_DIR as given, or ROOT/<LATEST> when `path` is a snapshot root."""
-    path = path.rstrip("/")
-    if FileSystems.exists(f"{path}/{MANIFEST}"):
-        return path
-    try:
-        latest = read_latest(path).snapshot_id
-    except OSError:  # a file, or an unreadable directory: not a root either
-        latest = None
-    if latest and FileSystems.exists(f"{path}/{latest}/{MANIFEST}"):
-        return f"{path}/{latest}"
-    raise NotARun(
-        f"{path}: no {MANIFEST} (a run that did not finish, or not a run "
-        "directory) and no LATEST naming a snapshot under it"
-    )
 
 
 @dataclass(frozen=True)

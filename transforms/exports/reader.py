@@ -38,7 +38,7 @@ from schemas.fetch import OK
 from transforms.exports.base import INDEX_COLUMNS, PATH, ExportError
 from transforms.image_keys import parse_image_ids
 from transforms.manifest import MANIFEST
-from transforms.publish import read_latest
+from transforms.publish import NotARun, resolve_run
 
 _LOG = logging.getLogger(__name__)
 
@@ -51,20 +51,6 @@ _KEY = "_key"
 def _read_bytes(path: str) -> bytes:
     with FileSystems.open(path) as handle:
         return handle.read()
-
-
-def resolve_run(path: str) -> str:
-    """ROOT/ID as given, or ROOT/<its LATEST> for a snapshot root."""
-    path = path.rstrip("/")
-    if FileSystems.exists(f"{path}/{MANIFEST}"):
-        return path
-    latest = read_latest(path).snapshot_id
-    if latest is not None:
-        return f"{path}/{latest}"
-    raise ExportError(
-        f"{path} is not a complete run: no {MANIFEST} (a run that failed or is "
-        "still running has none) and no LATEST"
-    )
 
 
 @dataclass(frozen=True)
@@ -96,7 +82,10 @@ def _parts(directory: str, manifest: dict, table: str, folder: str) -> list[str]
 
 def load_run(path: str) -> RunFiles:
     """The run at `path`; ExportError unless it is a fetch or snapshot run."""
-    directory = resolve_run(path)
+    try:
+        directory = resolve_run(path)
+    except NotARun as e:
+        raise ExportError(str(e)) from e
     manifest = json.loads(_read_bytes(f"{directory}/{MANIFEST}"))
     images = _parts(directory, manifest, "images", "tables/images")
     if not images:
