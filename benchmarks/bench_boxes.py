@@ -33,21 +33,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from bench_tables import DUCKDB_SQL, ROOT, measure, sample
 
-BOX_HEADER = [
-    "ImageID",
-    "Source",
-    "LabelName",
-    "Confidence",
-    "XMin",
-    "XMax",
-    "YMin",
-    "YMax",
-    "IsOccluded",
-    "IsTruncated",
-    "IsGroupOf",
-    "IsDepiction",
-    "IsInside",
-]
+from schemas.boxes import BOX_FLAGS, BOX_REQUIRED
+
+BOX_HEADER = [*BOX_REQUIRED, *BOX_FLAGS]  # the 13-column form
 
 DUCKDB_BOXES_SQL = """
 create table boxes as select * from read_csv({boxes}, header=true,

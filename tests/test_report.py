@@ -17,6 +17,7 @@ import pytest
 from conftest import run_cli
 from PIL import Image
 from snapshot_release import Photo, Release
+from test_snapshot_e2e import FLAGS
 
 from pipelines.report import REPORT, write_report
 
@@ -26,15 +27,6 @@ DOG = "<script>alert('dog')</script>Dog"
 CLASSES = {"/m/cat": CAT, "/m/dog": DOG, "/m/car": "Car"}
 # Trainable with >= 3 train images (machine) and no validation minimum.
 RULE = ["--min-train-images", "3", "--min-validation-images", "0"]
-FLAGS = [
-    "--allow-private-hosts",
-    "--retries",
-    "1",
-    "--timeout",
-    "5",
-    "--direct_running_mode",
-    "in_memory",
-]
 FETCH_SECTIONS = {"fetch", "hosts", "files", "trainability"}
 LABEL_SECTIONS = {"labels", "quality", "trainable", "top-labels"}
 GENERATED = re.compile(r'<time id="generated">[^<]*</time>')

@@ -153,6 +153,30 @@ def _to_float(values, pattern: str = _NUMBER) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(pc.cast(text, pa.float64()).to_numpy()), ok
 
 
+def _first_checks(table: pa.Table, bad_utf8) -> tuple[_Checker, np.ndarray]:
+    """A checker with every row's first checks done (empty line, UTF-8,
+    ImageID), and the ImageID keys."""
+    check = _Checker(table.num_rows)
+    check.fail(_empty_lines(table), "empty_line", "empty line")
+    if bad_utf8 is not None:
+        check.fail(bad_utf8, "invalid_utf8", "text is not valid UTF-8")
+    keys, id_ok = parse_image_ids(_combine(table["ImageID"]))
+    check.fail(~id_ok, "bad_image_id", "ImageID is not 16 hex digits", table["ImageID"])
+    return check, keys
+
+
+def _check_label(check: _Checker, table: pa.Table) -> pa.Array:
+    """Fails rows whose LabelName is not a mid; returns the column."""
+    label = _combine(table["LabelName"])
+    check.fail(
+        ~_matches(label, releases.LABEL_NAME_PATTERN),
+        "bad_label",
+        "LabelName is not a label id like /m/0abc",
+        label,
+    )
+    return label
+
+
 def check_images(
     table: pa.Table,
     layout: releases.CsvLayout,
@@ -166,12 +190,7 @@ def check_images(
     which the caller adds), the problems, and the good row indices.
     """
     n = table.num_rows
-    check = _Checker(n)
-    check.fail(_empty_lines(table), "empty_line", "empty line")
-    if bad_utf8 is not None:
-        check.fail(bad_utf8, "invalid_utf8", "text is not valid UTF-8")
-    keys, id_ok = parse_image_ids(_combine(table["ImageID"]))
-    check.fail(~id_ok, "bad_image_id", "ImageID is not 16 hex digits", table["ImageID"])
+    check, keys = _first_checks(table, bad_utf8)
     if "Subset" in table.column_names:
         subset = _combine(table["Subset"])
         check.fail(
@@ -257,13 +276,7 @@ def check_labels(
     Returns the good rows in the internal labels schema (without _src/_line),
     the problems, and the good row indices.
     """
-    n = table.num_rows
-    check = _Checker(n)
-    check.fail(_empty_lines(table), "empty_line", "empty line")
-    if bad_utf8 is not None:
-        check.fail(bad_utf8, "invalid_utf8", "text is not valid UTF-8")
-    keys, id_ok = parse_image_ids(_combine(table["ImageID"]))
-    check.fail(~id_ok, "bad_image_id", "ImageID is not 16 hex digits", table["ImageID"])
+    check, keys = _first_checks(table, bad_utf8)
     source = _combine(table["Source"])
     check.fail(
         ~_is_in(source, releases.KNOWN_SOURCES),
@@ -271,13 +284,7 @@ def check_labels(
         f"Source is not one of {', '.join(releases.KNOWN_SOURCES)}",
         source,
     )
-    label = _combine(table["LabelName"])
-    check.fail(
-        ~_matches(label, releases.LABEL_NAME_PATTERN),
-        "bad_label",
-        "LabelName is not a label id like /m/0abc",
-        label,
-    )
+    label = _check_label(check, table)
     conf_column = table["Confidence"]
     confidence, conf_ok = _to_float(conf_column)
     check.fail(~conf_ok, "bad_confidence", "Confidence is not a number", conf_column)
@@ -325,24 +332,12 @@ def check_boxes(
     0 <= min <= max <= 1, flags -1, 0 or 1 (-1 = not annotated)."""
     from schemas.boxes import BOX_FLAGS
 
-    n = table.num_rows
-    check = _Checker(n)
-    check.fail(_empty_lines(table), "empty_line", "empty line")
-    if bad_utf8 is not None:
-        check.fail(bad_utf8, "invalid_utf8", "text is not valid UTF-8")
-    keys, id_ok = parse_image_ids(_combine(table["ImageID"]))
-    check.fail(~id_ok, "bad_image_id", "ImageID is not 16 hex digits", table["ImageID"])
+    check, keys = _first_checks(table, bad_utf8)
     source = _combine(table["Source"])
     check.fail(
         ~_matches(source, _BOX_SOURCE), "bad_source", "Source is not a word", source
     )
-    label = _combine(table["LabelName"])
-    check.fail(
-        ~_matches(label, releases.LABEL_NAME_PATTERN),
-        "bad_label",
-        "LabelName is not a label id like /m/0abc",
-        label,
-    )
+    label = _check_label(check, table)
     confidence, conf_ok = _to_float(table["Confidence"])
     check.fail(
         ~conf_ok | ~((confidence >= 0.0) & (confidence <= 1.0)),
