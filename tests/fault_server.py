@@ -39,6 +39,12 @@ Routes (`<name>` is a registered content name; an unknown name gives 404):
                                         gzip (whatever Accept-Encoding said)
     GET /headers-only/<name>            200 with Content-Length, then close, no body
     GET /hangup/<name>                  closes the connection without answering
+    GET /slow-headers/<seconds>/<name>  the status line and headers one byte every
+                                        <seconds> (each read well inside a timeout),
+                                        then the bytes
+    GET /then-close/<name>              200 with the bytes as if keep-alive, then
+                                        closes the connection (an idle keep-alive
+                                        connection the server dropped)
     anything else                       404
 
 HEAD works on every route (headers only). "Request target" means path plus query
@@ -387,6 +393,29 @@ class _Handler(BaseHTTPRequestHandler):
             },
         )
         self.close_connection = True
+
+    def route_slow_headers(self, seconds: str, name: str) -> None:
+        interval = float(seconds)
+        data = self._content(name)
+        if data is None:
+            return
+        head = (
+            f"HTTP/1.1 200 OK\r\nContent-Type: {self.fault.content_type(name)}\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n"
+        ).encode()
+        self.started = True
+        for i in range(len(head)):
+            if not self._pause(interval):
+                return
+            self.wfile.write(head[i : i + 1])
+            self.wfile.flush()
+        self._write(data)
+
+    def route_then_close(self, name: str) -> None:
+        data = self._content(name)
+        if data is not None:
+            self._send_bytes(name, data)
+            self.close_connection = True  # silently: no Connection: close header
 
     def route_hangup(self, name: str) -> None:
         if self._content(name) is not None:

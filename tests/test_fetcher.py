@@ -111,6 +111,30 @@ def test_a_slow_trickle_hits_the_deadline(url):
     assert time.monotonic() - started < 2.5
 
 
+def test_headers_trickled_inside_the_read_timeout_still_hit_the_deadline(url):
+    # Every byte arrives 0.2 s after the last, well inside the 2 s read timeout:
+    # only the deadline watchdog ends this fetch.
+    started = time.monotonic()
+    got = _fetcher(deadline=1.0, timeout=2.0, retries=0).fetch(
+        url(f"/slow-headers/0.2/{PHOTO}")
+    )
+    assert got.status == "timeout" and got.retryable
+    assert "deadline of 1s passed" in got.error
+    assert time.monotonic() - started < 1.5
+
+
+def test_a_kept_alive_connection_the_server_dropped_is_replaced_at_once(
+    fault_server, url
+):
+    fetcher = _fetcher(retries=0)
+    fault_server.reset_log()
+    assert fetcher.fetch(url(f"/then-close/{PHOTO}")).ok
+    time.sleep(0.1)  # the server has closed the idle connection by now
+    got = fetcher.fetch(url(f"/img/{PHOTO}"))
+    assert got.ok and got.attempts == 1 and got.data == DATA
+    assert len({r.connection for r in fault_server.requests()}) == 2
+
+
 def test_redirect_chains_and_compressed_or_chunked_bodies(url):
     fetcher = _fetcher()
     for path in (f"/redirect/3/{PHOTO}", f"/chunked/{PHOTO}", f"/gzip/{PHOTO}"):

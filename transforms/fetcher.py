@@ -1,13 +1,15 @@
 """Download one URL the way a polite, hard-to-fool crawler does (no Beam here).
 
 HttpFetcher.fetch(url) follows redirects itself (only to http/https, at most
-`max_redirects`, every hop checked against the host policy), streams the body
-while hashing it, and stops at `max_bytes` or at the per-image deadline, which
-bounds everything including retries. Transient failures (connection errors,
-timeouts, 5xx, 429) are retried with exponential backoff and full jitter, or
-after the server's Retry-After. Each thread has its own requests.Session, so
-connections are pooled and reused per host; a HostGate caps connections per
-host and spaces requests to one host.
+`max_redirects`, every hop checked against the host policy), reads the body
+under the byte cap, and hashes it. The per-image deadline bounds everything,
+retries included: socket timeouts bound each read, and a watchdog (deadlines)
+shuts the socket down when the deadline passes, so a trickling server cannot
+hold a fetch longer. Transient failures (connection errors, timeouts, 5xx, 429)
+are retried with exponential backoff and full jitter, or after the server's
+Retry-After; a kept-alive connection the server had closed is replaced at once.
+Each thread keeps its own connections per host (http_connections); a HostGate
+caps connections per host and spaces requests to one host.
 """
 
 from __future__ import annotations
@@ -15,21 +17,26 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import hashlib
+import http.client
 import random
+import socket
 import threading
 import time
-import urllib.request
+import zlib
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
-
-import requests
-import urllib3
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 from transforms import host_policy
+from transforms.deadlines import DEADLINES
 from transforms.host_policy import Refused, redact
+from transforms.http_connections import Connections, environment_proxies, tls_context
 
 _REDIRECTS = (301, 302, 303, 307, 308)
-_CHUNK = 1 << 20
+_CHUNK = 256 << 10  # reads of bodies without a Content-Length
+_DRAIN = (
+    64 << 10
+)  # error and redirect bodies up to this are read to keep the connection
+_DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": 15}
 
 
 @dataclass(frozen=True)
@@ -121,37 +128,32 @@ class HttpFetcher:
         self._gate = HostGate(policy.max_per_host, policy.host_delay)
         self._local = threading.local()
         self._random = random.Random(seed)
-        # Proxies from the environment, read once: with trust_env off, requests
-        # skips its per-request netrc and proxy lookups (30% of its CPU here).
-        self._proxies = {
-            scheme: url
-            for scheme, url in urllib.request.getproxies().items()
-            if scheme in ("http", "https")
+        self._tls = tls_context()
+        self._proxies = environment_proxies()  # read once, not per request
+        self._headers = {
+            "User-Agent": policy.user_agent,
+            "Accept-Encoding": "identity",
+            "Accept": "*/*",
         }
+        self._all: list[Connections] = []
+        self._all_lock = threading.Lock()
 
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.trust_env = False
-            session.proxies.update(self._proxies)
-            adapter = requests.adapters.HTTPAdapter(
-                pool_connections=16,
-                pool_maxsize=self.policy.max_per_host,
-                max_retries=0,
+    def _connections(self) -> Connections:
+        connections = getattr(self._local, "connections", None)
+        if connections is None:
+            connections = Connections(
+                self._tls, self._proxies, self.policy.allow_private_hosts
             )
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            session.headers.update(
-                {"User-Agent": self.policy.user_agent, "Accept-Encoding": "identity"}
-            )
-            self._local.session = session
-        return session
+            self._local.connections = connections
+            with self._all_lock:
+                self._all.append(connections)
+        return connections
 
     def close(self) -> None:
-        session = getattr(self._local, "session", None)
-        if session is not None:
-            session.close()
+        """Closes every thread's idle connections (call when no fetch runs)."""
+        with self._all_lock:
+            for connections in self._all:
+                connections.close()
 
     def fetch(self, url: str) -> Download:
         """Downloads `url`; never raises for network or server trouble."""
@@ -193,78 +195,101 @@ class HttpFetcher:
             try:
                 host_policy.check_scheme(current)
                 parts = urlsplit(current)
-                port = parts.port or (443 if parts.scheme == "https" else 80)
-                host_policy.check_host(
-                    parts.hostname, port, self.policy.allow_private_hosts
-                )
-            except Refused as e:
+                parts.port  # noqa: B018 - raises ValueError for a bad port
+            except (Refused, ValueError) as e:
                 raise _Attempt("refused", f"{e}: {redact(current)}") from None
             with self._gate.slot(parts.hostname):
-                response = self._request(current, deadline)
-                try:
-                    location = self._check_response(response, current)
-                    if location is None:
-                        data, md5 = self._read_body(response, deadline)
-                        return Download(
-                            http_status=response.status_code,
-                            data=data,
-                            md5=md5,
-                            final_url=current,
-                        )
-                finally:
-                    response.close()
+                outcome = self._exchange(parts, current, deadline)
+            if isinstance(outcome, Download):
+                return outcome
+            code, location = outcome
             if any(p in location for p in self.policy.placeholders):
                 raise _Attempt(
                     "gone",
                     f"redirected to a placeholder: {redact(location)}",
-                    http_status=response.status_code,
+                    http_status=code,
                 )
             current = location
         raise _Attempt(
             "http_error",
             f"more than {self.policy.max_redirects} redirects",
-            http_status=response.status_code,
+            http_status=code,
         )
 
-    def _request(self, url: str, deadline: float) -> requests.Response:
+    def _exchange(self, parts: SplitResult, url: str, deadline: float):
+        """One request on a kept-alive connection (a new one if the server had
+        closed it): a Download, or (status, next URL) for a redirect."""
+        connections = self._connections()
+        for fresh in (False, True):
+            timeout = self._timeout(deadline)
+            try:
+                conn, key, reused = connections.take(parts, timeout, fresh)
+            except Refused as e:
+                raise _Attempt("refused", f"{e}: {redact(url)}") from None
+            except Exception as e:
+                raise _classify(e, url) from None
+            alarm = DEADLINES.arm(deadline, conn.sock)
+            outcome = error = None
+            try:
+                conn.request(
+                    "GET",
+                    connections.target(conn, parts),
+                    headers=connections.headers(conn, parts, self._headers),
+                )
+                response = conn.getresponse()
+                outcome = self._handle(response, url)
+            except Exception as e:
+                error = e
+            fired = alarm.disarm()
+            if error is None and not fired and response.isclosed():
+                if response.will_close:
+                    conn.close()
+                else:
+                    connections.give_back(key, conn)
+            else:
+                conn.close()
+            if error is None:
+                return outcome
+            if fired:
+                raise _Attempt(
+                    "timeout",
+                    f"deadline of {self.policy.deadline:g}s passed",
+                    transient=True,
+                ) from None
+            if reused and _stale(error):
+                continue  # the server closed the idle connection: a new one
+            raise _classify(error, url) from None
+        raise AssertionError("unreachable")
+
+    def _timeout(self, deadline: float) -> float:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise _Attempt("timeout", f"deadline of {self.policy.deadline:g}s passed")
-        timeout = min(self.policy.timeout, remaining)
-        try:
-            return self._session().get(
-                url, stream=True, allow_redirects=False, timeout=(timeout, timeout)
-            )
-        except requests.exceptions.Timeout as e:
-            raise _Attempt("timeout", _describe(e), transient=True) from None
-        except requests.exceptions.ConnectionError as e:
-            raise _Attempt("connection_error", _describe(e), transient=True) from None
-        except requests.exceptions.RequestException as e:
-            raise _Attempt("refused", f"{type(e).__name__}: {redact(url)}") from None
+        return min(self.policy.timeout, remaining)
 
-    def _check_response(self, response: requests.Response, url: str) -> str | None:
-        """None for a 200 to read; the next URL for a redirect; else _Attempt."""
-        connection = response.raw.connection
-        try:
-            host_policy.check_peer(
-                getattr(connection, "sock", None), self.policy.allow_private_hosts
-            )
-        except Refused as e:
-            raise _Attempt("refused", f"{e}: {redact(url)}") from None
-        code = response.status_code
+    def _handle(self, response: http.client.HTTPResponse, url: str):
+        """A Download for a 200, (code, next URL) for a redirect, else _Attempt."""
+        code = response.status
         if code == 200:
-            return None
+            data = self._read_body(response)
+            return Download(
+                http_status=code,
+                data=data,
+                md5=hashlib.md5(data).digest(),
+                final_url=url,
+            )
+        _drain(response)
         if code in _REDIRECTS:
-            location = response.headers.get("Location")
+            location = response.getheader("Location")
             if not location:
                 raise _Attempt(
                     "http_error", f"HTTP {code} without Location", http_status=code
                 )
-            return urljoin(url, location)
+            return code, urljoin(url, location)
         if code in (404, 410):
             raise _Attempt("gone", f"HTTP {code}", http_status=code)
         if code == 429 or code >= 500:
-            wait = _retry_after(response.headers.get("Retry-After"))
+            wait = _retry_after(response.getheader("Retry-After"))
             raise _Attempt(
                 "http_error",
                 f"HTTP {code}",
@@ -274,62 +299,92 @@ class HttpFetcher:
             )
         raise _Attempt("http_error", f"HTTP {code}", http_status=code)
 
-    def _read_body(self, response: requests.Response, deadline: float):
-        """(bytes, md5 digest), read in chunks under the byte cap and deadline."""
+    def _read_body(self, response: http.client.HTTPResponse) -> bytes:
+        """The body under the byte cap: one read straight into the result
+        when its length is known (the deadline watchdog bounds it)."""
         limit = self.policy.max_bytes
-        declared = response.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > limit:
+        length = response.length  # None: chunked or until the server closes
+        if length is not None and length > limit:
+            response.close()
             raise _Attempt(
                 "too_large",
-                f"Content-Length {declared} > --max-bytes {limit}",
-                http_status=response.status_code,
+                f"Content-Length {length} > --max-bytes {limit}",
+                http_status=200,
             )
-        encoded = response.headers.get("Content-Encoding", "identity") != "identity"
-        raw = response.raw
-        sock = getattr(raw.connection, "sock", None)
-        digest = hashlib.md5()
+        encoding = (response.getheader("Content-Encoding") or "identity").lower()
+        if encoding == "identity" and length is not None:
+            data = response.read(length)
+            if len(data) != length:
+                raise _Attempt(
+                    "connection_error",
+                    f"truncated body: {len(data)} of {length} bytes",
+                    transient=True,
+                    http_status=200,
+                )
+            return data
+        if encoding != "identity" and encoding not in _DECODERS:
+            response.close()
+            raise _Attempt(
+                "http_error",
+                f"unsupported Content-Encoding {encoding!r}",
+                http_status=200,
+            )
+        decoder = (
+            zlib.decompressobj(_DECODERS[encoding]) if encoding in _DECODERS else None
+        )
         chunks: list[bytes] = []
         total = 0
-        try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise _Attempt(
-                        "timeout",
-                        f"deadline of {self.policy.deadline:g}s passed after "
-                        f"{total} bytes",
-                        transient=True,
-                        http_status=response.status_code,
-                    )
-                if sock is not None:
-                    sock.settimeout(min(self.policy.timeout, remaining))
-                chunk = raw.read1(_CHUNK, decode_content=encoded)
-                if not chunk:
-                    break
-                total += len(chunk)
-                if total > limit:
-                    raise _Attempt(
-                        "too_large",
-                        f"more than --max-bytes {limit}",
-                        http_status=response.status_code,
-                    )
-                digest.update(chunk)
-                chunks.append(chunk)
-        except (urllib3.exceptions.ReadTimeoutError, TimeoutError) as e:
-            raise _Attempt(
-                "timeout",
-                _describe(e),
-                transient=True,
-                http_status=response.status_code,
-            ) from None
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise _Attempt(
-                "connection_error",
-                _describe(e),
-                transient=True,
-                http_status=response.status_code,
-            ) from None
-        return b"".join(chunks), digest.digest()
+        while True:
+            chunk = response.read1(_CHUNK)
+            if not chunk:
+                break
+            if decoder is not None:
+                chunk = decoder.decompress(chunk, limit + 1 - total)
+            total += len(chunk)
+            if total > limit:
+                response.close()
+                raise _Attempt(
+                    "too_large", f"more than --max-bytes {limit}", http_status=200
+                )
+            chunks.append(chunk)
+        if decoder is not None:
+            if not decoder.eof:
+                raise _Attempt(
+                    "connection_error",
+                    f"truncated {encoding} body",
+                    transient=True,
+                    http_status=200,
+                )
+            chunks.append(decoder.flush())
+        return b"".join(chunks)
+
+
+def _drain(response: http.client.HTTPResponse) -> None:
+    """Reads a small unwanted body (the connection stays usable) or closes it."""
+    if response.length is not None and response.length <= _DRAIN:
+        response.read()
+    else:
+        response.close()
+
+
+def _stale(error: Exception) -> bool:
+    """An idle kept-alive connection the server closed before our request."""
+    return isinstance(
+        error,
+        (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError),
+    )
+
+
+def _classify(error: Exception, url: str) -> _Attempt:
+    if isinstance(error, _Attempt):
+        return error
+    if isinstance(error, (socket.timeout, TimeoutError)):
+        return _Attempt("timeout", _describe(error), transient=True)
+    if isinstance(error, (OSError, http.client.HTTPException, zlib.error)):
+        return _Attempt("connection_error", _describe(error), transient=True)
+    if isinstance(error, (ValueError, UnicodeError)):  # e.g. http.client.InvalidURL
+        return _Attempt("refused", f"{type(error).__name__}: {redact(url)}")
+    return _Attempt("error", _describe(error), transient=True)
 
 
 def _retry_after(value: str | None) -> float | None:
