@@ -25,6 +25,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import google_crc32c
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -34,6 +35,7 @@ from schemas import fetch as fetch_schema
 from schemas.snapshot import SUCCESS
 from transforms.manifest import MANIFEST
 from transforms.publish import NotARun, resolve_run
+from transforms.shard_writer import checksum_label
 
 _SWEPT = ("tables", "shards", "shards/index")
 _THREADS = 4
@@ -73,6 +75,10 @@ def _size(path: str) -> int | None:
 
 
 def _checksum(data: bytes, expected: str) -> str:
+    """`data`'s checksum in the form of `expected` (CRC32C for shards; CRC32 in
+    manifests before 2026-11-24; MD5 hex for tables)."""
+    if expected.startswith("crc32c:"):
+        return checksum_label(google_crc32c.value(data))
     if expected.startswith("crc32:"):
         return f"crc32:{zlib.crc32(data):08x}"
     return hashlib.md5(data).hexdigest()

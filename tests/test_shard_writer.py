@@ -3,6 +3,7 @@
 import json
 import tarfile
 
+import google_crc32c
 import webdataset as wds
 
 from transforms.shard_writer import ShardWriter
@@ -24,9 +25,13 @@ SAMPLES = [
 
 def test_tarfile_and_offsets(tmp_path):
     path = tmp_path / "images-00000-of-00001.tar"
-    members, size, _ = _write(path, SAMPLES)
+    members, size, crc = _write(path, SAMPLES)
     data = path.read_bytes()
     assert len(data) == size and size % 512 == 0
+    # CRC32C of the whole file, as GCS computes it (Castagnoli check value of
+    # "123456789" is e3069283).
+    assert crc == f"crc32c:{google_crc32c.value(data):08x}"
+    assert google_crc32c.value(b"123456789") == 0xE3069283
     with tarfile.open(path) as tar:
         names = tar.getnames()
         assert names == [f"{k}.{e}" for k, *_ in SAMPLES for e in ("jpg", "json")]

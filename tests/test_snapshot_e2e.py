@@ -6,7 +6,9 @@ between runs; each run's outputs are read back with pyarrow and tarfile.
 
 from __future__ import annotations
 
+import json
 import shutil
+import zlib
 
 import pyarrow.parquet as pq
 import pytest
@@ -242,6 +244,22 @@ def test_verify_finds_what_is_wrong(release, tmp_path, capsys):
     assert "not in the manifest: shards/extra.tar" in out
     out = broken("unfinished", lambda d: (d / "_SUCCESS").unlink())
     assert "not complete" in out
+
+    def legacy_crc(snapshot_dir, wrong=False):
+        """Shards as manifests before 2026-11-24 recorded them: zlib CRC32."""
+        path = snapshot_dir / "manifest.json"
+        manifest = json.loads(path.read_text())
+        for entry in manifest["tables"]["shards"]["files"]:
+            assert entry["md5"].startswith("crc32c:")
+            crc = zlib.crc32((snapshot_dir / entry["path"]).read_bytes())
+            entry["md5"] = f"crc32:{crc ^ wrong:08x}"
+        path.write_text(json.dumps(manifest))
+
+    out = broken("legacy-wrong", lambda d: legacy_crc(d, wrong=True))
+    assert "checksum differs" in out
+    shutil.copytree(good, tmp_path / "legacy")
+    legacy_crc(tmp_path / "legacy")
+    assert run_cli("verify", tmp_path / "legacy") == 0
     assert run_cli("verify", good) == 0
 
 

@@ -180,7 +180,7 @@ class _FetchShardFn(beam.DoFn):
         except BaseException:
             writer.abort()
             raise
-        tar = WrittenFile("shards", paths.tar, writer.samples, size, f"crc32:{crc}")
+        tar = WrittenFile("shards", paths.tar, writer.samples, size, crc)
         images = with_status(tasks, statuses, self._outputs.schema)
         written = self._outputs.commit_tables(paths, images, index, tasks_fingerprint)
         return images, [tar, *written]

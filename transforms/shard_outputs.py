@@ -11,16 +11,16 @@ any other shard from scratch: a tar without its images part is overwritten.
 from __future__ import annotations
 
 import hashlib
-import zlib
 from dataclasses import dataclass
 
+import google_crc32c
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from schemas import fetch as contract
 from schemas.elements import WrittenFile
-from transforms.shard_writer import ShardWriter
+from transforms.shard_writer import ShardWriter, checksum_label
 from transforms.write_files import write_parquet
 
 FINGERPRINT = b"oibeam.shard_tasks"
@@ -112,9 +112,9 @@ def _crc_of(path: str) -> tuple[int, str]:
     crc = size = 0
     with FileSystems.open(path) as handle:
         while chunk := handle.read(1 << 22):
-            crc = zlib.crc32(chunk, crc)
+            crc = google_crc32c.extend(crc, chunk)
             size += len(chunk)
-    return size, f"crc32:{crc:08x}"
+    return size, checksum_label(crc)
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ class ShardOutputs:
         """A shard no image hashed to: an empty tar and empty table parts."""
         paths = self.paths(shard, shards)
         size, crc = ShardWriter(paths.tar).commit()
-        tar = WrittenFile("shards", paths.tar, 0, size, f"crc32:{crc}")
+        tar = WrittenFile("shards", paths.tar, 0, size, crc)
         return [tar, *self.commit_tables(paths, self.schema.empty_table(), [], "")]
 
 
