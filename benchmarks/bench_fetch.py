@@ -607,6 +607,11 @@ def parse_args() -> argparse.Namespace:
         help="extra flag for oibeam fetch (repeatable)",
     )
     parser.add_argument(
+        "--tools",
+        default=",".join(TOOLS),
+        help=f"comma-separated subset of {','.join(TOOLS)} (default: all)",
+    )
+    parser.add_argument(
         "--server",
         choices=("auto", "nginx", "python"),
         default="auto",
@@ -658,7 +663,11 @@ def plan_runs(args, images, base_url, run_dir, out_dir) -> dict[str, dict]:
             "out": i2d_out,
             "check": lambda log: check_img2dataset(i2d_out, n),
         }
-    return runs
+    wanted = set(args.tools.split(","))
+    unknown = wanted - set(TOOLS)
+    if unknown:
+        raise SystemExit(f"--tools: unknown {', '.join(sorted(unknown))}")
+    return {tool: run for tool, run in runs.items() if tool in wanted}
 
 
 def run_tools(runs: dict, repeat: int, run_dir: Path, server_pid: int) -> dict:
@@ -714,7 +723,7 @@ def main() -> None:
     ratios = {
         other: results["oibeam"]["images_per_s"] / results[other]["images_per_s"]
         for other in ("img2dataset", "curl", "curl-files")
-        if other in results
+        if other in results and "oibeam" in results
     }
     print_table(results, ratios)
     record = {
@@ -735,7 +744,7 @@ def main() -> None:
     }
     with open(work / "results.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
-    if results["oibeam"]["problems"]:
+    if "oibeam" in results and results["oibeam"]["problems"]:
         sys.exit("oibeam fetch did not fetch every image with status ok")
 
 

@@ -164,10 +164,7 @@ def build_fetch(
 
 def run_fetch(config: FetchRunConfig, beam_args: list[str]) -> str:
     """Plans, runs to completion, returns the manifest path."""
-    # Fetching is per-image Python work: local runs use worker processes.
-    options = pipeline_options(
-        beam_args + config.tables.beam_args(), running_mode="multi_processing"
-    )
+    options = pipeline_options(beam_args + config.tables.beam_args())
     try:
         config = resolved(config)
     except ValueError as e:

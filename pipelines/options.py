@@ -308,7 +308,8 @@ def add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
         dest="shard_bytes",
         type=int,
         default=FetchConfig().shard_bytes,
-        help="target size of one tar shard",
+        help="target size of one tar shard (smaller when that gives fewer than "
+        "16 shards of at least 100 images: shards are the unit of parallel work)",
     )
 
 

@@ -309,9 +309,7 @@ class Outcome:
 
 def run_snapshot(config: SnapshotConfig, beam_args: list[str]) -> Outcome:
     """Checks, builds and runs the snapshot pipeline to completion."""
-    options = pipeline_options(
-        beam_args + config.run.tables.beam_args(), running_mode="multi_processing"
-    )
+    options = pipeline_options(beam_args + config.run.tables.beam_args())
     launch = prepare(config)
     info = snapshot_info(launch, runner_name(options))
     local = runner_name(options) == LOCAL_RUNNER

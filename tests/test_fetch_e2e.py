@@ -10,6 +10,8 @@ import pytest
 import webdataset as wds
 from conftest import IMAGES, TablesRun, run_cli
 
+from transforms.fetch_images import shard_count
+
 HEADER = [
     "ImageID",
     "Subset",
@@ -269,3 +271,13 @@ def test_refetch_from_an_images_table_refuses_unsafe_ids(fetched, tmp_path):
     assert rows[ids[2]]["status"] == "ok"  # the earlier status columns were dropped
     with tarfile.open(next((out / "shards").glob("*.tar"))) as tar:
         assert all(".." not in n and "/" not in n for n in tar.getnames())
+
+
+def test_shard_count_follows_bytes_with_enough_shards_to_share_out():
+    mb = 1 << 20
+    assert shard_count((5000, 2300 * mb), 256 * mb) == 16  # 9 by bytes alone
+    assert shard_count((5000, 2300 * mb), 64 * mb) == 36  # bytes decide
+    assert shard_count((700, 320 * mb), 256 * mb) == 7  # 100 images a shard at least
+    assert shard_count((30, 14 * mb), 256 * mb) == 1
+    assert shard_count((3, 9000 * mb), 256 * mb) == 3  # never more than images
+    assert shard_count((0, 0), 256 * mb) == 1

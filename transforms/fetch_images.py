@@ -57,10 +57,22 @@ def shard_of(image_ids, shards: int) -> np.ndarray:
     return (mix64(keys ^ _SHARD_SALT) % np.uint64(shards)).astype(np.int64)
 
 
+# A shard is the unit of parallel work: a selection of at least this many x
+# _IMAGES_PER_MIN_SHARD images gets at least this many shards, smaller than
+# --shard-bytes if need be (9 shards of 5,000 images kept one of 2 workers idle
+# for the last round; 16 fetched them 20% faster).
+_MIN_SHARDS = 16
+_IMAGES_PER_MIN_SHARD = 100
+
+
 def shard_count(totals: tuple[int, int], shard_bytes: int) -> int:
-    """Shards for (images, bytes): ~shard_bytes each, never more than images."""
+    """Shards for (images, bytes): ~shard_bytes each, at least _MIN_SHARDS
+    when there are images enough, never more than images."""
     images, size = totals
-    return int(max(1, min(images, -(-size // shard_bytes))))
+    wanted = max(
+        -(-size // shard_bytes), min(_MIN_SHARDS, images // _IMAGES_PER_MIN_SHARD)
+    )
+    return int(max(1, min(images, wanted)))
 
 
 def expected_bytes(table: pa.Table, config: FetchConfig) -> tuple[int, int]:
