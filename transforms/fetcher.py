@@ -33,9 +33,8 @@ from transforms.http_connections import Connections, environment_proxies, tls_co
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 _CHUNK = 256 << 10  # reads of bodies without a Content-Length
-_DRAIN = (
-    64 << 10
-)  # error and redirect bodies up to this are read to keep the connection
+# Error and redirect bodies up to this size are read, so the connection stays usable.
+_DRAIN = 64 << 10
 _DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": 15}
 
 
@@ -403,8 +402,4 @@ def _retry_after(value: str | None) -> float | None:
 
 def _describe(error: Exception) -> str:
     """A short, credential-free description of a network error."""
-    text = str(error)
-    for marker in ("Caused by ", "(Caused by "):
-        if marker in text:
-            text = text.split(marker, 1)[1]
-    return f"{type(error).__name__}: {text[:200]}"
+    return f"{type(error).__name__}: {str(error)[:200]}"
