@@ -4,6 +4,7 @@
     python benchmarks/bench_fetch.py [--images 5000] [--processes 2]
         [--concurrency 16] [--repeat 2] [--mean-kb 460] [--no-curl-to-files]
         [--server auto|nginx|python] [--keep-outputs] [--oibeam-arg=--flag=value]
+        [--startup-images 20] [--tools curl,curl-files,oibeam,img2dataset]
 
 1. writes N synthetic originals (cached per N, seed and mean size): sizes drawn
    from a log-normal clipped to 100 KB .. 2 MB (mean ~--mean-kb), each a real
@@ -18,13 +19,17 @@
    - curl, P `curl --parallel` processes at once writing to /dev/null (raw
      transfer) and, unless --no-curl-to-files, writing each image to a file on
      the same disk as the other outputs (transfer + store);
-   - `oibeam fetch` on the local runner with --direct_num_workers P (worker
-     threads of one process) and --concurrency C; every image must end with
-     status ok in its manifest;
+   - `oibeam fetch` on the local runner with --direct_num_workers P (threads
+     of one process below 20,000 images, processes from there on: oibeam's own
+     choice) and --concurrency C; every image must end with status ok in its
+     manifest;
    - img2dataset (webdataset, original bytes kept, P processes, C threads, 4
      shards per process); every image must be a success in its stats files.
    Each tool runs --repeat times (outputs cleared in between, tools interleaved);
-   the best wall time counts, all are reported.
+   the best wall time counts, all are reported. oibeam and img2dataset also
+   run --repeat times on the first --startup-images images: the best of those
+   is the tool's start-up, and (N - K) / (wall - start-up) its steady rate, the
+   one a run over millions of images sees.
 4. prints images/s, MB/s, CPU per image (user + system of the whole process
    tree, from os.wait4) and peak memory (sum of the tree's RSS, sampled every
    0.2 s: wait4's ru_maxrss would include this script's own RSS at the fork),
@@ -547,35 +552,55 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores ({model}), {memory:.0f} GiB"
 
 
-def summarize(runs: list[dict], n: int, total_bytes: int) -> dict:
-    """The best (shortest) run of a tool, its rates, and every run's wall time."""
+def summarize(
+    runs: list[dict], n: int, total_bytes: int, startup: list[dict] | None, k: int
+) -> dict:
+    """The best (shortest) run of a tool, its rates, every run's wall time and,
+    given its start-up runs over the first k images, its steady rate."""
     best = min(runs, key=lambda r: r["wall_s"])
-    return {
+    summary = {
         **best,
         "walls_s": [r["wall_s"] for r in runs],
         "images_per_s": round(n / best["wall_s"], 1),
         "mb_per_s": round(total_bytes / 1e6 / best["wall_s"], 1),
         "cpu_ms_per_image": round(1000 * best["cpu_s"] / n, 2),
         "problems": [r["problem"] for r in runs if r.get("problem")],
+        "startup_s": None,
+        "steady_images_per_s": round(n / best["wall_s"], 1),
     }
+    if startup:
+        first = min(startup, key=lambda r: r["wall_s"])
+        summary["startup_s"] = first["wall_s"]
+        summary["startup_walls_s"] = [r["wall_s"] for r in startup]
+        summary["problems"] += [
+            f"start-up: {r['problem']}" for r in startup if r.get("problem")
+        ]
+        if best["wall_s"] > first["wall_s"]:
+            summary["steady_images_per_s"] = round(
+                (n - k) / (best["wall_s"] - first["wall_s"]), 1
+            )
+    return summary
 
 
 def print_table(results: dict, ratios: dict) -> None:
     print(
         f"{'tool':12} {'wall s (runs)':>18} {'images/s':>9} {'MB/s':>7} "
-        f"{'CPU ms/img':>10} {'peak MB':>8} {'server CPU s':>12}"
+        f"{'CPU ms/img':>10} {'peak MB':>8} {'server CPU s':>12} "
+        f"{'start-up s':>10} {'steady/s':>9}"
     )
     for tool, r in results.items():
         walls = "/".join(f"{w:.1f}" for w in r["walls_s"])
+        startup = "" if r["startup_s"] is None else f"{r['startup_s']:.1f}"
         print(
             f"{tool:12} {walls:>18} {r['images_per_s']:9,.0f} {r['mb_per_s']:7,.0f} "
             f"{r['cpu_ms_per_image']:10.2f} {r['peak_mb']:8,} "
-            f"{r['server_cpu_s']:12.1f}"
+            f"{r['server_cpu_s']:12.1f} {startup:>10} "
+            f"{r['steady_images_per_s']:9,.0f}"
         )
         for problem in r["problems"]:
             print(f"  !! {tool}: {problem}")
     for name, ratio in ratios.items():
-        print(f"oibeam / {name} images/s: {ratio:.2f}x")
+        print(f"oibeam / {name}: {ratio:.2f}x")
 
 
 # --- main --------------------------------------------------------------------------
@@ -589,6 +614,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument(
+        "--startup-images",
+        type=int,
+        default=20,
+        help="images in the start-up runs of oibeam and img2dataset (default 20)",
+    )
     parser.add_argument(
         "--curl-to-files", action=argparse.BooleanOptionalAction, default=True
     )
@@ -642,13 +673,26 @@ def plan_runs(args, images, base_url, run_dir, out_dir) -> dict[str, dict]:
         runs["curl-files"] = {
             "cmd": curl_command(cfgs, args.concurrency),
             "out": files,
+            "make_out": True,
             "check": lambda log: check_curl(cfgs, images, files),
         }
-    oibeam_out = out_dir / "oibeam"
+    k = min(args.startup_images, n)
+    small_csv, small_urls = (
+        run_dir / "images-startup.csv",
+        run_dir / "urls-startup.parquet",
+    )
+    write_images_csv(small_csv, images[:k], base_url)
+    write_url_parquet(small_urls, images[:k], base_url)
+    oibeam_out, oibeam_small = out_dir / "oibeam", out_dir / "oibeam-startup"
     runs["oibeam"] = {
         "cmd": oibeam_command(csv, oibeam_out, args),
         "out": oibeam_out,
         "check": lambda log: check_oibeam(oibeam_out, n),
+        "startup": {
+            "cmd": oibeam_command(small_csv, oibeam_small, args),
+            "out": oibeam_small,
+            "check": lambda log: check_oibeam(oibeam_small, k),
+        },
     }
     i2d = find_img2dataset()
     if i2d is None:
@@ -657,11 +701,16 @@ def plan_runs(args, images, base_url, run_dir, out_dir) -> dict[str, dict]:
             "  python -m venv /tmp/i2d && /tmp/i2d/bin/pip install img2dataset"
         )
     else:
-        i2d_out = out_dir / "img2dataset"
+        i2d_out, i2d_small = out_dir / "img2dataset", out_dir / "img2dataset-startup"
         runs["img2dataset"] = {
             "cmd": img2dataset_command(i2d, urls, i2d_out, n, args),
             "out": i2d_out,
             "check": lambda log: check_img2dataset(i2d_out, n),
+            "startup": {
+                "cmd": img2dataset_command(i2d, small_urls, i2d_small, k, args),
+                "out": i2d_small,
+                "check": lambda log: check_img2dataset(i2d_small, k),
+            },
         }
     wanted = set(args.tools.split(","))
     unknown = wanted - set(TOOLS)
@@ -670,27 +719,37 @@ def plan_runs(args, images, base_url, run_dir, out_dir) -> dict[str, dict]:
     return {tool: run for tool, run in runs.items() if tool in wanted}
 
 
+def run_once(name: str, run: dict, log: Path, server_pid: int) -> dict:
+    """One measured, checked run of a tool (its output dir cleared first and,
+    for curl, made)."""
+    if run["out"] is not None:
+        clear(run["out"])
+        if run.get("make_out"):
+            run["out"].mkdir(parents=True)
+    result = measure(run["cmd"], log, server_pid)
+    problem = run["check"](log)
+    if result["exit"] != 0:
+        problem = f"exit {result['exit']} (see {log}); {problem or ''}"
+    result["problem"] = problem
+    print(
+        f"  {name}: {result['wall_s']:.1f} s" + (f"  !! {problem}" if problem else ""),
+        flush=True,
+    )
+    return result
+
+
 def run_tools(runs: dict, repeat: int, run_dir: Path, server_pid: int) -> dict:
-    """Runs every tool `repeat` times, interleaved; tool -> list of measures."""
-    measured: dict[str, list[dict]] = {tool: [] for tool in runs}
+    """Runs every tool (and its start-up run) `repeat` times, interleaved;
+    name -> list of measures ("<tool>:startup" for the start-up runs)."""
+    measured: dict[str, list[dict]] = {}
     for attempt in range(1, repeat + 1):
         for tool, run in runs.items():
-            if run["out"] is not None:
-                clear(run["out"])
-                if tool == "curl-files":
-                    run["out"].mkdir(parents=True)
-            log = run_dir / f"{tool}-{attempt}.log"
-            result = measure(run["cmd"], log, server_pid)
-            problem = run["check"](log)
-            if result["exit"] != 0:
-                problem = f"exit {result['exit']} (see {log}); {problem or ''}"
-            result["problem"] = problem
-            measured[tool].append(result)
-            print(
-                f"  {tool} run {attempt}: {result['wall_s']:.1f} s"
-                + (f"  !! {problem}" if problem else ""),
-                flush=True,
-            )
+            for name, variant in ((f"{tool}:startup", run.get("startup")), (tool, run)):
+                if variant is None:
+                    continue
+                log = run_dir / f"{name.replace(':', '-')}-{attempt}.log"
+                result = run_once(f"{name} run {attempt}", variant, log, server_pid)
+                measured.setdefault(name, []).append(result)
     return measured
 
 
@@ -718,13 +777,24 @@ def main() -> None:
         stop_server(server)
     if not args.keep_outputs:
         shutil.rmtree(out_dir, ignore_errors=True)
-    n = len(images)
-    results = {t: summarize(m, n, total_bytes) for t, m in measured.items()}
-    ratios = {
-        other: results["oibeam"]["images_per_s"] / results[other]["images_per_s"]
-        for other in ("img2dataset", "curl", "curl-files")
-        if other in results and "oibeam" in results
+    n, k = len(images), min(args.startup_images, len(images))
+    results = {
+        t: summarize(m, n, total_bytes, measured.get(f"{t}:startup"), k)
+        for t, m in measured.items()
+        if not t.endswith(":startup")
     }
+    ratios = {}
+    if "oibeam" in results:
+        for other in ("img2dataset", "curl", "curl-files"):
+            if other in results:
+                ratios[f"{other} images/s"] = (
+                    results["oibeam"]["images_per_s"] / results[other]["images_per_s"]
+                )
+        if "img2dataset" in results:
+            ratios["img2dataset steady images/s"] = (
+                results["oibeam"]["steady_images_per_s"]
+                / results["img2dataset"]["steady_images_per_s"]
+            )
     print_table(results, ratios)
     record = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -738,6 +808,7 @@ def main() -> None:
         "bytes": total_bytes,
         "processes": args.processes,
         "concurrency": args.concurrency,
+        "startup_images": k,
         "commands": {t: shlex.join(r["cmd"]) for t, r in runs.items()},
         "results": results,
         "ratios": {k: round(v, 3) for k, v in ratios.items()},
