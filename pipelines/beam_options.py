@@ -12,6 +12,7 @@ import logging
 import os
 
 from apache_beam.options.pipeline_options import (
+    DirectOptions,
     PipelineOptions,
     StandardOptions,
     _BeamArgumentParser,
@@ -21,6 +22,12 @@ LOCAL_RUNNER = "FnApiRunner"
 # Bundles run on this many in-process workers (threads; pyarrow and NumPy release
 # the GIL): 1.3-1.4x faster on 2 cores. Capped: each worker holds a bucket.
 LOCAL_WORKERS = max(1, min(os.cpu_count() or 1, 4))
+# A local run that fetches at least this many images runs its workers as
+# processes (Beam's multi_processing mode) unless --direct_running_mode says
+# otherwise: in one process the fetch threads share the GIL, ~910 images/s
+# steady on 2 cores, where two processes fetch ~1,160 images/s but start 2.3 s
+# later and use ~2.4x the memory: even at ~10,000 images (benchmarks/README.md).
+PROCESSES_FROM_IMAGES = 20_000
 _LOG = logging.getLogger(__name__)
 
 
@@ -41,11 +48,10 @@ def with_local_default(args: list[str]) -> list[str]:
     """The args with --runner FnApiRunner when none or DirectRunner, and with
     LOCAL_WORKERS workers unless --direct_num_workers says otherwise.
 
-    Workers are threads of this process (Beam's in_memory mode), fetch too:
-    with http.client, hashing and writing outside the GIL, one process fetched
-    5,000 images faster than two worker processes (benchmarks/README.md), in
-    less memory and without their 1.7 s start; `--direct_running_mode
-    multi_processing` gives processes (many cores, a fast mirror)."""
+    Workers are threads of this process (Beam's in_memory mode): one process
+    fetched 5,000 images as fast as two worker processes (benchmarks/README.md),
+    in less memory and without their start; big fetches get processes
+    (for_fetching), and `--direct_running_mode` decides when given."""
     args = list(args)
     index, runner = _runner_flag(args)
     if runner is None:
@@ -99,6 +105,27 @@ def pipeline_options(args: list[str]) -> PipelineOptions:
     args = with_local_default(args)
     check_known(args)
     return PipelineOptions(args)
+
+
+def for_fetching(
+    options: PipelineOptions, args: list[str], images: int
+) -> PipelineOptions:
+    """`options` (built from `args`), with worker processes when the run is
+    local, has 2+ workers, no --direct_running_mode and fetches at least
+    PROCESSES_FROM_IMAGES images (`images`: an upper estimate)."""
+    if (
+        images < PROCESSES_FROM_IMAGES
+        or runner_name(options) != LOCAL_RUNNER
+        or options.view_as(DirectOptions).direct_num_workers < 2
+        or any(a.startswith("--direct_running_mode") for a in args)
+    ):
+        return options
+    _LOG.info(
+        "up to %d images to fetch: local workers run as processes "
+        "(--direct_running_mode in_memory keeps them threads)",
+        images,
+    )
+    return pipeline_options([*args, "--direct_running_mode=multi_processing"])
 
 
 def runner_name(options: PipelineOptions) -> str:

@@ -22,7 +22,12 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import wiring
-from pipelines.beam_options import LOCAL_RUNNER, pipeline_options, runner_name
+from pipelines.beam_options import (
+    LOCAL_RUNNER,
+    for_fetching,
+    pipeline_options,
+    runner_name,
+)
 from pipelines.layout import RunLayout, UsageError, run_info
 from pipelines.options import FetchRunConfig
 from pipelines.tables import (
@@ -44,6 +49,7 @@ from transforms.manifest import WriteManifest
 from transforms.progress import ProgressPrinter
 from transforms.read_images_tables import (
     ReadImagesTables,
+    count_rows,
     is_images_table,
     plan_images_tables,
 )
@@ -164,7 +170,8 @@ def build_fetch(
 
 def run_fetch(config: FetchRunConfig, beam_args: list[str]) -> str:
     """Plans, runs to completion, returns the manifest path."""
-    options = pipeline_options(beam_args + config.tables.beam_args())
+    args = beam_args + config.tables.beam_args()
+    options = pipeline_options(args)
     try:
         config = resolved(config)
     except ValueError as e:
@@ -176,10 +183,13 @@ def run_fetch(config: FetchRunConfig, beam_args: list[str]) -> str:
             raise InputError("--labels goes with CSV --images, not images tables")
         tables = plan_images_tables(config.tables.images)
         columns = list(schemas.images_schema(tables[1]).names)
+        rows = count_rows(tables[0])
     else:
         plan = plan_config_inputs(config.tables)
         log_plan(plan)
         columns = list(schemas.images_schema(plan.image_extras).names)
+        rows = plan.image_rows
+    options = for_fetching(options, args, config.selection.at_most(rows))
     try:
         config.fetch.check_template(columns)
     except ValueError as e:

@@ -27,7 +27,12 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import TestOptions
 
 from pipelines import wiring
-from pipelines.beam_options import LOCAL_RUNNER, pipeline_options, runner_name
+from pipelines.beam_options import (
+    LOCAL_RUNNER,
+    for_fetching,
+    pipeline_options,
+    runner_name,
+)
 from pipelines.fetch import resolved
 from pipelines.layout import TABLES, OutputExists, RunLayout, UsageError, run_info
 from pipelines.options import SnapshotConfig
@@ -309,8 +314,11 @@ class Outcome:
 
 def run_snapshot(config: SnapshotConfig, beam_args: list[str]) -> Outcome:
     """Checks, builds and runs the snapshot pipeline to completion."""
-    options = pipeline_options(beam_args + config.run.tables.beam_args())
+    args = beam_args + config.run.tables.beam_args()
+    options = pipeline_options(args)
     launch = prepare(config)
+    images = launch.config.run.selection.at_most(launch.plan.image_rows)
+    options = for_fetching(options, args, images)
     info = snapshot_info(launch, runner_name(options))
     local = runner_name(options) == LOCAL_RUNNER
     progress_dir = tempfile.mkdtemp(prefix="oibeam-progress-") if local else None

@@ -35,6 +35,9 @@ class InputPlan:
     ranges: tuple[CsvRange, ...]
     image_extras: tuple[str, ...]  # extra image columns over all images files
     label_extras: tuple[str, ...]
+    # Rows in the images files, estimated from the lines of their first MiB
+    # (compressed files: from their compressed size, so fewer than there are).
+    image_rows: int = 0
 
     def of_kind(self, kind: str) -> tuple[CsvFile, ...]:
         return tuple(f for f in self.files if f.kind == kind)
@@ -77,10 +80,11 @@ def plan_inputs(
                     )
                 seen[path] = kind
                 matched.append((kind, path, size))
-    files = tuple(
+    described = [
         _describe(file_id, kind, path, size)
         for file_id, (kind, path, size) in enumerate(matched)
-    )
+    ]
+    files = tuple(f for f, _ in described)
     ranges: list[CsvRange] = []
     for f in files:
         splittable = f.kind in ("labels", "boxes") and not f.compressed
@@ -91,6 +95,7 @@ def plan_inputs(
         ranges=tuple(ranges),
         image_extras=_union_extras(f for f in files if f.kind == "images"),
         label_extras=_union_extras(f for f in files if f.kind == "labels"),
+        image_rows=sum(rows for f, rows in described if f.kind == "images"),
     )
 
 
@@ -112,7 +117,17 @@ def _split(size: int, split_bytes: int | None) -> list[tuple[int, int]]:
     return [(s, min(s + step, size)) for s in range(0, size, step)]
 
 
-def _describe(file_id: int, kind: str, path: str, size: int) -> CsvFile:
+def _rows_estimate(head: bytes, header_bytes: int, size: int) -> int:
+    """Data rows in a file of `size` bytes whose first bytes are `head`."""
+    body = head[header_bytes:]
+    lines = body.count(b"\n")
+    if len(head) >= size:  # the whole file
+        return lines + (1 if body and not body.endswith(b"\n") else 0)
+    return round((size - header_bytes) * lines / len(body)) if lines else 1
+
+
+def _describe(file_id: int, kind: str, path: str, size: int) -> tuple[CsvFile, int]:
+    """The file, checked, and its estimated number of data rows."""
     compressed = CompressionTypes.detect_compression_type(path) != (
         CompressionTypes.UNCOMPRESSED
     )
@@ -122,7 +137,7 @@ def _describe(file_id: int, kind: str, path: str, size: int) -> CsvFile:
     if b"\x00" in head:
         raise InputError(f"{path}: binary content (NUL bytes): not a CSV file")
     if kind == "classes":
-        return CsvFile(file_id, path, kind, size, compressed, None, 0, None)
+        return CsvFile(file_id, path, kind, size, compressed, None, 0, None), 0
     newline = head.find(b"\n")
     if newline < 0 and len(head) >= _HEAD_BYTES:
         raise InputError(f"{path}: no line break in the first 1 MiB: not a CSV file")
@@ -153,9 +168,10 @@ def _describe(file_id: int, kind: str, path: str, size: int) -> CsvFile:
                 f"({', '.join(releases.SUBSETS)}); put the file under a folder "
                 "named after its subset, e.g. train/images.csv"
             )
-    return CsvFile(
+    described = CsvFile(
         file_id, path, kind, size, compressed, layout, len(header_line), subset
     )
+    return described, _rows_estimate(head, len(header_line), size)
 
 
 def _read_head(path: str) -> bytes:

@@ -34,6 +34,15 @@ def is_images_table(patterns: Sequence[str]) -> bool:
     return kinds == {True}
 
 
+def count_rows(files: Sequence[str]) -> int:
+    """Rows in the images tables' files, from their Parquet footers."""
+    rows = 0
+    for path in files:
+        with FileSystems.open(path) as handle:
+            rows += pq.read_metadata(handle).num_rows
+    return rows
+
+
 def plan_images_tables(patterns: Sequence[str]) -> tuple[list[str], tuple[str, ...]]:
     """(matched files, extra columns), checking every file's schema."""
     files: list[str] = []

@@ -53,6 +53,15 @@ class Selection:
             if value is not None and value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
 
+    def at_most(self, images: int) -> int:
+        """How many of `images` images this selection can pick (--sample
+        taken as its expected share)."""
+        if self.sample is not None:
+            images = round(images * self.sample)
+        if self.max_per_label is not None and self.labels:
+            images = min(images, self.max_per_label * len(self.labels))
+        return images if self.limit is None else min(images, self.limit)
+
     @property
     def by_label(self) -> bool:
         """Whether images qualify through their labels at all."""
