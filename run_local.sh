@@ -2,12 +2,19 @@
 # oibeam on this machine, from nothing:
 #   ./run_local.sh          run the main job end to end on generated sample data
 #   ./run_local.sh test     install the test extras and run the whole test suite
+#   ./run_local.sh lock [--beam X.Y.Z]
+#                           re-resolve constraints.txt (every version pinned) from
+#                           pyproject.toml, keeping its Beam or moving to X.Y.Z
 # Extra arguments after `test` go to pytest (e.g. ./run_local.sh test -k join).
+# Every install here is pinned by constraints.txt, as the worker image is.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 VENV=${OIBEAM_VENV:-.venv}
 PYTHON=${PYTHON:-python3}
+LOCK="$PWD/constraints.txt"
+# The resolver that writes constraints.txt (only `lock` uses it).
+UV_REQUIREMENT="uv==0.13.9"
 SAMPLE_IMAGES=${SAMPLE_IMAGES:-100000}
 FETCH_PER_LABEL=${FETCH_PER_LABEL:-25}
 
@@ -22,22 +29,45 @@ ensure_venv() {
   fi
 }
 
-# Installs the project (editable) with the given extras, once per pyproject change.
+# Installs the project (editable) with the given extras, pinned by constraints.txt
+# (also inside pip's isolated build environment, through PIP_CONSTRAINT), once per
+# change of pyproject.toml or constraints.txt.
 ensure_installed() {
   local extras=$1 stamp="$VENV/.oibeam-installed-$1"
   local want
-  want=$(cat pyproject.toml | cksum)
+  want=$(cat pyproject.toml "$LOCK" | cksum)
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    echo "installing oibeam[$extras] into $VENV (first run takes a minute or two)"
+    echo "installing oibeam[$extras] into $VENV from constraints.txt (first run takes a minute or two)"
     local log="$VENV/pip-install.log"
-    if ! { "$VENV/bin/python" -m pip install --upgrade pip &&
-           "$VENV/bin/python" -m pip install -e ".[$extras]"; } >"$log" 2>&1; then
+    if ! { PIP_CONSTRAINT="$LOCK" "$VENV/bin/python" -m pip install pip &&
+           PIP_CONSTRAINT="$LOCK" "$VENV/bin/python" -m pip install -e ".[$extras]"; } >"$log" 2>&1; then
       tail -40 "$log" >&2
       echo "pip install failed; full log in $log" >&2
       exit 1
     fi
     echo "$want" > "$stamp"
   fi
+}
+
+# Re-resolves constraints.txt: every package the project and its test extra need,
+# for every Python the project supports, plus pip and the build backend. Beam stays
+# at the version the lock has unless --beam names another.
+run_lock() {
+  local beam
+  beam=$(sed -n 's/^apache-beam==\([^ ;]*\).*/\1/p' "$LOCK")
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --beam) beam=${2:?--beam needs a version}; shift 2 ;;
+      *) echo "usage: $0 lock [--beam X.Y.Z]" >&2; exit 2 ;;
+    esac
+  done
+  ensure_venv
+  "$VENV/bin/python" -m pip install -q "$UV_REQUIREMENT"
+  printf 'apache-beam[gcp]==%s\npip\nsetuptools>=68\nwheel\n' "$beam" |
+    "$VENV/bin/python" -m uv pip compile pyproject.toml - --extra test \
+      --universal --python-version 3.10 --upgrade --quiet \
+      --custom-compile-command "./run_local.sh lock --beam $beam" -o "$LOCK"
+  echo "constraints.txt: apache-beam==$beam; now run ./run_local.sh test"
 }
 
 free_port() {
@@ -93,6 +123,7 @@ run_tests() {
 
 case "${1:-}" in
   test) shift; run_tests "$@" ;;
+  lock) shift; run_lock "$@" ;;
   "") run_main ;;
-  *) echo "usage: $0 [test [pytest args]]" >&2; exit 2 ;;
+  *) echo "usage: $0 [test [pytest args] | lock [--beam X.Y.Z]]" >&2; exit 2 ;;
 esac

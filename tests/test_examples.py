@@ -63,13 +63,34 @@ def test_the_crontab_runs_the_script_nightly():
     assert os.access(script, os.X_OK)
 
 
-def test_the_worker_image_matches_this_beam():
-    """Workers must run the Beam version the job was built with."""
+def _locked_beam() -> str:
+    lock = (EXAMPLES.parent / "constraints.txt").read_text()
+    return re.search(r"^apache-beam==([^ ;\n]+)", lock, re.M).group(1)
+
+
+def test_the_worker_image_is_built_with_the_locked_beam(tmp_path):
+    """Launcher and workers run one Beam: the one constraints.txt locks."""
+    assert _locked_beam() == apache_beam.__version__  # this launcher
     dockerfile = (EXAMPLES / "dataflow" / "Dockerfile").read_text()
-    assert f"ARG BEAM_VERSION={apache_beam.__version__}\n" in dockerfile
+    assert "ARG BEAM_VERSION\n" in dockerfile  # no default to drift from
+    assert "-c /opt/oibeam/constraints.txt" in dockerfile
     for source in re.findall(r"^COPY (.+) /opt/oibeam/", dockerfile, re.M):
         for name in source.split():
             assert (EXAMPLES.parent / name).exists(), name
+    # No Docker engine here: a stand-in client records what the script asks.
+    client = tmp_path / "docker"
+    client.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$0.args"\n')
+    client.chmod(0o755)
+    subprocess.run(
+        [str(EXAMPLES / "dataflow" / "build_worker_image.sh"), "r/p/worker:1"],
+        env={**os.environ, "DOCKER": str(client)},
+        check=True,
+    )
+    args = (tmp_path / "docker.args").read_text().splitlines()
+    assert args[0] == "build"
+    assert f"BEAM_VERSION={apache_beam.__version__}" in args
+    assert args[args.index("-t") + 1] == "r/p/worker:1"
+    assert Path(args[args.index("-f") + 1]) == EXAMPLES / "dataflow" / "Dockerfile"
 
 
 def test_the_dag_parses_and_uses_the_beam_operator():
