@@ -2,9 +2,9 @@
 # oibeam on this machine, from nothing:
 #   ./run_local.sh          run the main job end to end on generated sample data
 #   ./run_local.sh test     install the test extras and run the whole test suite
-#   ./run_local.sh lock [--beam X.Y.Z]
+#   ./run_local.sh lock [--beam X.Y.Z] [--upgrade]
 #                           re-resolve constraints.txt (every version pinned) from
-#                           pyproject.toml, keeping its Beam or moving to X.Y.Z
+#                           pyproject.toml: keep what fits, move Beam, or move all
 # Extra arguments after `test` go to pytest (e.g. ./run_local.sh test -k join).
 # Every install here is pinned by constraints.txt, as the worker image is.
 set -euo pipefail
@@ -50,23 +50,25 @@ ensure_installed() {
 }
 
 # Re-resolves constraints.txt: every package the project and its test extra need,
-# for every Python the project supports, plus pip and the build backend. Beam stays
-# at the version the lock has unless --beam names another.
+# for every Python the project supports, plus pip and the build backend. Pins that
+# still fit are kept; --beam X.Y.Z moves Beam (and what must move with it);
+# --upgrade moves everything to the newest versions pyproject.toml allows.
 run_lock() {
-  local beam
+  local beam upgrade=()
   beam=$(sed -n 's/^apache-beam==\([^ ;]*\).*/\1/p' "$LOCK")
   while [ $# -gt 0 ]; do
     case "$1" in
-      --beam) beam=${2:?--beam needs a version}; shift 2 ;;
-      *) echo "usage: $0 lock [--beam X.Y.Z]" >&2; exit 2 ;;
+      --beam) beam=${2:?--beam needs a version}; upgrade+=(--upgrade-package apache-beam); shift 2 ;;
+      --upgrade) upgrade=(--upgrade); shift ;;
+      *) echo "usage: $0 lock [--beam X.Y.Z] [--upgrade]" >&2; exit 2 ;;
     esac
   done
   ensure_venv
   "$VENV/bin/python" -m pip install -q "$UV_REQUIREMENT"
-  printf 'apache-beam[gcp]==%s\npip\nsetuptools>=68\nwheel\n' "$beam" |
+  printf 'apache-beam[gcp]==%s\npip\nsetuptools>=77\nwheel\n' "$beam" |
     "$VENV/bin/python" -m uv pip compile pyproject.toml - --extra test \
-      --universal --python-version 3.10 --upgrade --quiet \
-      --custom-compile-command "./run_local.sh lock --beam $beam" -o "$LOCK"
+      --universal --python-version 3.10 --quiet "${upgrade[@]}" \
+      --custom-compile-command "./run_local.sh lock" -o "$LOCK"
   echo "constraints.txt: apache-beam==$beam; now run ./run_local.sh test"
 }
 
@@ -118,12 +120,12 @@ run_tests() {
   "$VENV/bin/python" -m ruff check .
   "$VENV/bin/python" -m ruff format --check .
   echo "== pytest"
-  "$VENV/bin/python" -m pytest "$@"
+  "$VENV/bin/pytest" "$@"
 }
 
 case "${1:-}" in
   test) shift; run_tests "$@" ;;
   lock) shift; run_lock "$@" ;;
   "") run_main ;;
-  *) echo "usage: $0 [test [pytest args] | lock [--beam X.Y.Z]]" >&2; exit 2 ;;
+  *) echo "usage: $0 [test [pytest args] | lock [--beam X.Y.Z] [--upgrade]]" >&2; exit 2 ;;
 esac

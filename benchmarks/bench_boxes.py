@@ -33,7 +33,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from bench_tables import DUCKDB_SQL, ROOT, measure, sample
 
-from schemas.boxes import BOX_FLAGS, BOX_REQUIRED
+from oibeam.schemas.boxes import BOX_FLAGS, BOX_REQUIRED
 
 BOX_HEADER = [*BOX_REQUIRED, *BOX_FLAGS]  # the 13-column form
 

@@ -1,7 +1,7 @@
-"""`python -m pipelines ...` is `oibeam ...`."""
+"""`python -m oibeam.pipelines ...` is `oibeam ...`."""
 
 import sys
 
-from pipelines.cli import main
+from oibeam.pipelines.cli import main
 
 sys.exit(main())

@@ -9,10 +9,10 @@ import sys
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.beam_options import BeamFlagError, QuietBeamNoise
-from pipelines.fetch import run_fetch
-from pipelines.layout import OutputExists, UsageError
-from pipelines.options import (
+from oibeam.pipelines.beam_options import BeamFlagError, QuietBeamNoise
+from oibeam.pipelines.fetch import run_fetch
+from oibeam.pipelines.layout import OutputExists, UsageError
+from oibeam.pipelines.options import (
     FetchRunConfig,
     SnapshotConfig,
     TablesConfig,
@@ -20,9 +20,9 @@ from pipelines.options import (
     snapshot_parser,
     tables_parser,
 )
-from pipelines.tables import run_tables
-from transforms.csv_inputs import InputError
-from transforms.read_csv import CsvStructureError
+from oibeam.pipelines.tables import run_tables
+from oibeam.transforms.read.csv_inputs import InputError
+from oibeam.transforms.read.read_csv import CsvStructureError
 
 # Errors that are the user's to fix: a message, exit status 2, no traceback.
 USER_ERRORS = (InputError, OutputExists, BeamFlagError, UsageError, CsvStructureError)
@@ -173,8 +173,8 @@ def _snapshot_summary(outcome) -> str:
 
 
 def snapshot_main(argv: list[str]) -> int:
-    from pipelines.snapshot import run_snapshot
-    from transforms.publish import LatestMoved
+    from oibeam.pipelines.snapshot import run_snapshot
+    from oibeam.transforms.publish.publish_snapshot import LatestMoved
 
     args, beam_args = snapshot_parser().parse_known_args(argv)
     try:
@@ -192,7 +192,7 @@ def snapshot_main(argv: list[str]) -> int:
 
 
 def verify_main(argv: list[str]) -> int:
-    from pipelines.verify import verify_snapshot
+    from oibeam.tools.verify import verify_snapshot
 
     parser = argparse.ArgumentParser(
         prog="oibeam verify",
@@ -214,19 +214,19 @@ def verify_main(argv: list[str]) -> int:
 
 
 def report_main(argv: list[str]) -> int:
-    from pipelines.report import report_main as run
+    from oibeam.tools.report.write_report import report_main as run
 
     return run(argv)
 
 
 def export_main(argv: list[str]) -> int:
-    from pipelines.export import export_main as run
+    from oibeam.tools.export.run_export import export_main as run
 
     return run(argv)
 
 
 def sample_main(argv: list[str]) -> int:
-    from pipelines.sample import write_sample_release
+    from oibeam.tools.sample import write_sample_release
 
     parser = argparse.ArgumentParser(
         prog="oibeam sample",
@@ -274,7 +274,7 @@ def sample_main(argv: list[str]) -> int:
 
 
 def sample_server_main(argv: list[str]) -> int:
-    from pipelines.sample import SampleServer, served_dir
+    from oibeam.tools.sample import SampleServer, served_dir
 
     parser = argparse.ArgumentParser(
         prog="oibeam sample-server",

@@ -21,39 +21,43 @@ import pyarrow as pa
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import wiring
-from pipelines.beam_options import (
+from oibeam.pipelines import wiring
+from oibeam.pipelines.beam_options import (
     LOCAL_RUNNER,
     for_fetching,
     pipeline_options,
     runner_name,
 )
-from pipelines.layout import RunLayout, UsageError, run_info
-from pipelines.options import FetchRunConfig
-from pipelines.tables import (
+from oibeam.pipelines.layout import RunLayout, UsageError, run_info
+from oibeam.pipelines.options import FetchRunConfig
+from oibeam.pipelines.tables import (
     build_inputs,
     extra_inputs,
     log_plan,
     plan_config_inputs,
 )
-from schemas import fetch as fetch_schema
-from schemas import tables as schemas
-from schemas.elements import FileCount
-from transforms.classes import CLASSES, ParsedClasses, parse_classes
-from transforms.csv_inputs import InputError, InputPlan
-from transforms.exchange import remove_exchange
-from transforms.fetch_images import FetchImages
-from transforms.hierarchy import load_hierarchy, with_descendants
-from transforms.label_stats import ComputeLabelStats, labels_of_images, trainable_set
-from transforms.manifest import WriteManifest
-from transforms.progress import ProgressPrinter
-from transforms.read_images_tables import (
+from oibeam.schemas import fetch as fetch_schema
+from oibeam.schemas import tables as schemas
+from oibeam.schemas.elements import FileCount
+from oibeam.transforms.common.exchange import remove_exchange
+from oibeam.transforms.fetch.fetch_images import FetchImages
+from oibeam.transforms.fetch.progress import ProgressPrinter
+from oibeam.transforms.publish.manifest import WriteManifest
+from oibeam.transforms.read.classes import CLASSES, ParsedClasses, parse_classes
+from oibeam.transforms.read.csv_inputs import InputError, InputPlan
+from oibeam.transforms.read.hierarchy import load_hierarchy, with_descendants
+from oibeam.transforms.read.read_images_tables import (
     ReadImagesTables,
     count_rows,
     is_images_table,
     plan_images_tables,
 )
-from transforms.select_images import SelectImages, resolve_labels
+from oibeam.transforms.select.select_images import SelectImages, resolve_labels
+from oibeam.transforms.stats.label_stats import (
+    ComputeLabelStats,
+    labels_of_images,
+    trainable_set,
+)
 
 _LOG = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from importlib import metadata
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.exchange import EXCHANGE_DIR
-from transforms.manifest import MANIFEST
+from oibeam.transforms.common.exchange import EXCHANGE_DIR
+from oibeam.transforms.publish.manifest import MANIFEST
 
 TABLES = "tables"
 SHARDS = "shards"

@@ -13,14 +13,14 @@ import datetime
 import re
 from dataclasses import asdict, dataclass
 
-from schemas.snapshot import LATEST
-from transforms.csv_inputs import DEFAULT_SPLIT_BYTES
-from transforms.fetcher import FetchPolicy
-from transforms.image_check import DEFAULT_MAX_PIXELS
-from transforms.image_tasks import FetchConfig
-from transforms.select_images import Selection
-from transforms.trainable import PRESETS, TrainableRule, make_rule
-from transforms.write_files import DEFAULT_COMPRESSION
+from oibeam.schemas.snapshot import LATEST
+from oibeam.transforms.common.write_files import DEFAULT_COMPRESSION
+from oibeam.transforms.fetch.fetcher import FetchPolicy
+from oibeam.transforms.fetch.image_check import DEFAULT_MAX_PIXELS
+from oibeam.transforms.fetch.image_tasks import FetchConfig
+from oibeam.transforms.read.csv_inputs import DEFAULT_SPLIT_BYTES
+from oibeam.transforms.select.select_images import Selection
+from oibeam.transforms.stats.trainable import PRESETS, TrainableRule, make_rule
 
 _KINDS = ("machine", "human", "any")
 _IMAGE_SOURCES = ("original", "thumbnail")

@@ -26,49 +26,55 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import TestOptions
 
-from pipelines import wiring
-from pipelines.beam_options import (
+from oibeam.pipelines import wiring
+from oibeam.pipelines.beam_options import (
     LOCAL_RUNNER,
     for_fetching,
     pipeline_options,
     runner_name,
 )
-from pipelines.fetch import resolved
-from pipelines.layout import TABLES, OutputExists, RunLayout, UsageError, run_info
-from pipelines.options import SnapshotConfig
-from pipelines.tables import (
+from oibeam.pipelines.fetch import resolved
+from oibeam.pipelines.layout import (
+    TABLES,
+    OutputExists,
+    RunLayout,
+    UsageError,
+    run_info,
+)
+from oibeam.pipelines.options import SnapshotConfig
+from oibeam.pipelines.tables import (
     build_inputs,
     extra_inputs,
     log_plan,
     plan_config_inputs,
 )
-from schemas import fetch as fetch_schema
-from schemas import snapshot as snapshot_schema
-from schemas import tables as schemas
-from schemas.elements import WrittenFile
-from transforms.csv_inputs import InputPlan
-from transforms.exchange import remove_exchange
-from transforms.fetch_images import FetchImages
-from transforms.join import choose_buckets
-from transforms.label_stats import ComputeLabelStats, trainable_set
-from transforms.manifest import WriteManifest
-from transforms.previous_snapshot import (
-    NotASnapshot,
-    PreviousSnapshot,
-    ReadPreviousSnapshot,
-)
-from transforms.progress import ProgressPrinter
-from transforms.publish import (
+from oibeam.schemas import fetch as fetch_schema
+from oibeam.schemas import snapshot as snapshot_schema
+from oibeam.schemas import tables as schemas
+from oibeam.schemas.elements import WrittenFile
+from oibeam.transforms.common.exchange import remove_exchange
+from oibeam.transforms.common.write_files import write_csv_output
+from oibeam.transforms.fetch.fetch_images import FetchImages
+from oibeam.transforms.fetch.progress import ProgressPrinter
+from oibeam.transforms.join.labels_to_images import choose_buckets
+from oibeam.transforms.publish.manifest import WriteManifest
+from oibeam.transforms.publish.publish_snapshot import (
     Latest,
     PublishSnapshot,
     check_publishable,
     read_latest,
     snapshot_complete,
 )
-from transforms.refresh import PlanRefresh, RefreshRules
-from transforms.select_images import SelectImages
-from transforms.selected_labels import LabelsOfSelected
-from transforms.write_files import write_csv_output
+from oibeam.transforms.read.csv_inputs import InputPlan
+from oibeam.transforms.refresh.plan_refresh import PlanRefresh, RefreshRules
+from oibeam.transforms.refresh.previous_snapshot import (
+    NotASnapshot,
+    PreviousSnapshot,
+    ReadPreviousSnapshot,
+)
+from oibeam.transforms.select.select_images import SelectImages
+from oibeam.transforms.select.selected_labels import LabelsOfSelected
+from oibeam.transforms.stats.label_stats import ComputeLabelStats, trainable_set
 
 _LOG = logging.getLogger(__name__)
 SNAPSHOT_TABLES = ("images", "labels", "label_counts", "label_stats", "errors", "diff")
@@ -344,7 +350,7 @@ def run_snapshot(config: SnapshotConfig, beam_args: list[str]) -> Outcome:
 def _write_report(directory: str) -> str | None:
     """report.html of a published snapshot; a failure is logged, not raised:
     the snapshot is complete without it and `oibeam report` can redo it."""
-    from pipelines.report import write_report
+    from oibeam.tools.report.write_report import write_report
 
     try:
         return write_report(directory)

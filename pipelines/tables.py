@@ -21,22 +21,22 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import wiring
-from pipelines.beam_options import pipeline_options, runner_name
-from pipelines.layout import RunLayout, run_info
-from pipelines.options import TablesConfig
-from schemas import tables as schemas
-from schemas.elements import WrittenFile
-from transforms.classes import ReadClassDescriptions
-from transforms.csv_inputs import InputPlan, plan_inputs
-from transforms.errors import ResolveErrorLines
-from transforms.exchange import remove_exchange
-from transforms.hierarchy import load_hierarchy
-from transforms.join import JoinLabelsToImages, choose_buckets
-from transforms.label_stats import ComputeLabelStats
-from transforms.manifest import EXTRA_INPUTS, WriteManifest
-from transforms.read_csv import ReadOpenImagesCsv
-from transforms.write_files import write_csv_output
+from oibeam.pipelines import wiring
+from oibeam.pipelines.beam_options import pipeline_options, runner_name
+from oibeam.pipelines.layout import RunLayout, run_info
+from oibeam.pipelines.options import TablesConfig
+from oibeam.schemas import tables as schemas
+from oibeam.schemas.elements import WrittenFile
+from oibeam.transforms.common.exchange import remove_exchange
+from oibeam.transforms.common.write_files import write_csv_output
+from oibeam.transforms.join.labels_to_images import JoinLabelsToImages, choose_buckets
+from oibeam.transforms.publish.manifest import EXTRA_INPUTS, WriteManifest
+from oibeam.transforms.read.classes import ReadClassDescriptions
+from oibeam.transforms.read.csv_inputs import InputPlan, plan_inputs
+from oibeam.transforms.read.errors import ResolveErrorLines
+from oibeam.transforms.read.hierarchy import load_hierarchy
+from oibeam.transforms.read.read_csv import ReadOpenImagesCsv
+from oibeam.transforms.stats.label_stats import ComputeLabelStats
 
 _LOG = logging.getLogger(__name__)
 

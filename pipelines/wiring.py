@@ -5,7 +5,7 @@ from __future__ import annotations
 import apache_beam as beam
 import pyarrow as pa
 
-from transforms.write_files import WriteParquetTable
+from oibeam.transforms.common.write_files import WriteParquetTable
 
 PART = tuple[str, pa.Table]
 

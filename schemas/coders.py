@@ -54,7 +54,7 @@ class ArrowTableCoder(beam.coders.Coder):
 
 def register_coders() -> None:
     """Arrow tables as IPC streams; small element NamedTuples as Beam rows."""
-    from schemas.elements import (
+    from oibeam.schemas.elements import (
         BucketPiece,
         Count,
         CsvRange,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from schemas.releases import CsvLayout
+from oibeam.schemas.releases import CsvLayout
 
 
 class CsvFile(NamedTuple):

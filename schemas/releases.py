@@ -138,7 +138,7 @@ def boxes_layout(path: str, names: list[str]) -> CsvLayout:
     """The layout of a bounding-box file (8- or 13-column form), or HeaderError.
 
     Columns beyond the 13 (V6's XClick* points) are read past, not kept."""
-    from schemas.boxes import BOX_FLAGS, BOX_REQUIRED
+    from oibeam.schemas.boxes import BOX_FLAGS, BOX_REQUIRED
 
     columns = normalise_header(names)
     _check_unique(path, columns)

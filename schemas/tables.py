@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from schemas.boxes import BOX_STATS_FIELDS, BOXES_FIELD, UPRIGHT_FIELDS
-from schemas.releases import IMAGE_COLUMNS, SOURCE_KINDS, SUBSETS
+from oibeam.schemas.boxes import BOX_STATS_FIELDS, BOXES_FIELD, UPRIGHT_FIELDS
+from oibeam.schemas.releases import IMAGE_COLUMNS, SOURCE_KINDS, SUBSETS
 
 KEY = "key"
 SRC = "_src"
@@ -173,7 +173,7 @@ def labels_internal_schema(extras: tuple[str, ...]) -> pa.Schema:
 def boxes_internal_schema() -> pa.Schema:
     """Box batches between read and join: coordinates as read, flags as
     -1/0/1 (null when the file has no such column)."""
-    from schemas.boxes import BOX_COORDINATES, BOX_FLAGS
+    from oibeam.schemas.boxes import BOX_COORDINATES, BOX_FLAGS
 
     return pa.schema(
         [
@@ -201,6 +201,6 @@ BOX_COUNTS = pa.schema(
 def images_with_status_schema(extras: tuple[str, ...]) -> pa.Schema:
     """The images table after a fetch: every column, the status columns and
     the upright size the pixel boxes refer to."""
-    from schemas.fetch import STATUS_FIELDS
+    from oibeam.schemas.fetch import STATUS_FIELDS
 
     return pa.schema(list(images_schema(extras)) + STATUS_FIELDS + UPRIGHT_FIELDS)

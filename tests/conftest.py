@@ -1,71 +1,28 @@
-"""Shared fixtures: fixture paths, a local TestPipeline, running the CLI in-process."""
+"""Shared fixtures: a local TestPipeline, tables runs, the fault server, a GCS
+emulator."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 
-import gcs_preconditions
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-from apache_beam.testing.test_pipeline import TestPipeline
-from fault_server import FaultServer
 
-from pipelines.cli import main as cli_main
-from transforms import anonymous_gcs_for_an_emulator
+from oibeam.transforms import anonymous_gcs_for_an_emulator
 
-FIXTURES = Path(__file__).parent / "fixtures"
-REAL = FIXTURES / "realdata" / "openimages"
-V3 = REAL / "v3_2017_11"
-V3_IMAGES = V3 / "train" / "images.csv"
-V3_HUMAN = V3 / "train" / "annotations-human.csv"
-V3_MACHINE = V3 / "train" / "annotations-machine.csv"
-V3_CLASSES = V3 / "class-descriptions.csv"
-V1_DICT = REAL / "v1_2016_08" / "dict.csv"
-# Real image files (see images/PROVENANCE.md), served by `fault_server`.
-IMAGES = FIXTURES / "images"
+from support import gcs_preconditions
+from support.fault_server import FaultServer
+from support.paths import IMAGES
+from support.runs import TablesRun, local_pipeline, run_cli
 
 # Never wait ~40 s for cloud credentials that do not exist on a test machine.
 os.environ.setdefault("GOOGLE_CLOUD_PROJECT", "oibeam-tests")
 
 
-def local_pipeline() -> TestPipeline:
-    """A TestPipeline on the in-process runner (never Prism, never a download)."""
-    return TestPipeline(runner="FnApiRunner", options=None)
-
-
 @pytest.fixture
 def pipeline():
     return local_pipeline()
-
-
-class TablesRun:
-    """The outputs of one `oibeam tables` run, read back."""
-
-    def __init__(self, root: Path, exit_code: int) -> None:
-        self.root = root
-        self.exit_code = exit_code
-
-    @property
-    def manifest(self) -> dict:
-        return json.loads((self.root / "manifest.json").read_text())
-
-    def table(self, name: str) -> pa.Table:
-        return pq.read_table(self.root / "tables" / name)
-
-    def rows(self, name: str) -> list[dict]:
-        return self.table(name).to_pylist()
-
-    def rows_at(self, path: str) -> list[dict]:
-        """Rows of a Parquet dataset at a path under the run root."""
-        return pq.read_table(self.root / path).to_pylist()
-
-
-def run_cli(*args: str) -> int:
-    return cli_main([str(a) for a in args])
 
 
 @pytest.fixture

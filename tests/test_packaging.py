@@ -1,36 +1,61 @@
-"""The installed package holds every module: a non-editable install (the
-Dataflow worker image, --setup_file) must not lose a subpackage."""
+"""The package installs under one namespace, oibeam.*, with every module: a
+non-editable install (the worker image, --setup_file) must not lose a
+subpackage; and what is installed comes from the lock."""
 
 from __future__ import annotations
 
-import json
 import re
+import subprocess
+import sys
+import zipfile
 from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-from setuptools import find_packages
 
 ROOT = Path(__file__).resolve().parent.parent
+FOLDERS = ("pipelines", "schemas", "tools", "transforms")
 
 
-def test_every_package_directory_is_packaged():
-    pyproject = (ROOT / "pyproject.toml").read_text()  # tomllib is 3.11+
-    section = pyproject.split("[tool.setuptools.packages.find]", 1)[1]
-    include = json.loads(re.search(r"include\s*=\s*(\[.*?\])", section).group(1))
-    packaged = set(find_packages(str(ROOT), include=include))
+def _pyproject_list(name: str) -> list[str]:
+    text = (ROOT / "pyproject.toml").read_text()  # tomllib is 3.11+
+    block = re.search(rf"^{name} = \[(.*?)\]", text, re.M | re.S).group(1)
+    return re.findall(r'"([^"]+)"', block)
+
+
+def test_every_package_directory_is_packaged_under_oibeam():
+    text = (ROOT / "pyproject.toml").read_text()
+    mapped = dict(re.findall(r'^"(oibeam\.\w+)" = "(\w+)"$', text, re.M))
+    assert mapped == {f"oibeam.{top}": top for top in FOLDERS}
     on_disk = {
-        ".".join(p.parent.relative_to(ROOT).parts)
-        for top in ("pipelines", "transforms", "schemas")
+        "oibeam." + ".".join(p.parent.relative_to(ROOT).parts)
+        for top in FOLDERS
         for p in (ROOT / top).rglob("__init__.py")
     }
-    assert {
-        "pipelines.sample",
-        "pipelines.report_parts",
-        "transforms.exports",
-    } <= on_disk
-    assert on_disk == packaged
+    assert {"oibeam.transforms.fetch", "oibeam.tools.report"} <= on_disk
+    assert set(_pyproject_list("packages")) == on_disk
+
+
+def test_the_wheel_holds_every_module_under_oibeam(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
+        + ["--quiet", "--wheel-dir", str(tmp_path), str(ROOT)],
+        check=True,
+    )
+    (wheel,) = tmp_path.glob("oibeam-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    modules = {
+        f"oibeam/{p.relative_to(ROOT).as_posix()}"
+        for top in FOLDERS
+        for p in (ROOT / top).rglob("*.py")
+    }
+    assert {"oibeam/transforms/fetch/fetcher.py", "oibeam/tools/sample/release.py"} <= (
+        modules
+    )
+    assert modules - names == set()
+    tops = {name.split("/")[0] for name in names}
+    assert tops == {"oibeam", wheel.name.split("-")[0] + "-0.1.0.dist-info"}
 
 
 def _pins(lock: str) -> dict[str, str]:

@@ -26,6 +26,6 @@ def oibeam_argv(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    from pipelines.cli import main
+    from oibeam.pipelines.cli import main
 
     sys.exit(main(["snapshot", *oibeam_argv(sys.argv[1:])]))

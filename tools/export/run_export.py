@@ -1,0 +1,266 @@
+"""`oibeam export RUN_DIR --format F`: training lists, per-image JSONL, COCO
+boxes and attribution, from the fetched and verified (`ok`) images of a run.
+
+load_run (ROOT/ID, or ROOT -> LATEST) -> OkImages.spill (ok rows bucketed by
+ImageID; each format observes them) -> OkImages.batches (sorted, placed in the
+shards) -> each format writes its files under OUT/<format>/ -> commit -> sweep
+what an earlier export of the same format left.
+
+No Beam pipeline: every format is a few files written in ImageID order, one
+sequential stream each, and the reader keeps memory bounded by buckets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from dataclasses import dataclass, field
+
+from oibeam.pipelines.layout import UsageError
+from oibeam.schemas.releases import SOURCE_KINDS
+from oibeam.tools.export.attribution import Attribution
+from oibeam.tools.export.base import Exporter, ExportError, WrittenExport, sweep
+from oibeam.tools.export.coco import NO_BOXES, CocoBoxes, NoBoxes
+from oibeam.tools.export.jsonl import ImagesJsonl
+from oibeam.tools.export.reader import (
+    BUCKET_ROWS,
+    OkImages,
+    RunFiles,
+    load_run,
+    trainable_labels,
+)
+from oibeam.tools.export.training_list import LabelRule, TrainingList
+
+_LOG = logging.getLogger(__name__)
+
+FORMATS: tuple[str, ...] = ("tencent", "jsonl", "coco", "attribution")
+EXPORTS_DIR = "exports"
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What to export, from where, to where."""
+
+    run: str
+    output: str | None
+    formats: tuple[str, ...]
+    coco_required: bool  # asked for by name, not only through `all`
+    source: str = "any"
+    min_confidence: float = 0.0
+    trainable_only: bool = False
+    bucket_rows: int = BUCKET_ROWS
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.formats if f not in FORMATS]
+        if unknown or not self.formats:
+            raise ValueError(f"--format must be among {', '.join((*FORMATS, 'all'))}")
+        if self.source not in SOURCE_KINDS:
+            raise ValueError(f"--source must be one of {', '.join(SOURCE_KINDS)}")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError("--min-confidence must be within [0, 1]")
+        if self.bucket_rows < 1:
+            raise ValueError("--bucket-rows must be at least 1")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ExportConfig:
+        asked = list(dict.fromkeys(args.formats))
+        formats = FORMATS if "all" in asked else tuple(f for f in FORMATS if f in asked)
+        return cls(
+            run=args.run,
+            output=args.output,
+            formats=formats,
+            coco_required="coco" in asked,
+            source=args.source,
+            min_confidence=args.min_confidence,
+            trainable_only=args.trainable_only,
+            bucket_rows=args.bucket_rows,
+        )
+
+
+@dataclass
+class ExportOutcome:
+    """What an export did, for the summary."""
+
+    run: str
+    output: str
+    ok: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    written: list[WrittenExport] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        skipped = sum(self.skipped.values())
+        lines = [
+            f"exported {self.ok:,} ok images of {self.run} to {self.output}"
+            + (
+                f"; skipped {skipped:,} not ok ("
+                + ", ".join(f"{k} {v:,}" for k, v in sorted(self.skipped.items()))
+                + ")"
+                if skipped
+                else ""
+            )
+        ]
+        names = [w.path.removeprefix(f"{self.output}/") for w in self.written]
+        width = max((len(n) for n in names), default=0)
+        for name, w in zip(names, self.written, strict=True):
+            detail = f", {w.detail}" if w.detail else ""
+            lines.append(f"  {name:<{width}}  {w.rows:,} {w.unit}{detail}")
+        if self.removed:
+            lines.append(
+                f"removed {len(self.removed)} stale file(s) of an earlier export"
+            )
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _exporters(config: ExportConfig, run: RunFiles) -> list[Exporter]:
+    made: list[Exporter] = []
+    for name in config.formats:
+        if name == "tencent":
+            allowed = trainable_labels(run.directory) if config.trainable_only else None
+            rule = LabelRule(config.source, config.min_confidence, allowed)
+            made.append(TrainingList(rule))
+        elif name == "jsonl":
+            made.append(ImagesJsonl(run.schema))
+        elif name == "coco":
+            made.append(CocoBoxes(run.snapshot_id))
+        elif name == "attribution":
+            made.append(Attribution())
+    return made
+
+
+def _without_coco(config: ExportConfig, outcome: ExportOutcome) -> None:
+    """NoBoxes if coco was asked for by name; else a note that it was skipped."""
+    if config.coco_required:
+        raise NoBoxes(f"--format coco: {NO_BOXES}")
+    outcome.notes.append(f"coco skipped: {NO_BOXES}")
+
+
+def run_export(config: ExportConfig) -> ExportOutcome:
+    """Writes every asked format; ExportError if the run cannot give them."""
+    run = load_run(config.run)
+    output = (config.output or f"{run.directory}/{EXPORTS_DIR}").rstrip("/")
+    outcome = ExportOutcome(run.directory, output)
+    formats = config.formats
+    if "coco" in formats and not run.has_boxes:
+        _without_coco(config, outcome)
+        formats = tuple(f for f in formats if f != "coco")
+    config = dataclasses.replace(config, formats=formats)
+    exporters = _exporters(config, run)
+    columns = tuple(dict.fromkeys(c for e in exporters for c in e.columns))
+    with OkImages(run, columns, config.bucket_rows) as images:
+
+        def observe(table) -> None:
+            for exporter in exporters:
+                exporter.observe(table)
+
+        images.spill(observe)
+        outcome.ok, outcome.skipped = images.ok, dict(images.skipped)
+        for exporter in list(exporters):
+            # A boxes column of nulls: the run read no box files.
+            if isinstance(exporter, CocoBoxes) and images.ok and not exporter.has_boxes:
+                _without_coco(config, outcome)
+                exporters.remove(exporter)
+        try:
+            for exporter in exporters:
+                exporter.start(f"{output}/{exporter.name}")
+            for batch in images.batches():
+                for exporter in exporters:
+                    exporter.write(batch)
+            finished = [(e, e.finish()) for e in exporters]
+        except BaseException:
+            for exporter in exporters:
+                exporter.discard()
+            raise
+    for exporter, written in finished:
+        outcome.written += written
+        outcome.removed += sweep(f"{output}/{exporter.name}", [w.path for w in written])
+        if isinstance(exporter, TrainingList) and exporter.unlabelled:
+            outcome.notes.append(
+                f"{exporter.unlabelled:,} ok image(s) have no positive label under "
+                "these options: they have no line in the training lists"
+            )
+    return outcome
+
+
+def export_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="oibeam export",
+        description="Write training lists, per-image JSONL, COCO boxes and "
+        "attribution from the fetched and verified (ok) images of a run of "
+        "`oibeam fetch` or `oibeam snapshot`. Each format goes to its own "
+        "directory under --output; a rerun replaces its files.",
+    )
+    parser.add_argument(
+        "run",
+        metavar="RUN_DIR",
+        help="a fetch or snapshot run (ROOT/ID), or a "
+        "snapshot ROOT (follows ROOT/LATEST); local or gs://",
+    )
+    parser.add_argument(
+        "--format",
+        dest="formats",
+        action="append",
+        required=True,
+        choices=(*FORMATS, "all"),
+        metavar="F",
+        help="tencent: training lists (<subset>.txt, classes.tsv); jsonl: one "
+        "object per image; coco: boxes as COCO JSON per subset (needs a run "
+        "made with --boxes); attribution: license and author per image; all: "
+        "every one (coco only if the run has boxes). Repeatable",
+    )
+    parser.add_argument(
+        "--output", metavar="DIR", help="where to write (default RUN_DIR/exports)"
+    )
+    group = parser.add_argument_group("training lists (--format tencent)")
+    group.add_argument(
+        "--source",
+        choices=SOURCE_KINDS,
+        default="any",
+        help="labels from machine, human or any source; with any, a human "
+        "verdict on a label overrules the machine's (default any)",
+    )
+    group.add_argument(
+        "--min-confidence",
+        dest="min_confidence",
+        type=float,
+        metavar="X",
+        default=0.0,
+        help="keep labels with at least this confidence; positives are always "
+        "> 0 (a human 0 is a verified negative)",
+    )
+    group.add_argument(
+        "--trainable-only",
+        dest="trainable_only",
+        action="store_true",
+        help="only labels of the run's trainable set (tables/trainable_labels.csv)",
+    )
+    parser.add_argument(
+        "--bucket-rows",
+        dest="bucket_rows",
+        type=int,
+        metavar="N",
+        default=BUCKET_ROWS,
+        help="images sorted in memory at once; the rest waits in a local "
+        f"temporary directory ($TMPDIR) (default {BUCKET_ROWS:,})",
+    )
+    return parser
+
+
+def export_main(argv: list[str]) -> int:
+    args = export_parser().parse_args(argv)
+    try:
+        config = ExportConfig.from_args(args)
+    except ValueError as e:
+        print(f"oibeam export: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        outcome = run_export(config)
+    except (ExportError, UsageError) as e:
+        print(f"oibeam export: error: {e}", file=sys.stderr)
+        return 2
+    print(outcome.summary())
+    return 0

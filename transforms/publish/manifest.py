@@ -1,0 +1,310 @@
+"""WriteManifest: the last step of a run, so a manifest means a complete run.
+
+It waits for every written file and every count, checks that each input file's
+rows reconcile (rows read == rows kept in tables + rows in errors), writes an
+empty file for any table that got no rows (so every table has a schema to
+read), and writes `manifest.json` atomically. A count that does not reconcile
+fails the run loudly: it would mean a row was lost or counted twice.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+from collections import defaultdict
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
+
+from oibeam.schemas.elements import Count, FileCount, RangeLines, WrittenFile
+from oibeam.transforms.common.exchange import remove_exchange
+from oibeam.transforms.common.write_files import write_parquet, write_text
+from oibeam.transforms.read.csv_inputs import InputPlan
+
+MANIFEST = "manifest.json"
+_LOG = logging.getLogger(__name__)
+
+
+class CountsDoNotReconcile(RuntimeError):
+    """Rows read from an input file != rows kept + rows rejected."""
+
+
+def reconcile(plan: InputPlan, counts: list[FileCount]) -> dict[int, dict[str, Any]]:
+    """Per input file: read / kept / rejected and rejected rows per code."""
+    totals: dict[int, dict[str, Any]] = {
+        f.file_id: {"read": 0, "rows": 0, "errors": 0, "lines": 0, "errors_by_code": {}}
+        for f in plan.files
+    }
+    for c in counts:
+        entry = totals[c.file_id]
+        if c.counter.startswith("error:"):
+            code = c.counter.removeprefix("error:")
+            entry["errors_by_code"][code] = entry["errors_by_code"].get(code, 0) + c.n
+        else:
+            entry[c.counter] += c.n
+    wrong = [
+        f"{f.path}: read {totals[f.file_id]['read']} rows, kept "
+        f"{totals[f.file_id]['rows']}, rejected {totals[f.file_id]['errors']}"
+        for f in plan.files
+        if totals[f.file_id]["read"]
+        != totals[f.file_id]["rows"] + totals[f.file_id]["errors"]
+    ]
+    # A file read in line ranges has one record per line: every line below the
+    # header must be a row read, or a row was lost between ranges.
+    split = {r.file_id for r in plan.ranges if not r.whole}
+    wrong += [
+        f"{f.path}: {totals[f.file_id]['lines']} lines but "
+        f"{totals[f.file_id]['read']} rows read"
+        for f in plan.files
+        if f.file_id in split
+        and totals[f.file_id]["lines"] - 1 != totals[f.file_id]["read"]
+    ]
+    if wrong:
+        raise CountsDoNotReconcile("; ".join(wrong))
+    return totals
+
+
+def relative(path: str, root: str) -> str:
+    root = root.rstrip("/") + "/"
+    return path[len(root) :] if path.startswith(root) else path
+
+
+# info key: inputs read where the pipeline is built (a hierarchy file), listed
+# after the CSV inputs as {"path", "kind", "bytes", "md5"}.
+EXTRA_INPUTS = "extra_inputs"
+
+
+def input_checksums(plan: InputPlan, ranges: list[RangeLines]) -> dict[int, dict]:
+    """Per input file: its MD5 when read in one piece, else one per byte range."""
+    md5 = {r.range_id: r.md5 for r in ranges}
+    out: dict[int, dict] = {}
+    for f in plan.files:
+        pieces = sorted(
+            (r for r in plan.ranges if r.file_id == f.file_id), key=lambda r: r.start
+        )
+        if len(pieces) == 1:
+            out[f.file_id] = {"md5": md5.get(pieces[0].range_id)}
+        else:
+            out[f.file_id] = {
+                "md5_ranges": [
+                    {"start": r.start, "end": r.end, "md5": md5.get(r.range_id)}
+                    for r in pieces
+                ]
+            }
+    return out
+
+
+def build_manifest(
+    plan: InputPlan,
+    written: list[WrittenFile],
+    counts: list[FileCount],
+    root: str,
+    info: dict[str, Any],
+    ranges: list[RangeLines] = (),
+) -> dict[str, Any]:
+    """The manifest document (pure): inputs, tables, totals and `info`."""
+    per_file = reconcile(plan, counts)
+    checksums = input_checksums(plan, list(ranges))
+    tables: dict[str, dict[str, Any]] = defaultdict(lambda: {"rows": 0, "files": []})
+    for w in sorted(written, key=lambda w: (w.table, w.path)):
+        entry = tables[w.table]
+        entry["rows"] += w.rows
+        entry["files"].append(
+            {
+                "path": relative(w.path, root),
+                "rows": w.rows,
+                "bytes": w.bytes,
+                "md5": w.md5,
+            }
+        )
+    errors_by_code: dict[str, int] = defaultdict(int)
+    inputs = []
+    for f in plan.files:
+        totals = per_file[f.file_id]
+        for code, n in totals["errors_by_code"].items():
+            errors_by_code[code] += n
+        inputs.append(
+            {
+                "path": f.path,
+                "kind": f.kind,
+                "bytes": f.size,
+                **checksums[f.file_id],
+                "release": f.layout.release if f.layout else None,
+                "columns": list(f.layout.columns) if f.layout else None,
+                "rows_read": totals["read"],
+                "rows_kept": totals["rows"],
+                "rows_rejected": totals["errors"],
+                "rejected_by_code": dict(sorted(totals["errors_by_code"].items())),
+            }
+        )
+    inputs += info.get(EXTRA_INPUTS, [])
+    return {
+        **{k: v for k, v in info.items() if k != EXTRA_INPUTS},
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "inputs": inputs,
+        "rows": {name: t["rows"] for name, t in sorted(tables.items())},
+        "rejected_by_code": dict(sorted(errors_by_code.items())),
+        "tables": dict(sorted(tables.items())),
+    }
+
+
+def _prefixed(tallies: dict[str, int], prefix: str) -> dict[str, int]:
+    return {
+        name.removeprefix(prefix): n
+        for name, n in sorted(tallies.items())
+        if name.startswith(prefix)
+    }
+
+
+def check_tallies(tallies: dict[str, int], rows: dict[str, int]) -> None:
+    """Every selected image has exactly one status row in the images table
+    and, in a refresh, one diff row (as has every image it removed)."""
+    if "selected" not in tallies:
+        return
+    selected = tallies["selected"]
+    statuses = sum(_prefixed(tallies, "status:").values())
+    if not statuses == selected == rows.get("images", 0):
+        raise CountsDoNotReconcile(
+            f"selected {selected} images, {statuses} statuses, "
+            f"{rows.get('images', 0)} rows in the images table"
+        )
+    changes = _prefixed(tallies, "change:")
+    if not changes:
+        return
+    actions = _prefixed(tallies, "action:")
+    kept = sum(changes.values()) - changes.get("removed", 0)
+    if not (
+        kept == selected == sum(actions.values()) - actions.get("drop", 0)
+        and sum(changes.values()) == rows.get("diff", 0)
+    ):
+        raise CountsDoNotReconcile(
+            f"selected {selected} images, but the diff has {kept} of them "
+            f"(changes {changes}, actions {actions}, {rows.get('diff', 0)} rows)"
+        )
+
+
+def remove_strays(directories: list[str], keep: set[str]) -> None:
+    """Deletes the files directly in `directories` that are not in `keep`."""
+    for directory in directories:
+        directory = directory.rstrip("/")
+        found = set()
+        for pattern in (f"{directory}/*", f"{directory}/.*"):  # local glob skips .*
+            for result in FileSystems.match([pattern]):
+                found.update(m.path for m in result.metadata_list)
+        stray = sorted(
+            p
+            for p in found
+            if p not in keep
+            and "/" not in p[len(directory) + 1 :]  # gs:// `*` also matches '/'
+            and not ("://" not in p and os.path.isdir(p))
+        )
+        if stray:
+            _LOG.info(
+                "removing %d file(s) an earlier attempt left in %s",
+                len(stray),
+                directory,
+            )
+            FileSystems.delete(stray)
+
+
+def _finish(
+    _unused,
+    written: list[WrittenFile],
+    counts: list[FileCount],
+    tallies: list[Count],
+    ranges: list[RangeLines],
+    plan: InputPlan,
+    root: str,
+    empty_tables: dict[str, tuple[str, pa.Schema]],
+    info: dict[str, Any],
+    cleanup: list[str],
+    sweep: list[str],
+) -> str:
+    for path in cleanup:
+        remove_exchange(path)
+    written = list(written)
+    present = {w.table for w in written}
+    for table, (path, schema) in sorted(empty_tables.items()):
+        if table not in present:
+            size, md5 = write_parquet(path, schema.empty_table())
+            written.append(WrittenFile(table, path, 0, size, md5))
+    remove_strays(sweep, {w.path for w in written})
+    manifest = build_manifest(plan, written, list(counts), root, info, list(ranges))
+    totals: dict[str, int] = defaultdict(int)
+    for tally in tallies:
+        totals[tally.name] += tally.n
+    if totals:
+        manifest["counts"] = {
+            name: n
+            for name, n in sorted(totals.items())
+            if not name.startswith(("change:", "action:"))
+        }
+        if _prefixed(totals, "change:"):
+            manifest["changes"] = _prefixed(totals, "change:")
+            manifest["actions"] = _prefixed(totals, "action:")
+        check_tallies(totals, manifest["rows"])
+    path = f"{root.rstrip('/')}/{MANIFEST}"
+    write_text(path, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+class WriteManifest(beam.PTransform):
+    """{"written": PCollection[WrittenFile], "counts": PCollection[FileCount],
+    "tallies": PCollection[Count], "ranges": PCollection[RangeLines] (both
+    optional)} -> the manifest path.
+
+    `empty_tables` maps a table name to (path, schema) of the empty file to
+    write when that table got no file at all. `info` is copied into the
+    manifest (command, options, versions, start time). `cleanup` paths
+    (temporary files of the run) are deleted before the manifest is written,
+    and so is every file in a `sweep` directory that this run did not write
+    (what an interrupted earlier attempt left behind).
+    """
+
+    def __init__(
+        self,
+        plan: InputPlan,
+        root: str,
+        empty_tables: dict[str, tuple[str, pa.Schema]],
+        info: dict[str, Any],
+        cleanup: list[str] = (),
+        sweep: list[str] = (),
+    ) -> None:
+        super().__init__()
+        self._sweep = list(sweep)
+        self._plan = plan
+        self._root = root
+        self._empty_tables = empty_tables
+        self._info = info
+        self._cleanup = list(cleanup)
+
+    def expand(self, inputs):
+        root = inputs["written"].pipeline
+        tallies = inputs.get("tallies")
+        if tallies is None:
+            tallies = root | "NoTallies" >> beam.Create([]).with_output_types(Count)
+        ranges = inputs.get("ranges")
+        if ranges is None:
+            ranges = root | "NoRanges" >> beam.Create([]).with_output_types(RangeLines)
+        return (
+            root
+            | "Once" >> beam.Create([None])
+            | "WriteManifestJson"
+            >> beam.Map(
+                _finish,
+                beam.pvalue.AsList(inputs["written"]),
+                beam.pvalue.AsList(inputs["counts"]),
+                beam.pvalue.AsList(tallies),
+                beam.pvalue.AsList(ranges),
+                plan=self._plan,
+                root=self._root,
+                empty_tables=self._empty_tables,
+                info=self._info,
+                cleanup=self._cleanup,
+                sweep=self._sweep,
+            )
+        )

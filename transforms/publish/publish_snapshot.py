@@ -1,0 +1,170 @@
+"""PublishSnapshot: `_SUCCESS` after the manifest, then ROOT/LATEST, atomically.
+
+LATEST holds the id of the newest complete snapshot. It moves in one atomic
+step and only from the value the run saw when it started: on GCS an upload
+with a generation precondition (never read-then-write), on a local disk a
+temporary file renamed over it under an exclusive lock. If another run moved
+LATEST in the meantime, this run's snapshot is complete all the same, but
+LATEST is left alone and the run fails with LatestMoved, saying so.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import os
+import uuid
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from oibeam.schemas.snapshot import LATEST, SUCCESS
+from oibeam.transforms.common.gcs_client import storage_client
+from oibeam.transforms.common.write_files import write_text
+from oibeam.transforms.publish.manifest import MANIFEST
+
+
+class LatestMoved(RuntimeError):
+    """ROOT/LATEST changed while this snapshot was being built."""
+
+
+@dataclass(frozen=True)
+class Latest:
+    """What ROOT/LATEST said: the snapshot id (None: no LATEST yet) and the
+    token to move it from (GCS generation, or the local file's text)."""
+
+    snapshot_id: str | None
+    token: str
+
+
+def check_publishable(root: str) -> None:
+    """ValueError unless LATEST can be moved atomically under `root`."""
+    if "://" in root and not root.startswith("gs://"):
+        raise ValueError(
+            f"--output {root}: snapshots publish LATEST atomically on local "
+            "paths and gs:// only"
+        )
+
+
+def _gcs_blob(root: str):
+    bucket, _, prefix = root.removeprefix("gs://").partition("/")
+    name = f"{prefix.rstrip('/')}/{LATEST}" if prefix.strip("/") else LATEST
+    return storage_client().bucket(bucket).blob(name)
+
+
+def read_latest(root: str) -> Latest:
+    root = root.rstrip("/")
+    if root.startswith("gs://"):
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+
+        blob = _gcs_blob(root)
+        while True:  # the text of exactly the generation we return
+            found = blob.bucket.get_blob(blob.name)
+            if found is None:
+                return Latest(None, "0")
+            generation = found.generation  # a download may reset the property
+            try:
+                text = found.download_as_bytes(if_generation_match=generation)
+            except (NotFound, PreconditionFailed):
+                continue  # replaced or deleted in between: look again
+            return Latest(text.decode().strip() or None, str(generation))
+    path = os.path.join(root, LATEST)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return Latest(None, "")
+    return Latest(text.strip() or None, text)
+
+
+def move_latest(root: str, snapshot_id: str, expected: Latest) -> None:
+    """Points ROOT/LATEST at `snapshot_id`, if it still says what `expected`
+    saw; LatestMoved otherwise (unless it already names `snapshot_id`: a
+    retried publish)."""
+    root = root.rstrip("/")
+    text = f"{snapshot_id}\n"
+    if root.startswith("gs://"):
+        from google.api_core.exceptions import PreconditionFailed
+
+        try:
+            _gcs_blob(root).upload_from_string(
+                text, content_type="text/plain", if_generation_match=int(expected.token)
+            )
+            return
+        except PreconditionFailed:
+            now = read_latest(root)
+    else:
+        os.makedirs(root, exist_ok=True)
+        with open(os.path.join(root, f".{LATEST}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            now = read_latest(root)
+            if now.token == expected.token:
+                temp = os.path.join(root, f".tmp-{uuid.uuid4().hex}-{LATEST}")
+                with open(temp, "w", encoding="utf-8") as f:
+                    f.write(text)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(temp, os.path.join(root, LATEST))
+                return
+    if now.snapshot_id == snapshot_id:
+        return
+    raise LatestMoved(
+        f"{root}/{LATEST} moved while this snapshot was built (it said "
+        f"{expected.snapshot_id!r} at the start, now {now.snapshot_id!r}): "
+        f"snapshot {snapshot_id} is complete, but LATEST was left alone"
+    )
+
+
+def publish(manifest_path: str, root: str, snapshot_id: str, expected: Latest) -> str:
+    """After the manifest: writes `_SUCCESS`, then moves LATEST. Returns the
+    snapshot directory."""
+    directory = manifest_path.rsplit("/", 1)[0]
+    write_text(
+        f"{directory}/{SUCCESS}",
+        datetime.datetime.now(datetime.timezone.utc).isoformat() + "\n",
+    )
+    move_latest(root, snapshot_id, expected)
+    return directory
+
+
+class PublishSnapshot(beam.PTransform):
+    """PCollection[manifest path] (one) -> the published snapshot directory."""
+
+    def __init__(self, root: str, snapshot_id: str, expected: Latest) -> None:
+        super().__init__()
+        self._root = root
+        self._snapshot_id = snapshot_id
+        self._expected = expected
+
+    def expand(self, manifest):
+        return manifest | "SuccessThenLatest" >> beam.Map(
+            publish, self._root, self._snapshot_id, self._expected
+        ).with_output_types(str)
+
+
+def snapshot_complete(directory: str) -> bool:
+    return FileSystems.exists(f"{directory.rstrip('/')}/{SUCCESS}")
+
+
+class NotARun(ValueError):
+    """The directory holds no complete run (no manifest.json, no LATEST)."""
+
+
+def resolve_run(path: str, complete: bool = True) -> str:
+    """RUN_DIR as given, or ROOT/<LATEST> when `path` is a snapshot root.
+    NotARun if neither holds a manifest; with complete=False, the snapshot
+    LATEST names is returned even without one (for verify to report on)."""
+    path = path.rstrip("/")
+    if FileSystems.exists(f"{path}/{MANIFEST}"):
+        return path
+    try:
+        latest = read_latest(path).snapshot_id
+    except OSError:  # a file, or an unreadable directory: not a root either
+        latest = None
+    if latest and (not complete or FileSystems.exists(f"{path}/{latest}/{MANIFEST}")):
+        return f"{path}/{latest}"
+    raise NotARun(
+        f"{path}: no {MANIFEST} (a run that did not finish, or not a run "
+        "directory) and no LATEST naming a snapshot under it"
+    )

@@ -1,0 +1,193 @@
+"""Plan the reading of input CSVs: match patterns, check headers, split files.
+
+Runs once, where the pipeline is built, so a wrong input fails before any
+worker starts: a pattern that matches nothing, an empty or binary file, or a
+header without the required columns is an InputError that names the file.
+Files split into byte ranges only where no value can hold a newline (labels
+and boxes, uncompressed); images files (free-text Title/Author) and compressed files are
+read whole.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from oibeam.schemas import releases
+from oibeam.schemas.elements import CsvFile, CsvRange
+
+DEFAULT_SPLIT_BYTES = 64 << 20
+MIN_SPLIT_BYTES = 4096
+_HEAD_BYTES = 1 << 20
+
+
+class InputError(ValueError):
+    """An input that cannot be read: the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    files: tuple[CsvFile, ...]
+    ranges: tuple[CsvRange, ...]
+    image_extras: tuple[str, ...]  # extra image columns over all images files
+    label_extras: tuple[str, ...]
+    # Rows in the images files, estimated from the lines of their first MiB
+    # (compressed files: from their compressed size, so fewer than there are).
+    image_rows: int = 0
+
+    def of_kind(self, kind: str) -> tuple[CsvFile, ...]:
+        return tuple(f for f in self.files if f.kind == kind)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def ranges_of(self, *kinds: str) -> tuple[CsvRange, ...]:
+        kind_of = {f.file_id: f.kind for f in self.files}
+        return tuple(r for r in self.ranges if kind_of[r.file_id] in kinds)
+
+
+def plan_inputs(
+    images: Sequence[str],
+    labels: Sequence[str],
+    classes: Sequence[str] = (),
+    split_bytes: int = DEFAULT_SPLIT_BYTES,
+    boxes: Sequence[str] = (),
+) -> InputPlan:
+    """Matches the patterns and plans one read range per split of each file."""
+    if split_bytes < MIN_SPLIT_BYTES:
+        raise InputError(
+            f"split size {split_bytes} is too small (minimum {MIN_SPLIT_BYTES})"
+        )
+    matched: list[tuple[str, str, int]] = []  # (kind, path, size)
+    seen: dict[str, str] = {}
+    for kind, patterns in (
+        ("images", images),
+        ("labels", labels),
+        ("classes", classes),
+        ("boxes", boxes),
+    ):
+        for pattern in patterns:
+            for path, size in _match(pattern):
+                if path in seen:
+                    raise InputError(
+                        f"{path} is matched twice (as {seen[path]} and as {kind}); "
+                        "each input file may be given once"
+                    )
+                seen[path] = kind
+                matched.append((kind, path, size))
+    described = [
+        _describe(file_id, kind, path, size)
+        for file_id, (kind, path, size) in enumerate(matched)
+    ]
+    files = tuple(f for f, _ in described)
+    ranges: list[CsvRange] = []
+    for f in files:
+        splittable = f.kind in ("labels", "boxes") and not f.compressed
+        for start, end in _split(f.size, split_bytes if splittable else None):
+            ranges.append(CsvRange(len(ranges), f.file_id, start, end, not splittable))
+    return InputPlan(
+        files=files,
+        ranges=tuple(ranges),
+        image_extras=_union_extras(f for f in files if f.kind == "images"),
+        label_extras=_union_extras(f for f in files if f.kind == "labels"),
+        image_rows=sum(rows for f, rows in described if f.kind == "images"),
+    )
+
+
+def _match(pattern: str) -> list[tuple[str, int]]:
+    try:
+        results = FileSystems.match([pattern])[0].metadata_list
+    except Exception as e:  # Beam raises BeamIOError with per-pattern causes
+        raise InputError(f"cannot list {pattern}: {e}") from e
+    if not results:
+        raise InputError(f"no file matches {pattern}")
+    return sorted((m.path, m.size_in_bytes) for m in results)
+
+
+def _split(size: int, split_bytes: int | None) -> list[tuple[int, int]]:
+    if not split_bytes or size <= split_bytes:
+        return [(0, size)]
+    count = -(-size // split_bytes)
+    step = -(-size // count)
+    return [(s, min(s + step, size)) for s in range(0, size, step)]
+
+
+def _rows_estimate(head: bytes, header_bytes: int, size: int) -> int:
+    """Data rows in a file of `size` bytes whose first bytes are `head`."""
+    body = head[header_bytes:]
+    lines = body.count(b"\n")
+    if len(head) >= size:  # the whole file
+        return lines + (1 if body and not body.endswith(b"\n") else 0)
+    return round((size - header_bytes) * lines / len(body)) if lines else 1
+
+
+def _describe(file_id: int, kind: str, path: str, size: int) -> tuple[CsvFile, int]:
+    """The file, checked, and its estimated number of data rows."""
+    compressed = CompressionTypes.detect_compression_type(path) != (
+        CompressionTypes.UNCOMPRESSED
+    )
+    head = _read_head(path)
+    if not head.strip():
+        raise InputError(f"{path}: the file is empty; expected a CSV {kind} file")
+    if b"\x00" in head:
+        raise InputError(f"{path}: binary content (NUL bytes): not a CSV file")
+    if kind == "classes":
+        return CsvFile(file_id, path, kind, size, compressed, None, 0, None), 0
+    newline = head.find(b"\n")
+    if newline < 0 and len(head) >= _HEAD_BYTES:
+        raise InputError(f"{path}: no line break in the first 1 MiB: not a CSV file")
+    header_line = head if newline < 0 else head[: newline + 1]
+    try:
+        text = header_line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: the header is not UTF-8 text: not a CSV file") from e
+    try:
+        names = next(csv.reader([text.splitlines()[0] if text else ""]), [])
+    except csv.Error as e:
+        raise InputError(f"{path}: the header is not a CSV line: {e}") from e
+    layout_of = {
+        "images": releases.images_layout,
+        "labels": releases.labels_layout,
+        "boxes": releases.boxes_layout,
+    }[kind]
+    try:
+        layout = layout_of(path, names)
+    except releases.HeaderError as e:
+        raise InputError(str(e)) from e
+    subset = None
+    if kind == "images" and "Subset" not in layout.columns:
+        subset = releases.subset_from_path(path)
+        if subset is None:
+            raise InputError(
+                f"{path}: no Subset column and the path names no subset "
+                f"({', '.join(releases.SUBSETS)}); put the file under a folder "
+                "named after its subset, e.g. train/images.csv"
+            )
+    described = CsvFile(
+        file_id, path, kind, size, compressed, layout, len(header_line), subset
+    )
+    return described, _rows_estimate(head, len(header_line), size)
+
+
+def _read_head(path: str) -> bytes:
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
+            return f.read(_HEAD_BYTES)
+    except OSError as e:
+        raise InputError(f"{path}: cannot read: {e}") from e
+    except Exception as e:  # e.g. a .gz file that is not gzip
+        raise InputError(f"{path}: cannot read as CSV: {e}") from e
+
+
+def _union_extras(files) -> tuple[str, ...]:
+    extras: list[str] = []
+    for f in files:
+        for name in f.layout.extras:
+            if name not in extras:
+                extras.append(name)
+    return tuple(extras)

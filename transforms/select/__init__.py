@@ -1,0 +1,2 @@
+"""Stage 4, select: which images to fetch, decided on whole tables,
+deterministically."""

@@ -1,0 +1,165 @@
+"""A shard's three outputs, committed in an order that makes a crash harmless.
+
+A shard is done when its tar, its index part and its images-table part are
+all under their final names, written in that order: the images part is the
+completion mark, and its Parquet metadata holds a fingerprint of the shard's
+tasks. A rerun of the same snapshot after a crash reads a done shard back
+instead of fetching it again (if the fingerprint still matches), and redoes
+any other shard from scratch: a tar without its images part is overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import google_crc32c
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from oibeam.schemas import fetch as contract
+from oibeam.schemas.elements import WrittenFile
+from oibeam.transforms.common.write_files import write_parquet
+from oibeam.transforms.shard.shard_writer import ShardWriter, checksum_label
+
+FINGERPRINT = b"oibeam.shard_tasks"
+
+
+@dataclass(frozen=True)
+class ShardPaths:
+    """Where one shard's outputs go."""
+
+    shard: int
+    shards: int
+    shards_dir: str
+    images_dir: str
+
+    @property
+    def name(self) -> str:
+        return f"images-{self.shard:05d}-of-{self.shards:05d}"
+
+    @property
+    def part(self) -> str:
+        return f"part-{self.shard:05d}-of-{self.shards:05d}"
+
+    @property
+    def tar(self) -> str:
+        return f"{self.shards_dir}/{self.name}.tar"
+
+    @property
+    def index(self) -> str:
+        return f"{self.shards_dir}/index/{self.part}.parquet"
+
+    @property
+    def images(self) -> str:
+        return f"{self.images_dir}/{self.part}.parquet"
+
+
+def fingerprint(tasks: pa.Table, options: str) -> str:
+    """What the shard was asked to do: the same tasks (rows in ImageID order)
+    under the same options (FetchConfig.outcome_key) give the same fingerprint."""
+    sink = pa.BufferOutputStream()
+    table = tasks.combine_chunks().replace_schema_metadata(None)
+    with pa.ipc.new_stream(sink, table.schema) as writer:  # uncompressed: stable
+        writer.write_table(table)
+    digest = hashlib.md5(sink.getvalue().to_pybytes())
+    digest.update(options.encode())
+    return digest.hexdigest()
+
+
+def read_done(paths: ShardPaths, expected: str):
+    """(images part, its WrittenFiles) of a shard an earlier attempt finished
+    with the same tasks, else None."""
+    if not FileSystems.exists(paths.images):
+        return None
+    images_bytes = _read(paths.images)
+    metadata = pq.read_schema(pa.py_buffer(images_bytes)).metadata or {}
+    if metadata.get(FINGERPRINT, b"").decode() != expected:
+        return None
+    if not (FileSystems.exists(paths.tar) and FileSystems.exists(paths.index)):
+        return None
+    images = pq.read_table(pa.py_buffer(images_bytes))
+    index_bytes = _read(paths.index)
+    index_rows = pq.read_metadata(pa.py_buffer(index_bytes)).num_rows
+    tar_size, tar_crc = _crc_of(paths.tar)
+    written = [
+        WrittenFile("shards", paths.tar, index_rows, tar_size, tar_crc),
+        WrittenFile(
+            "shard_index",
+            paths.index,
+            index_rows,
+            len(index_bytes),
+            hashlib.md5(index_bytes).hexdigest(),
+        ),
+        WrittenFile(
+            "images",
+            paths.images,
+            images.num_rows,
+            len(images_bytes),
+            hashlib.md5(images_bytes).hexdigest(),
+        ),
+    ]
+    return images.replace_schema_metadata(None), written
+
+
+def _read(path: str) -> bytes:
+    with FileSystems.open(path) as handle:
+        return handle.read()
+
+
+def _crc_of(path: str) -> tuple[int, str]:
+    crc = size = 0
+    with FileSystems.open(path) as handle:
+        while chunk := handle.read(1 << 22):
+            crc = google_crc32c.extend(crc, chunk)
+            size += len(chunk)
+    return size, checksum_label(crc)
+
+
+@dataclass(frozen=True)
+class ShardOutputs:
+    """Where and how every shard of one run is written."""
+
+    shards_dir: str
+    images_dir: str
+    schema: pa.Schema  # the images table's: images columns + status columns
+    compression: str
+
+    def paths(self, shard: int, shards: int) -> ShardPaths:
+        return ShardPaths(shard, shards, self.shards_dir, self.images_dir)
+
+    def commit_tables(
+        self, paths: ShardPaths, images: pa.Table, index: list[tuple], tasks: str
+    ) -> list[WrittenFile]:
+        """Writes the index part, then the images part (the completion mark,
+        carrying the `tasks` fingerprint)."""
+        index_part = index_table(index)
+        size, md5 = write_parquet(paths.index, index_part, self.compression)
+        written = [WrittenFile("shard_index", paths.index, len(index), size, md5)]
+        marked = images.replace_schema_metadata(
+            {**(images.schema.metadata or {}), FINGERPRINT: tasks.encode()}
+        )
+        size, md5 = write_parquet(paths.images, marked, self.compression)
+        written.append(WrittenFile("images", paths.images, images.num_rows, size, md5))
+        return written
+
+    def empty(self, shard: int, shards: int) -> list[WrittenFile]:
+        """A shard no image hashed to: an empty tar and empty table parts."""
+        paths = self.paths(shard, shards)
+        size, crc = ShardWriter(paths.tar).commit()
+        tar = WrittenFile("shards", paths.tar, 0, size, crc)
+        return [tar, *self.commit_tables(paths, self.schema.empty_table(), [], "")]
+
+
+def index_table(rows: list[tuple]) -> pa.Table:
+    columns = (
+        list(zip(*rows, strict=True)) if rows else [[] for _ in contract.SHARD_INDEX]
+    )
+    return pa.Table.from_arrays(
+        [
+            pa.array(c, f.type)
+            for c, f in zip(columns, contract.SHARD_INDEX, strict=True)
+        ],
+        schema=contract.SHARD_INDEX,
+    )

@@ -1,0 +1,3 @@
+"""Stage 3, statistics: label counts and statistics over the joined labels, and the
+trainable set.
+"""
