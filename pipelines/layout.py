@@ -1,13 +1,9 @@
-"""Where a run's outputs go, how an output directory is claimed, what a manifest
-says about the run itself."""
+"""Where a run's outputs go, and how an output directory is claimed."""
 
 from __future__ import annotations
 
-import datetime
 import os
-import platform
 from dataclasses import dataclass
-from importlib import metadata
 
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
@@ -82,29 +78,3 @@ class RunLayout:
                 "pass --overwrite to replace it, or choose another --output"
             )
         FileSystems.delete(earlier)
-
-
-def versions() -> dict[str, str]:
-    def version(dist: str) -> str:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return "unknown"
-
-    return {
-        "oibeam": version("oibeam"),
-        "apache-beam": version("apache-beam"),
-        "pyarrow": version("pyarrow"),
-        "python": platform.python_version(),
-    }
-
-
-def run_info(command: str, runner: str, options: dict) -> dict:
-    """The manifest's description of the run (its end time is added last)."""
-    return {
-        "command": command,
-        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "runner": runner,
-        "versions": versions(),
-        "options": options,
-    }

@@ -33,8 +33,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from oibeam.schemas import fetch as fetch_schema
 from oibeam.schemas.snapshot import SUCCESS
+from oibeam.tools.runs import NotARun, resolve_run
 from oibeam.transforms.publish.manifest import MANIFEST
-from oibeam.transforms.publish.publish_snapshot import NotARun, resolve_run
 from oibeam.transforms.shard.shard_writer import checksum_label
 
 _SWEPT = ("tables", "shards", "shards/index")

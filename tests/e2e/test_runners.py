@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from oibeam.pipelines.options import SnapshotConfig, snapshot_parser
+from oibeam.pipelines.options.beam_commands import SnapshotConfig, snapshot_parser
 from oibeam.pipelines.snapshot import run_snapshot
 
 from support.runs import run_cli

@@ -8,7 +8,7 @@ from oibeam.pipelines.beam_options import (
     check_known,
     with_local_default,
 )
-from oibeam.pipelines.options import tables_parser
+from oibeam.pipelines.options.beam_commands import tables_parser
 
 from support.paths import V3_HUMAN, V3_IMAGES
 from support.runs import run_cli

@@ -19,7 +19,6 @@ same as text order).
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import math
 import shutil
@@ -36,9 +35,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from oibeam.schemas.fetch import OK
 from oibeam.tools.export.base import INDEX_COLUMNS, PATH, ExportError
+from oibeam.tools.runs import NotARun, Run, resolve_run
 from oibeam.transforms.common.image_keys import parse_image_ids
-from oibeam.transforms.publish.manifest import MANIFEST
-from oibeam.transforms.publish.publish_snapshot import NotARun, resolve_run
 
 _LOG = logging.getLogger(__name__)
 
@@ -70,24 +68,14 @@ class RunFiles:
         return "boxes" in self.schema.names
 
 
-def _parts(directory: str, manifest: dict, table: str, folder: str) -> list[str]:
-    listed = manifest.get("tables", {}).get(table, {}).get("files")
-    if listed is not None:
-        return sorted(f"{directory}/{f['path']}" for f in listed)
-    found = FileSystems.match([f"{directory}/{folder}/*.parquet"])[0].metadata_list
-    return sorted(
-        m.path for m in found if not m.path.rsplit("/", 1)[-1].startswith(".")
-    )
-
-
 def load_run(path: str) -> RunFiles:
     """The run at `path`; ExportError unless it is a fetch or snapshot run."""
     try:
-        directory = resolve_run(path)
+        run = Run.load(resolve_run(path))
     except NotARun as e:
         raise ExportError(str(e)) from e
-    manifest = json.loads(_read_bytes(f"{directory}/{MANIFEST}"))
-    images = _parts(directory, manifest, "images", "tables/images")
+    directory, manifest = run.directory, run.manifest
+    images = run.table_files("images")
     if not images:
         raise ExportError(f"{directory}: no images table (tables/images)")
     with FileSystems.open(images[0]) as handle:
@@ -98,7 +86,7 @@ def load_run(path: str) -> RunFiles:
             "status column). Export needs a run of `oibeam fetch` or `oibeam "
             "snapshot`: exports hold fetched and verified images only"
         )
-    index = _parts(directory, manifest, "shard_index", "shards/index")
+    index = run.table_files("shard_index", "shards/index")
     snapshot = manifest.get("snapshot") or {}
     return RunFiles(
         directory,

@@ -12,16 +12,13 @@ sequential stream each, and the reader keeps memory bounded by buckets.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
-import sys
 from dataclasses import dataclass, field
 
-from oibeam.pipelines.layout import UsageError
 from oibeam.schemas.releases import SOURCE_KINDS
 from oibeam.tools.export.attribution import Attribution
-from oibeam.tools.export.base import Exporter, ExportError, WrittenExport, sweep
+from oibeam.tools.export.base import Exporter, WrittenExport, sweep
 from oibeam.tools.export.coco import NO_BOXES, CocoBoxes, NoBoxes
 from oibeam.tools.export.jsonl import ImagesJsonl
 from oibeam.tools.export.reader import (
@@ -64,18 +61,24 @@ class ExportConfig:
             raise ValueError("--bucket-rows must be at least 1")
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> ExportConfig:
-        asked = list(dict.fromkeys(args.formats))
-        formats = FORMATS if "all" in asked else tuple(f for f in FORMATS if f in asked)
+    def asked(
+        cls,
+        run: str,
+        formats: list[str],
+        output: str | None = None,
+        **rules,
+    ) -> ExportConfig:
+        """The config for --format values as given (`all`: every format, COCO
+        only if the run has boxes)."""
+        asked = list(dict.fromkeys(formats))
         return cls(
-            run=args.run,
-            output=args.output,
-            formats=formats,
+            run=run,
+            output=output,
+            formats=FORMATS
+            if "all" in asked
+            else tuple(f for f in FORMATS if f in asked),
             coco_required="coco" in asked,
-            source=args.source,
-            min_confidence=args.min_confidence,
-            trainable_only=args.trainable_only,
-            bucket_rows=args.bucket_rows,
+            **rules,
         )
 
 
@@ -184,83 +187,3 @@ def run_export(config: ExportConfig) -> ExportOutcome:
                 "these options: they have no line in the training lists"
             )
     return outcome
-
-
-def export_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="oibeam export",
-        description="Write training lists, per-image JSONL, COCO boxes and "
-        "attribution from the fetched and verified (ok) images of a run of "
-        "`oibeam fetch` or `oibeam snapshot`. Each format goes to its own "
-        "directory under --output; a rerun replaces its files.",
-    )
-    parser.add_argument(
-        "run",
-        metavar="RUN_DIR",
-        help="a fetch or snapshot run (ROOT/ID), or a "
-        "snapshot ROOT (follows ROOT/LATEST); local or gs://",
-    )
-    parser.add_argument(
-        "--format",
-        dest="formats",
-        action="append",
-        required=True,
-        choices=(*FORMATS, "all"),
-        metavar="F",
-        help="tencent: training lists (<subset>.txt, classes.tsv); jsonl: one "
-        "object per image; coco: boxes as COCO JSON per subset (needs a run "
-        "made with --boxes); attribution: license and author per image; all: "
-        "every one (coco only if the run has boxes). Repeatable",
-    )
-    parser.add_argument(
-        "--output", metavar="DIR", help="where to write (default RUN_DIR/exports)"
-    )
-    group = parser.add_argument_group("training lists (--format tencent)")
-    group.add_argument(
-        "--source",
-        choices=SOURCE_KINDS,
-        default="any",
-        help="labels from machine, human or any source; with any, a human "
-        "verdict on a label overrules the machine's (default any)",
-    )
-    group.add_argument(
-        "--min-confidence",
-        dest="min_confidence",
-        type=float,
-        metavar="X",
-        default=0.0,
-        help="keep labels with at least this confidence; positives are always "
-        "> 0 (a human 0 is a verified negative)",
-    )
-    group.add_argument(
-        "--trainable-only",
-        dest="trainable_only",
-        action="store_true",
-        help="only labels of the run's trainable set (tables/trainable_labels.csv)",
-    )
-    parser.add_argument(
-        "--bucket-rows",
-        dest="bucket_rows",
-        type=int,
-        metavar="N",
-        default=BUCKET_ROWS,
-        help="images sorted in memory at once; the rest waits in a local "
-        f"temporary directory ($TMPDIR) (default {BUCKET_ROWS:,})",
-    )
-    return parser
-
-
-def export_main(argv: list[str]) -> int:
-    args = export_parser().parse_args(argv)
-    try:
-        config = ExportConfig.from_args(args)
-    except ValueError as e:
-        print(f"oibeam export: error: {e}", file=sys.stderr)
-        return 2
-    try:
-        outcome = run_export(config)
-    except (ExportError, UsageError) as e:
-        print(f"oibeam export: error: {e}", file=sys.stderr)
-        return 2
-    print(outcome.summary())
-    return 0

@@ -8,9 +8,7 @@ under a temporary name and renamed (a rerun replaces the page).
 
 from __future__ import annotations
 
-import argparse
 import datetime
-import sys
 
 import pyarrow as pa
 
@@ -24,7 +22,7 @@ from oibeam.tools.report.label_facts import (
 )
 from oibeam.tools.report.page import Paragraph, Section, render_page
 from oibeam.tools.report.run_section import io_section, run_id, run_section, when
-from oibeam.tools.report.runs import NotARun, Run, resolve_run
+from oibeam.tools.runs import Run, resolve_run
 from oibeam.transforms.common.write_files import write_text
 from oibeam.transforms.stats.trainable import PRESETS, TrainableRule
 
@@ -158,32 +156,3 @@ def write_report(run_dir: str, top: int = DEFAULT_TOP) -> str:
     path = f"{run.directory}/{REPORT}"
     write_text(path, build_page(run, top))
     return path
-
-
-def report_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="oibeam report",
-        description="Write RUN_DIR/report.html: one self-contained page with the "
-        "label frequency, machine precision and confidence, trainable labels per "
-        "rule, top and bottom labels and, for fetched runs, statuses, hosts, "
-        "sizes, formats and the labels that fetch failures made untrainable.",
-    )
-    parser.add_argument(
-        "run_dir", help="a run directory (ROOT/ID), or a snapshot ROOT (its LATEST)"
-    )
-    parser.add_argument(
-        "--top",
-        type=int,
-        default=DEFAULT_TOP,
-        help=f"rows in the top/bottom tables (default {DEFAULT_TOP})",
-    )
-    args = parser.parse_args(argv)
-    if args.top < 1:
-        parser.error("--top must be at least 1")
-    try:
-        path = write_report(args.run_dir, args.top)
-    except NotARun as e:
-        print(f"oibeam report: error: {e}", file=sys.stderr)
-        return 2
-    print(f"report: {path}")
-    return 0

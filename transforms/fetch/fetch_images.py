@@ -237,26 +237,24 @@ class _ParkByShardFn(beam.DoFn):
 class FetchImages(beam.PTransform):
     """PCollection[(bucket, pa.Table)] of selected images (optionally planned
     by a refresh, see image_tasks) -> dict: written = WrittenFile of every tar
-    (a gap-free set), index part and images-table part (`schema`: the images
-    columns plus status columns), counts = Count per status and "selected",
+    (a gap-free set), index part and images-table part (`outputs`: where they
+    go, the images columns plus status columns), counts = Count per status and
+    "selected",
     shards = the shard count (one int). Local runs give a `progress_dir` on
     this machine, where workers publish their counts for the progress line."""
 
     def __init__(
         self,
         config: FetchConfig,
-        shards_dir: str,
-        images_dir: str,
-        schema: pa.Schema,
+        outputs: ShardOutputs,
         exchange: str,
-        compression: str,
         progress_dir: str | None = None,
     ) -> None:
         super().__init__()
         self._config = config
         self._exchange = exchange
-        self._outputs = ShardOutputs(shards_dir, images_dir, schema, compression)
-        self._shard_fn = _FetchShardFn(config, self._outputs, progress_dir)
+        self._outputs = outputs
+        self._shard_fn = _FetchShardFn(config, outputs, progress_dir)
 
     def expand(self, selected):
         # (images, bytes) of the whole selection -> the number of shards

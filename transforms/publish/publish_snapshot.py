@@ -22,7 +22,6 @@ from apache_beam.io.filesystems import FileSystems
 from oibeam.schemas.snapshot import LATEST, SUCCESS
 from oibeam.transforms.common.gcs_client import storage_client
 from oibeam.transforms.common.write_files import write_text
-from oibeam.transforms.publish.manifest import MANIFEST
 
 
 class LatestMoved(RuntimeError):
@@ -145,26 +144,3 @@ class PublishSnapshot(beam.PTransform):
 
 def snapshot_complete(directory: str) -> bool:
     return FileSystems.exists(f"{directory.rstrip('/')}/{SUCCESS}")
-
-
-class NotARun(ValueError):
-    """The directory holds no complete run (no manifest.json, no LATEST)."""
-
-
-def resolve_run(path: str, complete: bool = True) -> str:
-    """RUN_DIR as given, or ROOT/<LATEST> when `path` is a snapshot root.
-    NotARun if neither holds a manifest; with complete=False, the snapshot
-    LATEST names is returned even without one (for verify to report on)."""
-    path = path.rstrip("/")
-    if FileSystems.exists(f"{path}/{MANIFEST}"):
-        return path
-    try:
-        latest = read_latest(path).snapshot_id
-    except OSError:  # a file, or an unreadable directory: not a root either
-        latest = None
-    if latest and (not complete or FileSystems.exists(f"{path}/{latest}/{MANIFEST}")):
-        return f"{path}/{latest}"
-    raise NotARun(
-        f"{path}: no {MANIFEST} (a run that did not finish, or not a run "
-        "directory) and no LATEST naming a snapshot under it"
-    )

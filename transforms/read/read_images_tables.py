@@ -8,6 +8,7 @@ are dropped, the new fetch writes its own).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import apache_beam as beam
 import pyarrow as pa
@@ -43,8 +44,19 @@ def count_rows(files: Sequence[str]) -> int:
     return rows
 
 
-def plan_images_tables(patterns: Sequence[str]) -> tuple[list[str], tuple[str, ...]]:
-    """(matched files, extra columns), checking every file's schema."""
+@dataclass(frozen=True)
+class ImagesTables:
+    """The images tables to read: their files, and the extra (non-release)
+    columns they carry, in order of first appearance."""
+
+    files: tuple[str, ...]
+    extras: tuple[str, ...]
+
+
+def plan_images_tables(patterns: Sequence[str]) -> ImagesTables:
+    """The matched files and their extra columns, checking every file's schema
+    (InputError for a pattern that matches nothing or a file that is not an
+    oibeam images table)."""
     files: list[str] = []
     for pattern in patterns:
         found = FileSystems.match([pattern])[0].metadata_list
@@ -66,7 +78,7 @@ def plan_images_tables(patterns: Sequence[str]) -> tuple[list[str], tuple[str, .
                 f"{path}: not an oibeam images table: missing {', '.join(missing)}"
             )
         extras += [c for c in names if c not in known and c not in extras]
-    return files, tuple(extras)
+    return ImagesTables(tuple(files), tuple(extras))
 
 
 def _read(element: tuple[int, str], extras: tuple[str, ...]):
@@ -84,18 +96,17 @@ def _read(element: tuple[int, str], extras: tuple[str, ...]):
 class ReadImagesTables(beam.PTransform):
     """PBegin -> PCollection[(file index, pa.Table images_schema(extras))]."""
 
-    def __init__(self, files: list[str], extras: tuple[str, ...]) -> None:
+    def __init__(self, tables: ImagesTables) -> None:
         super().__init__()
-        self._files = files
-        self._extras = extras
+        self._tables = tables
 
-    def expand(self, pbegin):
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         return (
             pbegin
-            | "ListTables" >> beam.Create(list(enumerate(self._files)))
+            | "ListTables" >> beam.Create(list(enumerate(self._tables.files)))
             | "SpreadTables" >> beam.Reshuffle()
             | "ReadTables"
-            >> beam.Map(_read, extras=self._extras).with_output_types(
+            >> beam.Map(_read, extras=self._tables.extras).with_output_types(
                 tuple[int, pa.Table]
             )
         )

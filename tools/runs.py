@@ -1,4 +1,6 @@
-"""Find a run directory and read its manifest and tables, on any Beam filesystem.
+"""Find a finished run (ROOT/ID, or a snapshot ROOT through its LATEST) and
+read its manifest and tables, on any Beam filesystem: what verify, report and
+export share.
 
 Tables are read file by file through FileSystems (local or gs://), only the
 columns asked for; the images table in record batches, never whole.
@@ -16,9 +18,32 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from oibeam.transforms.publish.manifest import MANIFEST
-from oibeam.transforms.publish.publish_snapshot import NotARun, resolve_run  # noqa: F401 (re-exported)
+from oibeam.transforms.publish.publish_snapshot import read_latest
 
 BATCH_ROWS = 65_536
+
+
+class NotARun(ValueError):
+    """The directory holds no complete run (no manifest.json, no LATEST)."""
+
+
+def resolve_run(path: str, complete: bool = True) -> str:
+    """RUN_DIR as given, or ROOT/<LATEST> when `path` is a snapshot root.
+    NotARun if neither holds a manifest; with complete=False, the snapshot
+    LATEST names is returned even without one (for verify to report on)."""
+    path = path.rstrip("/")
+    if FileSystems.exists(f"{path}/{MANIFEST}"):
+        return path
+    try:
+        latest = read_latest(path).snapshot_id
+    except OSError:  # a file, or an unreadable directory: not a root either
+        latest = None
+    if latest and (not complete or FileSystems.exists(f"{path}/{latest}/{MANIFEST}")):
+        return f"{path}/{latest}"
+    raise NotARun(
+        f"{path}: no {MANIFEST} (a run that did not finish, or not a run "
+        "directory) and no LATEST naming a snapshot under it"
+    )
 
 
 @dataclass(frozen=True)
@@ -33,17 +58,21 @@ class Run:
         with FileSystems.open(f"{directory}/{MANIFEST}") as f:
             return cls(directory, json.loads(f.read()))
 
-    def table_files(self, name: str) -> list[str]:
-        """The Parquet files of a table, as the manifest lists them (else a glob)."""
+    def table_files(self, name: str, folder: str | None = None) -> list[str]:
+        """The Parquet files of a table, sorted, as the manifest lists them
+        (else those in `folder`, by default tables/NAME)."""
         listed = self.manifest.get("tables", {}).get(name, {}).get("files")
         if listed is not None:
-            return [
+            return sorted(
                 f"{self.directory}/{f['path']}"
                 for f in listed
                 if f["path"].endswith(".parquet")
-            ]
-        found = FileSystems.match([f"{self.directory}/tables/{name}/*.parquet"])
-        return sorted(m.path for m in found[0].metadata_list)
+            )
+        pattern = f"{self.directory}/{folder or f'tables/{name}'}/*.parquet"
+        found = FileSystems.match([pattern])[0].metadata_list
+        return sorted(
+            m.path for m in found if not m.path.rsplit("/", 1)[-1].startswith(".")
+        )
 
     def schema(self, name: str) -> pa.Schema | None:
         """The table's schema (from its first file), None if it has no files."""
@@ -78,9 +107,12 @@ class Run:
                 )
 
     def table_option(self, name: str) -> Any:
-        """An option of the tables part of the run (`oibeam tables` records them
-        at the top of `options`, fetch and snapshot under `options.tables`)."""
+        """An option of the tables part of the run: the rule, or an input
+        option such as expand_ancestors. Runs record options by flag group
+        (`options.rule`, `options.inputs`); older ones at the top of `options`
+        (`oibeam tables`) or under `options.tables` (fetch, snapshot)."""
         options = self.manifest.get("options", {})
-        if name in options:
-            return options[name]
-        return options.get("tables", {}).get(name)
+        for where in (options, options.get("inputs", {}), options.get("tables", {})):
+            if name in where:
+                return where[name]
+        return None

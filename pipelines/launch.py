@@ -1,0 +1,181 @@
+"""What every Beam command does where it is launched, before and around its
+pipeline: plan the CSV inputs, resolve --label names to mids, describe the run
+for its manifest, and the run's lifecycle (a live progress line for local
+fetches; exchange files removed afterwards, whatever happened)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import hashlib
+import logging
+import platform
+import shutil
+import tempfile
+from collections.abc import Iterator
+from importlib import metadata
+from typing import Any, TypeVar
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from oibeam.pipelines.beam_options import LOCAL_RUNNER, runner_name
+from oibeam.pipelines.layout import RunLayout, UsageError
+from oibeam.pipelines.options.beam_commands import FetchRunConfig, TablesConfig
+from oibeam.pipelines.options.inputs import Inputs
+from oibeam.pipelines.stages import join_buckets
+from oibeam.schemas import fetch as fetch_schema
+from oibeam.transforms.common.exchange import remove_exchange
+from oibeam.transforms.fetch.progress import ProgressPrinter
+from oibeam.transforms.publish.manifest import EXTRA_INPUTS
+from oibeam.transforms.read.classes import ParsedClasses, parse_classes
+from oibeam.transforms.read.csv_inputs import InputPlan, plan_inputs
+from oibeam.transforms.read.hierarchy import load_hierarchy, with_descendants
+from oibeam.transforms.select.select_images import resolve_labels
+
+_LOG = logging.getLogger(__name__)
+C = TypeVar("C", bound=FetchRunConfig)
+
+
+def plan_csv_inputs(inputs: Inputs) -> InputPlan:
+    """The read plan of a command's CSV inputs (InputError if one is wrong),
+    logged."""
+    plan = plan_inputs(
+        inputs.images,
+        inputs.labels,
+        inputs.classes,
+        inputs.split_bytes,
+        boxes=inputs.boxes,
+    )
+    _LOG.info(
+        "reading %d images file(s), %d labels file(s), %d box file(s), "
+        "%d class file(s) in %d ranges",
+        len(plan.of_kind("images")),
+        len(plan.of_kind("labels")),
+        len(plan.of_kind("boxes")),
+        len(plan.of_kind("classes")),
+        len(plan.ranges),
+    )
+    return plan
+
+
+def load_class_names(paths: tuple[str, ...]) -> dict[str, str]:
+    """mid -> display name from class description files (read where we launch)."""
+    parsed = ParsedClasses()
+    for file_id, path in enumerate(paths):
+        for match in FileSystems.match([path])[0].metadata_list:
+            with FileSystems.open(
+                match.path, compression_type=CompressionTypes.AUTO
+            ) as handle:
+                parse_classes(handle.read(), file_id, file_id, parsed)
+    return parsed.names
+
+
+def resolve_labels_of(config: C) -> C:
+    """The config with its --label names turned into mids in its selection and,
+    with --with-descendants, every label under them added (UsageError for a
+    name that is unknown or ambiguous)."""
+    names = config.labels.names
+    try:
+        mids = names
+        if not all(v.startswith("/") for v in names):
+            if not config.inputs.classes:
+                raise ValueError(
+                    "--label by display name needs --classes (or give the mid)"
+                )
+            mids = resolve_labels(names, load_class_names(config.inputs.classes))
+        if config.labels.with_descendants:
+            mids = with_descendants(mids, load_hierarchy(config.inputs.hierarchy))
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    return dataclasses.replace(
+        config, selection=dataclasses.replace(config.selection, labels=mids)
+    )
+
+
+def versions() -> dict[str, str]:
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+
+    return {
+        "oibeam": version("oibeam"),
+        "apache-beam": version("apache-beam"),
+        "pyarrow": version("pyarrow"),
+        "python": platform.python_version(),
+    }
+
+
+def _hierarchy_input(path: str | None) -> dict[str, Any]:
+    """The manifest entry (under EXTRA_INPUTS) of the --hierarchy file."""
+    if not path:
+        return {}
+    with FileSystems.open(path) as f:
+        data = f.read()
+    entry = {
+        "path": path,
+        "kind": "hierarchy",
+        "bytes": len(data),
+        "md5": hashlib.md5(data).hexdigest(),
+        "labels": len(load_hierarchy(path).labels),
+    }
+    return {EXTRA_INPUTS: [entry]}
+
+
+def run_info(
+    command: str,
+    options: PipelineOptions,
+    config: TablesConfig,
+    plan: InputPlan | None,
+) -> dict[str, Any]:
+    """The manifest's description of the run (its end time is added last):
+    command, runner, versions, options, the trainable rule, the join's buckets
+    (when CSVs are read), the status vocabulary (when images are fetched) and
+    the --hierarchy file."""
+    info = {
+        "command": command,
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "runner": runner_name(options),
+        "versions": versions(),
+        "options": config.as_json(),
+        "trainable_rule": {
+            "name": config.rule.name,
+            "description": config.rule.describe(),
+        },
+    }
+    if plan is not None:
+        info["join_buckets"] = join_buckets(config.inputs, plan)
+    if isinstance(config, FetchRunConfig):
+        info["status_vocabulary"] = {
+            name: meaning for name, (_, meaning) in fetch_schema.STATUSES.items()
+        }
+    info.update(_hierarchy_input(config.inputs.hierarchy))
+    return info
+
+
+@contextlib.contextmanager
+def launched(
+    options: PipelineOptions,
+    layout: RunLayout,
+    *,
+    progress: bool,
+    keep_exchange: bool = False,
+) -> Iterator[str | None]:
+    """Around a run: yields the progress directory that local fetches publish
+    their counts in (None elsewhere, or without `progress`) while a progress
+    line is printed; afterwards removes it and the run's exchange files
+    (unless `keep_exchange`: a dry run has none to remove)."""
+    local = progress and runner_name(options) == LOCAL_RUNNER
+    progress_dir = tempfile.mkdtemp(prefix="oibeam-progress-") if local else None
+    try:
+        with ProgressPrinter(progress_dir) if local else contextlib.nullcontext():
+            yield progress_dir
+    finally:
+        if not keep_exchange:
+            remove_exchange(layout.exchange)
+        if progress_dir:
+            shutil.rmtree(progress_dir, ignore_errors=True)

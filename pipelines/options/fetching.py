@@ -1,0 +1,83 @@
+"""The flags of fetching: where each image comes from, how it is checked and
+sharded, and the limits of one fetch."""
+
+from __future__ import annotations
+
+from oibeam.pipelines.options.flags import FlagGroup, flag
+from oibeam.pipelines.options.selection import image_source
+from oibeam.transforms.fetch.fetcher import FetchPolicy
+from oibeam.transforms.fetch.image_tasks import FetchConfig
+
+TITLE = "fetching"
+
+POLICY = FlagGroup(
+    TITLE,
+    FetchPolicy,
+    (
+        flag("--timeout", type=float, help="connect and read timeout, seconds"),
+        flag(
+            "--deadline",
+            type=float,
+            help="hard limit per image, retries included, seconds",
+        ),
+        flag(
+            "--retries",
+            type=int,
+            help="retries of transient failures (5xx, 429, resets)",
+        ),
+        flag("--max-bytes", type=int, help="largest image to download"),
+        flag("--max-per-host", type=int, help="connections to one host per worker"),
+        flag(
+            "--host-delay",
+            type=float,
+            help="politeness: seconds between requests to one host",
+        ),
+        flag("--max-redirects", type=int),
+        flag(
+            "--allow-private-hosts",
+            action="store_true",
+            help="allow hosts on private/loopback/link-local addresses (refused "
+            "by default: a CSV row must not reach internal services)",
+        ),
+    ),
+)
+
+FETCH = FlagGroup(
+    TITLE,
+    FetchConfig,
+    (
+        # --source is declared with the selection flags; its URL half is read here.
+        flag("--source", convert=image_source, shared=True),
+        flag(
+            "--url-template",
+            help="build the URL from image columns, e.g. "
+            "'gs://my-mirror/{Subset}/{ImageID}.jpg' or "
+            "'https://m.example/{ImageID}.jpg'",
+        ),
+        flag(
+            "--verify",
+            choices=("auto", "md5", "decode"),
+            help="auto: size+MD5 for originals and templates, full decode for "
+            "thumbnails",
+        ),
+        flag("--concurrency", type=int, help="requests in flight per worker"),
+        flag("--max-pixels", type=int, help="larger images are bombs"),
+        flag(
+            "--full-decode",
+            action="store_true",
+            help="decode every image fully, not only unverifiable ones",
+        ),
+        flag(
+            "--shard-bytes",
+            type=int,
+            help="target size of one tar shard (smaller when that gives fewer "
+            "than 16 shards of at least 100 images: shards are the unit of "
+            "parallel work)",
+        ),
+    ),
+)
+
+
+def fetch_config(args) -> FetchConfig:
+    """FetchConfig from parsed flags, its FetchPolicy included."""
+    return FETCH.from_args(args, policy=POLICY.from_args(args))

@@ -1,0 +1,179 @@
+"""The flags every Beam command shares: its inputs, its output, the trainable rule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from oibeam.pipelines.options.flags import FlagGroup, flag
+from oibeam.schemas.releases import SOURCE_KINDS
+from oibeam.transforms.common.write_files import DEFAULT_COMPRESSION
+from oibeam.transforms.read.csv_inputs import DEFAULT_SPLIT_BYTES
+from oibeam.transforms.stats.trainable import PRESETS, make_rule
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The release files to read (patterns on any Beam filesystem)."""
+
+    images: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    classes: tuple[str, ...] = ()
+    boxes: tuple[str, ...] = ()
+    hierarchy: str | None = None
+    expand_ancestors: bool = False
+    split_bytes: int = DEFAULT_SPLIT_BYTES
+    join_buckets: int = 0  # 0: chosen from the input size
+
+    def __post_init__(self) -> None:
+        if not self.images:
+            raise ValueError("--images is required (one or more file patterns)")
+        if self.expand_ancestors and not self.hierarchy:
+            raise ValueError("--expand-ancestors needs --hierarchy FILE")
+        if self.join_buckets < 0:
+            raise ValueError("--join-buckets must be >= 0")
+
+    def require_labels(self) -> None:
+        if not self.labels:
+            raise ValueError("--labels is required (one or more file patterns)")
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where a run writes, and how."""
+
+    output: str = ""
+    overwrite: bool = False
+    parquet_compression: str = DEFAULT_COMPRESSION
+    job_labels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.output:
+            raise ValueError("--output is required")
+        object.__setattr__(self, "output", self.output.rstrip("/"))
+
+    def beam_args(self) -> list[str]:
+        """Flags of ours that become Beam pipeline options."""
+        return [f"--label={label}" for label in self.job_labels]
+
+
+def inputs_group(labels_required: bool) -> FlagGroup[Inputs]:
+    return FlagGroup(
+        "inputs and output",
+        Inputs,
+        (
+            flag(
+                "--images",
+                nargs="+",
+                action="extend",
+                metavar="PATTERN",
+                help="images CSV files (any Beam filesystem, .gz ok)",
+            ),
+            flag(
+                "--labels",
+                nargs="+",
+                action="extend",
+                metavar="PATTERN",
+                help="image-level labels CSV files (machine and/or human)"
+                + ("" if labels_required else "; optional"),
+            ),
+            flag(
+                "--classes",
+                nargs="+",
+                action="extend",
+                metavar="FILE",
+                help="dict.csv (V1) or class-descriptions*.csv (V2+): mid -> name",
+            ),
+            flag(
+                "--boxes",
+                nargs="+",
+                action="extend",
+                metavar="PATTERN",
+                help="bounding-box CSV files (V2+, 8 or 13 columns); nested into "
+                "the images table, converted to pixels after a fetch",
+            ),
+            flag(
+                "--hierarchy",
+                metavar="FILE",
+                help="bbox_labels_600_hierarchy.json (Open Images) or "
+                "dictionary_and_semantic_hierarchy.txt (Tencent ML-Images)",
+            ),
+            flag(
+                "--expand-ancestors",
+                action="store_true",
+                help="every positive label also implies its ancestors in "
+                "--hierarchy (rows marked InferredFrom; negatives never "
+                "propagate); statistics then count them",
+            ),
+            flag(
+                "--split-bytes",
+                type=int,
+                help="read splittable files in ranges of this many bytes",
+            ),
+            flag(
+                "--join-buckets",
+                type=int,
+                help="ImageID buckets of the join (0: ~1 per 256 MiB of input)",
+            ),
+        ),
+    )
+
+
+OUTPUT = FlagGroup(
+    "inputs and output",
+    Output,
+    (
+        flag("--output", help="output directory (local or gs://)"),
+        flag(
+            "--overwrite",
+            action="store_true",
+            help="replace the outputs of an earlier run in --output",
+        ),
+        flag(
+            "--parquet-compression",
+            choices=["zstd", "snappy", "gzip", "lz4", "none"],
+        ),
+        flag(
+            "--job-label",
+            "job_labels",
+            action="append",
+            metavar="KEY=VALUE",
+            help="a Dataflow job label (Beam's --label)",
+        ),
+    ),
+)
+
+RULE = FlagGroup(
+    "trainable labels",
+    make_rule,
+    (
+        flag(
+            "--trainable-rule",
+            "preset",
+            choices=sorted(PRESETS),
+            help="v1: >=50 validation (human) and >=20 train (machine) images; "
+            "v2: >=30 train and >=5 validation images, human-verified",
+        ),
+        flag(
+            "--min-train-images",
+            "min_train",
+            type=int,
+            help="override the rule's train threshold",
+        ),
+        flag(
+            "--min-validation-images",
+            "min_validation",
+            type=int,
+            help="override the rule's validation threshold",
+        ),
+        flag(
+            "--train-source",
+            choices=SOURCE_KINDS,
+            help="which labels count as train positives (override)",
+        ),
+        flag(
+            "--validation-source",
+            choices=SOURCE_KINDS,
+            help="which labels count as validation positives",
+        ),
+    ),
+)

@@ -1,0 +1,68 @@
+"""The flags of a snapshot: its id, what it refreshes, its report."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from dataclasses import dataclass, field
+
+from oibeam.pipelines.options.flags import FlagGroup, flag
+from oibeam.schemas.snapshot import LATEST
+
+_SNAPSHOT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def default_snapshot_id(now: datetime.datetime | None = None) -> str:
+    """The UTC date-time, e.g. 20261124T031500Z (sorts in time order)."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%SZ")
+
+
+@dataclass(frozen=True)
+class SnapshotOptions:
+    """Which snapshot to build under the root, and from which earlier one."""
+
+    snapshot_id: str = field(default_factory=default_snapshot_id)
+    previous: str | None = None  # "latest", an id under the root, or a path
+    retry_all: bool = False
+    report: bool = True  # [--no-report]
+
+    def __post_init__(self) -> None:
+        if not _SNAPSHOT_ID.match(self.snapshot_id) or self.snapshot_id == LATEST:
+            raise ValueError(
+                f"--snapshot-id {self.snapshot_id!r}: use letters, digits, '.', "
+                "'_' and '-' (up to 128, not starting with a symbol), not LATEST"
+            )
+
+
+SNAPSHOT = FlagGroup(
+    "snapshot",
+    SnapshotOptions,
+    (
+        flag(
+            "--snapshot-id",
+            help="the snapshot's directory under --output (default: UTC "
+            "date-time, e.g. 20261124T031500Z); rerunning an unfinished one "
+            "resumes it",
+        ),
+        flag(
+            "--previous",
+            metavar="latest|ID|ROOT/ID",
+            help="refresh from this earlier snapshot: unchanged images are "
+            "copied from its shards, not fetched; `latest` follows ROOT/LATEST "
+            "(and is a full run when there is none yet)",
+        ),
+        flag(
+            "--retry-all",
+            action="store_true",
+            help="with --previous: fetch final failures again too (gone, changed, ...)",
+        ),
+        flag(
+            "--no-report",
+            dest="report",
+            action="store_false",
+            help="do not write report.html at the end (`oibeam report` writes "
+            "it later)",
+        ),
+    ),
+)

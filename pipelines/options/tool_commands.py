@@ -1,0 +1,157 @@
+"""The parsers of the commands that run no Beam pipeline: verify, report,
+export, sample and sample-server."""
+
+from __future__ import annotations
+
+import argparse
+
+from oibeam.schemas.releases import SOURCE_KINDS
+from oibeam.tools.export.reader import BUCKET_ROWS
+from oibeam.tools.export.run_export import FORMATS
+from oibeam.tools.report.write_report import DEFAULT_TOP
+
+
+def verify_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="oibeam verify",
+        description="Check a snapshot offline: every file its manifest lists is "
+        "there with its size and checksum, nothing else is, the counts "
+        "reconcile and every ok image's bytes match its OriginalMD5. Exits 1 "
+        "and lists the problems otherwise.",
+    )
+    parser.add_argument("snapshot", help="ROOT/ID, or ROOT to check ROOT/LATEST")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="sizes and row counts only: do not read every byte",
+    )
+    return parser
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def report_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="oibeam report",
+        description="Write RUN_DIR/report.html: one self-contained page with the "
+        "label frequency, machine precision and confidence, trainable labels per "
+        "rule, top and bottom labels and, for fetched runs, statuses, hosts, "
+        "sizes, formats and the labels that fetch failures made untrainable.",
+    )
+    parser.add_argument(
+        "run_dir", help="a run directory (ROOT/ID), or a snapshot ROOT (its LATEST)"
+    )
+    parser.add_argument(
+        "--top",
+        type=_at_least_one,
+        default=DEFAULT_TOP,
+        help=f"rows in the top/bottom tables (default {DEFAULT_TOP})",
+    )
+    return parser
+
+
+def export_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="oibeam export",
+        description="Write training lists, per-image JSONL, COCO boxes and "
+        "attribution from the fetched and verified (ok) images of a run of "
+        "`oibeam fetch` or `oibeam snapshot`. Each format goes to its own "
+        "directory under --output; a rerun replaces its files.",
+    )
+    parser.add_argument(
+        "run",
+        metavar="RUN_DIR",
+        help="a fetch or snapshot run (ROOT/ID), or a "
+        "snapshot ROOT (follows ROOT/LATEST); local or gs://",
+    )
+    parser.add_argument(
+        "--format",
+        dest="formats",
+        action="append",
+        required=True,
+        choices=(*FORMATS, "all"),
+        metavar="F",
+        help="tencent: training lists (<subset>.txt, classes.tsv); jsonl: one "
+        "object per image; coco: boxes as COCO JSON per subset (needs a run "
+        "made with --boxes); attribution: license and author per image; all: "
+        "every one (coco only if the run has boxes). Repeatable",
+    )
+    parser.add_argument(
+        "--output", metavar="DIR", help="where to write (default RUN_DIR/exports)"
+    )
+    group = parser.add_argument_group("training lists (--format tencent)")
+    group.add_argument(
+        "--source",
+        choices=SOURCE_KINDS,
+        default="any",
+        help="labels from machine, human or any source; with any, a human "
+        "verdict on a label overrules the machine's (default any)",
+    )
+    group.add_argument(
+        "--min-confidence",
+        dest="min_confidence",
+        type=float,
+        metavar="X",
+        default=0.0,
+        help="keep labels with at least this confidence; positives are always "
+        "> 0 (a human 0 is a verified negative)",
+    )
+    group.add_argument(
+        "--trainable-only",
+        dest="trainable_only",
+        action="store_true",
+        help="only labels of the run's trainable set (tables/trainable_labels.csv)",
+    )
+    parser.add_argument(
+        "--bucket-rows",
+        dest="bucket_rows",
+        type=int,
+        metavar="N",
+        default=BUCKET_ROWS,
+        help="images sorted in memory at once; the rest waits in a local "
+        f"temporary directory ($TMPDIR) (default {BUCKET_ROWS:,})",
+    )
+    return parser
+
+
+def sample_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="oibeam sample",
+        description="Write a synthetic Open Images release in the real V1 layout.",
+    )
+    parser.add_argument("--output", required=True, help="directory to write")
+    parser.add_argument("--images", type=int, required=True, help="number of images")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--validation-fraction", type=float, default=0.018)
+    parser.add_argument("--num-labels", type=int, default=7844)
+    parser.add_argument(
+        "--thumbnails",
+        action="store_true",
+        help="add the Thumbnail300KURL column (V2/V3 style)",
+    )
+    parser.add_argument(
+        "--serve-base",
+        dest="serve_base",
+        metavar="URL",
+        help="point OriginalURL at URL{ImageID}.jpg and write real images under "
+        "served/ for `oibeam sample-server` (try `oibeam fetch` offline)",
+    )
+    return parser
+
+
+def sample_server_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="oibeam sample-server",
+        description="Serve the images of a sample release written with "
+        "--serve-base, with the faults of the real thing (404s, placeholder "
+        "redirects, changed bytes, a 500 before success). Runs until stopped.",
+    )
+    parser.add_argument("--root", required=True, help="the sample release directory")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    return parser

@@ -1,0 +1,225 @@
+"""The sub-graphs the Beam commands share, each wired in one place.
+
+read_inputs       ReadOpenImagesCsv, ReadClassDescriptions -> JoinLabelsToImages;
+                  rejected rows -> ResolveErrorLines       (tables, fetch, snapshot)
+label_statistics  labels tables -> ComputeLabelStats       (tables, fetch, snapshot)
+trainable_side_input  label_stats -> the trainable set      (fetch, snapshot)
+fetch_into_shards selected images -> FetchImages           (fetch, snapshot)
+write_statistics  label_counts, label_stats, trainable_labels.csv (tables, snapshot)
+write_errors      tables/errors                             (tables, fetch, snapshot)
+write_table       (part name, pa.Table) -> Parquet files, with bucket_parts and
+                  single_part to name the parts            (every table)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import apache_beam as beam
+import pyarrow as pa
+
+from oibeam.pipelines.layout import RunLayout
+from oibeam.pipelines.options.inputs import Inputs
+from oibeam.schemas import tables as schemas
+from oibeam.schemas.elements import FileCount, RangeLines, WrittenFile
+from oibeam.transforms.common.write_files import WriteParquetTable, write_csv_output
+from oibeam.transforms.fetch.fetch_images import FetchImages
+from oibeam.transforms.fetch.image_tasks import FetchConfig
+from oibeam.transforms.join.labels_to_images import JoinLabelsToImages, choose_buckets
+from oibeam.transforms.read.classes import ReadClassDescriptions
+from oibeam.transforms.read.csv_inputs import InputPlan
+from oibeam.transforms.read.errors import ResolveErrorLines
+from oibeam.transforms.read.hierarchy import load_hierarchy
+from oibeam.transforms.read.read_csv import ReadOpenImagesCsv
+from oibeam.transforms.shard.shard_outputs import ShardOutputs
+from oibeam.transforms.stats.label_stats import ComputeLabelStats, trainable_set
+from oibeam.transforms.stats.trainable import TrainableRule
+
+PART = tuple[str, pa.Table]  # (part-BBBBB-of-NNNNN, the rows of that file)
+
+
+@dataclass
+class ReadInputs:
+    """The CSV inputs read, validated and joined."""
+
+    classes: beam.PCollection[pa.Table]  # one table: LabelName, DisplayName
+    images: beam.PCollection[tuple[int, pa.Table]]  # (bucket, images_schema)
+    labels: beam.PCollection[tuple[int, pa.Table]]  # (bucket, labels_schema)
+    errors: beam.PCollection[PART]  # ERRORS, every line resolved
+    counts: beam.PCollection[FileCount]  # rows read, kept, rejected per file
+    ranges: beam.PCollection[RangeLines]  # lines and MD5 of every read range
+    box_counts: beam.PCollection[pa.Table] | None  # BOX_COUNTS; None: no boxes
+    buckets: int
+
+    def label_tables(self) -> beam.PCollection[pa.Table]:
+        return self.labels | "LabelTables" >> beam.Map(_value).with_output_types(
+            pa.Table
+        )
+
+
+def _value(element: tuple[int, pa.Table]) -> pa.Table:
+    return element[1]
+
+
+def join_buckets(inputs: Inputs, plan: InputPlan) -> int:
+    """--join-buckets, or one bucket per ~256 MiB of input."""
+    return inputs.join_buckets or choose_buckets(plan.total_bytes)
+
+
+def read_inputs(
+    root: beam.Pipeline, inputs: Inputs, plan: InputPlan, exchange: str
+) -> ReadInputs:
+    """Reads, validates and joins the CSV inputs; resolves error lines."""
+    buckets = join_buckets(inputs, plan)
+    read = root | "ReadOpenImagesCsv" >> ReadOpenImagesCsv(plan)
+    classes = root | "ReadClassDescriptions" >> ReadClassDescriptions(
+        plan.of_kind("classes"), plan.ranges_of("classes")
+    )
+    closure = None
+    if inputs.expand_ancestors:
+        closure = load_hierarchy(inputs.hierarchy).closure()
+    joined = {
+        "images": read["images"],
+        "labels": read["labels"],
+        "boxes": read["boxes"],
+    } | "JoinLabelsToImages" >> JoinLabelsToImages(
+        plan, buckets, classes["classes"], exchange, closure
+    )
+    errors = (
+        (read["errors"], joined["errors"], classes["errors"])
+        | "AllErrors" >> beam.Flatten()
+        | "ResolveErrorLines" >> ResolveErrorLines(plan, read["lines"])
+    )
+    counts = (
+        read["counts"],
+        joined["counts"],
+        classes["counts"],
+        errors["counts"],
+    ) | "AllCounts" >> beam.Flatten()
+    return ReadInputs(
+        classes=classes["classes"],
+        images=joined["images"],
+        labels=joined["labels"],
+        errors=errors["parts"],
+        counts=counts,
+        ranges=(read["lines"], classes["lines"]) | "AllRanges" >> beam.Flatten(),
+        box_counts=joined["box_counts"] if plan.of_kind("boxes") else None,
+        buckets=buckets,
+    )
+
+
+def label_statistics(
+    label_tables: beam.PCollection[pa.Table],
+    rule: TrainableRule,
+    classes: beam.PCollection[pa.Table],
+    box_counts: beam.PCollection[pa.Table] | None,
+) -> dict[str, beam.PCollection]:
+    """label_counts, label_stats (one pa.Table each), trainable_csv (one str)."""
+    return label_tables | "ComputeLabelStats" >> ComputeLabelStats(
+        rule, classes, box_counts
+    )
+
+
+def trainable_side_input(stats: dict[str, beam.PCollection]):
+    """The trainable mids (a frozenset), as a singleton side input."""
+    return beam.pvalue.AsSingleton(
+        stats["label_stats"] | "TrainableSet" >> beam.Map(trainable_set)
+    )
+
+
+def fetch_into_shards(
+    tasks: beam.PCollection[tuple[int, pa.Table]],
+    fetch: FetchConfig,
+    layout: RunLayout,
+    image_extras: tuple[str, ...],
+    compression: str,
+    progress_dir: str | None,
+) -> dict[str, beam.PCollection]:
+    """FetchImages into RUN/shards/ and RUN/tables/images/ (images columns plus
+    status columns): written (WrittenFile), counts (Count), shards (one int)."""
+    outputs = ShardOutputs(
+        layout.shards,
+        layout.table_dir("images"),
+        schemas.images_with_status_schema(image_extras),
+        compression,
+    )
+    return tasks | "FetchImages" >> FetchImages(
+        fetch, outputs, layout.exchange, progress_dir
+    )
+
+
+def _camel(name: str) -> str:
+    return name.title().replace("_", "")
+
+
+def _bucket_part(element: tuple[int, pa.Table], buckets: int) -> PART:
+    bucket, table = element
+    return f"part-{bucket:05d}-of-{buckets:05d}", table
+
+
+def _single_part(table: pa.Table) -> PART:
+    return "part-00000", table
+
+
+def bucket_parts(
+    name: str, tables: beam.PCollection[tuple[int, pa.Table]], buckets
+) -> beam.PCollection[PART]:
+    """(bucket, pa.Table) -> (part-BBBBB-of-NNNNN, pa.Table); `buckets` may be a
+    side input (AsSingleton) when the count is known only at run time."""
+    return tables | f"Name{_camel(name)}Parts" >> beam.Map(
+        _bucket_part, buckets=buckets
+    ).with_output_types(PART)
+
+
+def single_part(name: str, table: beam.PCollection[pa.Table]) -> beam.PCollection[PART]:
+    """One pa.Table -> ("part-00000", pa.Table)."""
+    return table | f"Name{_camel(name)}Part" >> beam.Map(
+        _single_part
+    ).with_output_types(PART)
+
+
+def write_table(
+    name: str,
+    parts: beam.PCollection[PART],
+    layout: RunLayout,
+    schema: pa.Schema,
+    compression: str,
+) -> beam.PCollection[WrittenFile]:
+    """(part name, pa.Table) -> RUN/tables/NAME/<part>.parquet."""
+    return parts | f"Write{_camel(name)}" >> WriteParquetTable(
+        layout.table_dir(name), name, schema, compression
+    )
+
+
+def write_errors(
+    errors: beam.PCollection[PART], layout: RunLayout, compression: str
+) -> beam.PCollection[WrittenFile]:
+    """tables/errors: every input row that could not be used."""
+    return write_table("errors", errors, layout, schemas.ERRORS, compression)
+
+
+def write_statistics(
+    stats: dict[str, beam.PCollection], layout: RunLayout, compression: str
+) -> list[beam.PCollection[WrittenFile]]:
+    """tables/label_counts, tables/label_stats and tables/trainable_labels.csv."""
+    return [
+        write_table(
+            "label_counts",
+            single_part("label_counts", stats["label_counts"]),
+            layout,
+            schemas.LABEL_COUNTS,
+            compression,
+        ),
+        write_table(
+            "label_stats",
+            single_part("label_stats", stats["label_stats"]),
+            layout,
+            schemas.LABEL_STATS,
+            compression,
+        ),
+        stats["trainable_csv"]
+        | "WriteTrainableCsv"
+        >> beam.Map(
+            write_csv_output, path=layout.trainable_csv, table="trainable_labels"
+        ).with_output_types(WrittenFile),
+    ]

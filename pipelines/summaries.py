@@ -1,0 +1,107 @@
+"""What the Beam commands print when they finish, read from the run's manifest."""
+
+from __future__ import annotations
+
+import json
+
+from apache_beam.io.filesystems import FileSystems
+
+
+def _manifest(path: str) -> dict:
+    with FileSystems.open(path) as f:
+        return json.loads(f.read())
+
+
+def tables_summary(manifest_path: str) -> str:
+    """Rows of each table, the trainable set, rejected rows by code."""
+    manifest = _manifest(manifest_path)
+    rows = manifest["rows"]
+    lines = [
+        f"images: {rows.get('images', 0):,}   labels: {rows.get('labels', 0):,}   "
+        f"labels with statistics: {rows.get('label_stats', 0):,}",
+        f"trainable labels ({manifest['trainable_rule']['name']}: "
+        f"{manifest['trainable_rule']['description']}): "
+        f"{rows.get('trainable_labels', 0):,}",
+        f"rejected rows: {rows.get('errors', 0):,}"
+        + (
+            " ("
+            + ", ".join(f"{k} {v:,}" for k, v in manifest["rejected_by_code"].items())
+            + ")"
+            if manifest["rejected_by_code"]
+            else ""
+        ),
+        f"outputs: {manifest_path.rsplit('/', 1)[0]}/tables/ "
+        "(images, labels, label_counts, label_stats, errors, trainable_labels.csv)",
+        f"manifest: {manifest_path}",
+    ]
+    return "\n".join(lines)
+
+
+def fetch_summary(manifest_path: str) -> str:
+    """Selected and ok images, failures by status, where the shards are."""
+    manifest = _manifest(manifest_path)
+    counts = manifest.get("counts", {})
+    statuses = {k.removeprefix("status:"): v for k, v in counts.items() if ":" in k}
+    ok = statuses.get("ok", 0)
+    failed = ", ".join(f"{k} {v:,}" for k, v in statuses.items() if k != "ok")
+    root = manifest_path.rsplit("/", 1)[0]
+    return "\n".join(
+        [
+            f"selected images: {counts.get('selected', 0):,}   ok: {ok:,}"
+            + (f"   not fetched: {failed}" if failed else ""),
+            f"shards: {len(manifest['tables'].get('shards', {}).get('files', [])):,} "
+            f"in {root}/shards/ (WebDataset tar, index in shards/index/)",
+            f"images table with a status per image: {root}/tables/images/",
+            f"manifest: {manifest_path}",
+        ]
+    )
+
+
+def snapshot_summary(outcome) -> str:
+    """The published snapshot, or for a dry run the job that was built."""
+    if outcome.dry_run:
+        job = getattr(outcome.result, "job", None)
+        steps = []
+        if job is not None:
+            root = job.proto_pipeline.root_transform_ids
+            transforms = job.proto_pipeline.components.transforms
+            for transform_id in root:
+                steps += [
+                    transforms[s].unique_name
+                    for s in transforms[transform_id].subtransforms
+                ]
+        proto = getattr(job, "proto", None)
+        named = f"job {proto.name} " if getattr(proto, "name", "") else "the job "
+        labels = dict(proto.labels) if getattr(proto, "labels", None) else {}
+        if labels:
+            named += "(labels " + ", ".join(f"{k}={v}" for k, v in labels.items())
+            named += ") "
+        return f"dry run: {named}was built, nothing ran" + (
+            "; its steps: " + ", ".join(steps) if steps else ""
+        )
+    manifest_path = f"{outcome.directory}/manifest.json"
+    manifest = _manifest(manifest_path)
+    parent = manifest["snapshot"]["parent"]
+    rows, rule = manifest["rows"], manifest["trainable_rule"]
+    lines = [
+        f"labels with statistics: {rows.get('label_stats', 0):,}   trainable labels "
+        f"({rule['name']}: {rule['description']}): {rows.get('trainable_labels', 0):,}"
+        f"   rejected rows: {rows.get('errors', 0):,}",
+        fetch_summary(manifest_path),
+    ]
+    if manifest.get("changes"):
+        lines.append(
+            "since "
+            + (parent["id"] if parent else "nothing")
+            + ": "
+            + ", ".join(f"{k} {v:,}" for k, v in manifest["changes"].items())
+            + "   actions: "
+            + ", ".join(f"{k} {v:,}" for k, v in manifest["actions"].items())
+        )
+    lines.append(
+        f"published {manifest['snapshot']['id']}: {outcome.directory} "
+        f"(_SUCCESS written, {manifest['snapshot']['root']}/LATEST points at it)"
+    )
+    if outcome.report:
+        lines.append(f"report: {outcome.report}")
+    return "\n".join(lines)

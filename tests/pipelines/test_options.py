@@ -1,0 +1,148 @@
+"""Flag groups: every flag fills a parameter of the config it builds, defaults
+are the config's own, and each command's parser yields the config it runs."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from oibeam.pipelines.options.beam_commands import (
+    FetchRunConfig,
+    SnapshotConfig,
+    TablesConfig,
+    fetch_parser,
+    snapshot_parser,
+    tables_parser,
+)
+from oibeam.pipelines.options.fetching import FETCH, POLICY
+from oibeam.pipelines.options.inputs import OUTPUT, RULE, inputs_group
+from oibeam.pipelines.options.selection import LABELS, SELECTION
+from oibeam.pipelines.options.snapshot import SNAPSHOT
+from oibeam.transforms.fetch.fetcher import FetchPolicy
+from oibeam.transforms.fetch.image_tasks import FetchConfig
+from oibeam.transforms.select.select_images import Selection
+from oibeam.transforms.stats.trainable import PRESETS
+
+GROUPS = [inputs_group(True), OUTPUT, RULE, LABELS, SELECTION, FETCH, POLICY, SNAPSHOT]
+BASE = ["--images", "i.csv", "--labels", "l.csv", "--output", "out/"]
+
+
+@pytest.mark.parametrize("group", GROUPS, ids=lambda g: g.build.__name__)
+def test_every_flag_fills_a_parameter_of_what_its_group_builds(group):
+    params = inspect.signature(group.build).parameters
+    for f in group.flags:
+        assert f.target in params, (f.name, f.target)
+
+
+def _parse(parser, argv):
+    args, beam_args = parser.parse_known_args(argv)
+    assert beam_args == []
+    return args
+
+
+def test_defaults_are_the_configs_own():
+    config = FetchRunConfig.from_args(_parse(fetch_parser(), BASE))
+    assert config.fetch == FetchConfig()
+    assert config.fetch.policy == FetchPolicy()
+    assert config.selection == Selection()
+    assert config.rule == PRESETS["v1"]
+    assert config.output.output == "out"  # trailing slash dropped
+    assert config.inputs.images == ("i.csv",)
+
+
+def test_a_full_fetch_command_line():
+    argv = BASE + [
+        "--label",
+        "Dog",
+        "--label",
+        "/m/cat",
+        "--subset",
+        "validation",
+        "--subset",
+        "validation",
+        "--source",
+        "human",
+        "--source",
+        "thumbnail",
+        "--min-confidence",
+        "0.5",
+        "--max-per-label",
+        "7",
+        "--timeout",
+        "3",
+        "--allow-private-hosts",
+        "--concurrency",
+        "4",
+        "--trainable-rule",
+        "v2",
+        "--min-train-images",
+        "9",
+    ]
+    config = FetchRunConfig.from_args(_parse(fetch_parser(), argv))
+    assert config.labels.names == ("Dog", "/m/cat")
+    assert config.selection.subsets == ("validation",)
+    assert config.selection.source == "human"
+    assert config.selection.min_confidence == 0.5
+    assert config.selection.max_per_label == 7
+    assert config.fetch.source == "thumbnail"
+    assert config.fetch.concurrency == 4
+    assert config.fetch.policy.timeout == 3.0
+    assert config.fetch.policy.allow_private_hosts
+    assert config.fetch.policy.deadline == FetchPolicy().deadline
+    assert (config.rule.name, config.rule.min_train) == ("v2+custom", 9)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--source", "human", "--source", "machine"], "--source: at most one"),
+        (["--with-descendants", "--label", "Dog"], "--with-descendants needs"),
+        (["--limit", "0"], "--limit must be >= 1"),
+        (["--expand-ancestors"], "--expand-ancestors needs --hierarchy"),
+    ],
+)
+def test_what_cannot_work_is_refused(argv, message):
+    with pytest.raises(ValueError, match=message):
+        FetchRunConfig.from_args(_parse(fetch_parser(), BASE + argv))
+
+
+def test_labels_are_required_where_they_are():
+    argv = ["--images", "i.csv", "--output", "o"]
+    FetchRunConfig.from_args(_parse(fetch_parser(), argv))
+    with pytest.raises(ValueError, match="--labels is required"):
+        TablesConfig.from_args(_parse(tables_parser(), argv))
+    with pytest.raises(ValueError, match="--labels is required"):
+        SnapshotConfig.from_args(_parse(snapshot_parser(), argv))
+
+
+def test_snapshot_options():
+    config = SnapshotConfig.from_args(
+        _parse(snapshot_parser(), BASE + ["--snapshot-id", "n1", "--no-report"])
+    )
+    assert config.directory == "out/n1"
+    assert not config.snapshot.report and not config.snapshot.retry_all
+    default = SnapshotConfig.from_args(_parse(snapshot_parser(), BASE))
+    assert default.snapshot.snapshot_id.endswith("Z")  # the UTC time
+    with pytest.raises(ValueError, match="never overwritten"):
+        SnapshotConfig.from_args(_parse(snapshot_parser(), BASE + ["--overwrite"]))
+    with pytest.raises(ValueError, match="--snapshot-id"):
+        SnapshotConfig.from_args(
+            _parse(snapshot_parser(), BASE + ["--snapshot-id", "LATEST"])
+        )
+
+
+def test_the_manifest_records_options_by_group():
+    config = SnapshotConfig.from_args(_parse(snapshot_parser(), BASE))
+    recorded = config.as_json()
+    assert set(recorded) == {
+        "inputs",
+        "output",
+        "rule",
+        "labels",
+        "selection",
+        "fetch",
+        "snapshot",
+    }
+    # a refresh compares these with its parent's (PreviousSnapshot.fetch_options)
+    assert {"source", "url_template", "verify"} <= set(recorded["fetch"])
