@@ -37,7 +37,7 @@ from oibeam.transforms.read.read_images_tables import (
     plan_images_tables,
 )
 from oibeam.transforms.select.select_images import SelectImages
-from oibeam.transforms.stats.label_stats import labels_of_images
+from oibeam.transforms.stats.tables import labels_of_images
 
 Source = InputPlan | ImagesTables  # release CSVs, or images tables read back
 

@@ -32,7 +32,8 @@ from oibeam.transforms.read.errors import ResolveErrorLines
 from oibeam.transforms.read.hierarchy import load_hierarchy
 from oibeam.transforms.read.read_csv import ReadOpenImagesCsv
 from oibeam.transforms.shard.shard_outputs import ShardOutputs
-from oibeam.transforms.stats.label_stats import ComputeLabelStats, trainable_set
+from oibeam.transforms.stats.label_stats import ComputeLabelStats
+from oibeam.transforms.stats.tables import trainable_set
 from oibeam.transforms.stats.trainable import TrainableRule
 
 PART = tuple[str, pa.Table]  # (part-BBBBB-of-NNNNN, the rows of that file)

@@ -18,12 +18,8 @@ import pyarrow.compute as pc
 from oibeam.schemas.fetch import OK
 from oibeam.tools.report.label_facts import InferredFacts, images_of
 from oibeam.transforms.read.classes import CLASSES
-from oibeam.transforms.stats.label_stats import (
-    LabelPartials,
-    fold_labels,
-    label_stats_table,
-    labels_of_images,
-)
+from oibeam.transforms.stats.partials import LabelPartials, fold_labels
+from oibeam.transforms.stats.tables import label_stats_table, labels_of_images
 from oibeam.transforms.stats.trainable import TrainableRule, trainable_mask
 
 IMAGE_COLUMNS = [

@@ -2,12 +2,10 @@
 
 Images are assigned to shards by a stable digest of the ImageID; a shard's
 rows wait in exchange files, so only file names are shuffled. One element per
-shard: its tasks (see image_tasks) run on a thread pool, many in flight per
-worker, their results taken in ImageID order through a bounded window; the good
-images stream into the shard's tar. Then the shard's index part and its
-images-table part (the rows plus status columns) are written, in that order
-(see shard_outputs: a shard an earlier attempt finished is read back, not
-fetched again).
+shard, fetched into its tar by a ShardFetcher (shard_fetch.py), then its index
+part and its images-table part (the rows plus status columns) are written, in
+that order (see shard_outputs: a shard an earlier attempt finished is read
+back, not fetched again).
 """
 
 from __future__ import annotations
@@ -15,7 +13,6 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import apache_beam as beam
 import numpy as np
@@ -27,22 +24,10 @@ from oibeam.schemas.elements import BucketPiece, Count, WrittenFile
 from oibeam.transforms.common.exchange import read_piece, write_piece
 from oibeam.transforms.common.image_keys import mix64, parse_image_ids
 from oibeam.transforms.common.metrics import NAMESPACE
-from oibeam.transforms.fetch.image_tasks import (
-    FetchConfig,
-    TaskRunner,
-    internal_columns,
-    ordered,
-    sample_json,
-)
-from oibeam.transforms.fetch.pixel_boxes import with_upright_boxes
+from oibeam.transforms.fetch.image_tasks import FetchConfig
 from oibeam.transforms.fetch.progress import TALLY
-from oibeam.transforms.shard.shard_outputs import (
-    ShardOutputs,
-    ShardPaths,
-    fingerprint,
-    read_done,
-)
-from oibeam.transforms.shard.shard_writer import ShardWriter
+from oibeam.transforms.fetch.shard_fetch import ShardFetcher
+from oibeam.transforms.shard.shard_outputs import ShardOutputs, fingerprint, read_done
 
 register_coders()
 _LOG = logging.getLogger(__name__)
@@ -111,18 +96,10 @@ def _missing_shards(shards: int, written: list[WrittenFile], outputs: ShardOutpu
             yield from outputs.empty(shard, shards)
 
 
-def with_status(tasks: pa.Table, statuses: list[dict], schema: pa.Schema) -> pa.Table:
-    """The images-table part: task columns (internal ones dropped) + statuses,
-    boxes in pixels of the upright image."""
-    table = tasks.drop_columns(internal_columns(tasks))
-    for f in contract.STATUS_FIELDS:
-        table = table.append_column(f, pa.array([s[f.name] for s in statuses], f.type))
-    return with_upright_boxes(table).select(schema.names).cast(schema)
-
-
 class _FetchShardFn(beam.DoFn):
     """(shard, [BucketPiece]) -> WrittenFile (tar, index part, images part);
-    tagged 'counts': a Count per status."""
+    tagged 'counts': a Count per status. A shard an earlier attempt committed
+    for the same tasks and options is read back, not fetched again."""
 
     def __init__(
         self, config: FetchConfig, outputs: ShardOutputs, progress_dir: str | None
@@ -136,15 +113,11 @@ class _FetchShardFn(beam.DoFn):
         }
 
     def setup(self) -> None:
-        self._runner = TaskRunner(self._config)
-        self._pool = ThreadPoolExecutor(
-            self._config.concurrency, thread_name_prefix="oibeam-fetch"
-        )
+        self._fetcher = ShardFetcher(self._config, self._outputs)
         self._logged = time.monotonic()
 
     def teardown(self) -> None:
-        self._pool.shutdown(wait=True)
-        self._runner.close()
+        self._fetcher.close()
 
     def process(self, element, shards: int):
         shard, pieces = element
@@ -153,56 +126,19 @@ class _FetchShardFn(beam.DoFn):
         tasks_fingerprint = fingerprint(tasks, self._config.outcome_key())
         done = read_done(paths, tasks_fingerprint)
         if done is not None:
-            images, written = done
-            self._metrics["resumed"].inc(images.num_rows)
-            statuses = images["status"].to_pylist()
+            self._metrics["resumed"].inc(done[0].num_rows)
         else:
-            images, written = self._run_shard(paths, tasks, tasks_fingerprint)
-            statuses = images["status"].to_pylist()
+            done = self._fetcher.fetch(paths, tasks, tasks_fingerprint, self._count)
+        images, written = done
         if self._progress_dir:
             TALLY.publish(self._progress_dir)
         yield from written
-        for status, n in sorted(collections.Counter(statuses).items()):
+        statuses = collections.Counter(images["status"].to_pylist())
+        for status, n in sorted(statuses.items()):
             yield beam.pvalue.TaggedOutput("counts", Count(f"status:{status}", n))
 
-    def _run_shard(self, paths: ShardPaths, tasks: pa.Table, tasks_fingerprint: str):
-        writer = ShardWriter(paths.tar)
-        statuses, index = [], []
-        try:
-            window = 2 * self._config.concurrency
-            rows = tasks.to_pylist()
-            for row, result in ordered(self._pool, self._runner.run, rows, window):
-                status = result.status
-                if result.ok:
-                    status["shard"] = f"{paths.name}.tar"
-                    ext = contract.FORMAT_EXTENSIONS.get(status["format"], "bin")
-                    image, meta = writer.add_sample(
-                        row["ImageID"], ext, result.data, sample_json(row, status)
-                    )
-                    index.append(
-                        (
-                            row["ImageID"],
-                            status["shard"],
-                            image.name,
-                            image.offset,
-                            image.size,
-                            meta.name,
-                            meta.offset,
-                            meta.size,
-                        )
-                    )
-                statuses.append(status)
-                self._count(status)
-            size, crc = writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
-        tar = WrittenFile("shards", paths.tar, writer.samples, size, crc)
-        images = with_status(tasks, statuses, self._outputs.schema)
-        written = self._outputs.commit_tables(paths, images, index, tasks_fingerprint)
-        return images, [tar, *written]
-
     def _count(self, status: dict) -> None:
+        """Counters, the progress tally, and a log line every 30 s."""
         ok = status["status"] == contract.OK
         self._metrics["images"].inc()
         self._metrics["ok" if ok else "failed"].inc()

@@ -14,7 +14,7 @@ same order on every run, whatever order its pieces arrived in.
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -66,72 +66,145 @@ def _first_of_runs(duplicate: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(idx) if len(idx) else idx
 
 
+@dataclass(frozen=True)
+class JoinSpec:
+    """What every bucket of a run is joined with."""
+
+    image_extras: tuple[str, ...] = ()  # extra image columns, kept as strings
+    label_extras: tuple[str, ...] = ()
+    # Each read range's columns in file order, to rebuild a rejected row's text.
+    range_columns: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    with_boxes: bool = False  # the run reads box files (else `boxes` is null)
+    closure: pa.Table | None = None  # (LabelName, Ancestor): expand ancestors
+
+
 def join_bucket(
     images_tables: typing.Iterable[pa.Table],
     labels_tables: typing.Iterable[pa.Table],
     classes: pa.Table,
-    image_extras: tuple[str, ...],
-    label_extras: tuple[str, ...],
-    range_columns: dict[int, tuple[str, ...]],
-    boxes_tables: typing.Iterable[pa.Table] | None = None,
-    closure: pa.Table | None = None,
+    spec: JoinSpec,
+    boxes_tables: typing.Iterable[pa.Table] = (),
 ) -> JoinedBucket:
-    """Joins the image, label and box rows of one bucket (pure; see module doc).
+    """Joins the image, label and box rows of one bucket (pure; see module doc)."""
+    images = _in_file_order(images_tables, images_internal_schema(spec.image_extras))
+    labels = _in_file_order(labels_tables, labels_internal_schema(spec.label_extras))
+    images, ikeys, errors = _first_of_each_image(images, spec.range_columns)
+    labels, label_errors = _known_labels(labels, ikeys, spec.range_columns)
+    errors += label_errors
+    image_ids = format_image_ids(ikeys)
+    flat = _labels_table(labels, images["Subset"], ikeys, classes, spec.label_extras)
+    if spec.closure is not None and flat.num_rows:
+        flat = _expanded(flat, spec.closure, classes, image_ids, images["Subset"])
+        lkeys = parse_image_ids(flat["ImageID"].combine_chunks())[0]
+    else:
+        lkeys = labels.keys
+    kept = [images, labels.table]
+    if spec.with_boxes:
+        boxes = _in_file_order(boxes_tables, boxes_internal_schema())
+        boxes, box_errors = _known_boxes(boxes, ikeys, spec.range_columns)
+        errors += box_errors
+        kept.append(boxes)
+        nested_boxes = _nested_boxes(boxes, ikeys, classes)
+        box_counts = _box_counts(boxes)
+    else:
+        nested_boxes = pa.nulls(len(ikeys), BOXES_FIELD.type)
+        box_counts = BOX_COUNTS.empty_table()
+    return JoinedBucket(
+        images=_images_table(
+            images, image_ids, flat, lkeys, ikeys, nested_boxes, spec.image_extras
+        ),
+        labels=flat,
+        errors=pa.concat_tables(errors) if errors else ERRORS_INTERNAL.empty_table(),
+        rows_per_range=_rows_per_range(*kept),
+        box_counts=box_counts,
+    )
 
-    `boxes_tables` None: the run read no box files (`boxes` is null).
-    `closure` (LabelName, Ancestor): expand positive labels to their ancestors.
-    """
-    images = _in_file_order(images_tables, images_internal_schema(image_extras))
-    labels = _in_file_order(labels_tables, labels_internal_schema(label_extras))
-    errors: list[pa.Table] = []
 
-    # Images: sort by key (stable: file order within a key), keep the first.
+def _first_of_each_image(
+    images: pa.Table, range_columns
+) -> tuple[pa.Table, np.ndarray, list[pa.Table]]:
+    """(images sorted by key, the first row of each ImageID kept; their keys;
+    duplicate_image errors for the rest)."""
     ikeys = images[KEY].to_numpy()
-    order = np.argsort(ikeys, kind="stable")
+    order = np.argsort(ikeys, kind="stable")  # file order within a key
     images, ikeys = images.take(pa.array(order)), ikeys[order]
     dup = np.zeros(len(ikeys), dtype=bool)
     dup[1:] = ikeys[1:] == ikeys[:-1]
-    if dup.any():
-        first = _first_of_runs(dup)
-        errors.append(
-            _errors_for(
-                images,
-                np.flatnonzero(dup),
-                first[dup],
-                "duplicate_image",
-                "ImageID given again; the first row is kept",
-                range_columns,
-            )
-        )
-        images, ikeys = images.filter(pa.array(~dup)), ikeys[~dup]
+    if not dup.any():
+        return images, ikeys, []
+    first = _first_of_runs(dup)
+    error = _errors_for(
+        images,
+        np.flatnonzero(dup),
+        first[dup],
+        "duplicate_image",
+        "ImageID given again; the first row is kept",
+        range_columns,
+    )
+    return images.filter(pa.array(~dup)), ikeys[~dup], [error]
 
-    # Labels: sort by (key, LabelName, Source), file order among equals.
-    lkeys = labels[KEY].to_numpy()
-    label_values, label_codes = encode(labels["LabelName"])
-    source_values, source_codes = encode(labels["Source"])
-    combo = ranks(label_values)[label_codes] * max(len(source_values), 1)
-    combo += ranks(source_values)[source_codes]
-    by_key = np.argsort(lkeys, kind="stable")
-    sorted_keys = lkeys[by_key]
-    run = np.zeros(len(by_key), dtype=np.int64)
-    run[1:] = np.cumsum(sorted_keys[1:] != sorted_keys[:-1])
-    composite = (run << 32) | combo[by_key]
-    within = np.argsort(composite, kind="stable")
-    order = by_key[within]
-    composite, lkeys = composite[within], lkeys[order]
-    labels = labels.take(pa.array(order))
-    label_codes = label_codes[order]
-    pos = np.searchsorted(ikeys, lkeys)
+
+@dataclass
+class _SortedLabels:
+    """Label rows sorted by (ImageID, LabelName, Source), file order among
+    equals, with their LabelName dictionary-encoded."""
+
+    table: pa.Table
+    keys: np.ndarray  # uint64 ImageID keys
+    label_values: pa.Array  # distinct LabelNames
+    label_codes: np.ndarray  # each row's index into label_values
+    composite: np.ndarray  # equal for equal (ImageID, LabelName, Source)
+
+    @classmethod
+    def of(cls, labels: pa.Table) -> _SortedLabels:
+        lkeys = labels[KEY].to_numpy()
+        label_values, label_codes = encode(labels["LabelName"])
+        source_values, source_codes = encode(labels["Source"])
+        combo = ranks(label_values)[label_codes] * max(len(source_values), 1)
+        combo += ranks(source_values)[source_codes]
+        by_key = np.argsort(lkeys, kind="stable")
+        sorted_keys = lkeys[by_key]
+        run = np.zeros(len(by_key), dtype=np.int64)
+        run[1:] = np.cumsum(sorted_keys[1:] != sorted_keys[:-1])
+        composite = (run << 32) | combo[by_key]
+        within = np.argsort(composite, kind="stable")
+        order = by_key[within]
+        return cls(
+            labels.take(pa.array(order)),
+            lkeys[order],
+            label_values,
+            label_codes[order],
+            composite[within],
+        )
+
+    def filter(self, keep: np.ndarray) -> _SortedLabels:
+        return _SortedLabels(
+            self.table.filter(pa.array(keep)),
+            self.keys[keep],
+            self.label_values,
+            self.label_codes[keep],
+            self.composite[keep],
+        )
+
+
+def _known_labels(
+    labels: pa.Table, ikeys: np.ndarray, range_columns
+) -> tuple[_SortedLabels, list[pa.Table]]:
+    """(sorted labels of known images, the first of each (ImageID, LabelName,
+    Source) kept; unknown_image and duplicate_label errors for the rest)."""
+    found = _SortedLabels.of(labels)
+    lkeys, errors = found.keys, []
     if len(ikeys):
-        orphan = ikeys[np.minimum(pos, len(ikeys) - 1)] != lkeys
+        pos = np.minimum(np.searchsorted(ikeys, lkeys), len(ikeys) - 1)
+        orphan = ikeys[pos] != lkeys
     else:
         orphan = np.ones(len(lkeys), dtype=bool)
     dup = np.zeros(len(lkeys), dtype=bool)
-    dup[1:] = composite[1:] == composite[:-1]
+    dup[1:] = found.composite[1:] == found.composite[:-1]
     if orphan.any():
         errors.append(
             _errors_for(
-                labels,
+                found.table,
                 np.flatnonzero(orphan),
                 None,
                 "unknown_image",
@@ -144,7 +217,7 @@ def join_bucket(
         first = _first_of_runs(dup)
         errors.append(
             _errors_for(
-                labels,
+                found.table,
                 np.flatnonzero(dup),
                 first[dup],
                 "duplicate_label",
@@ -152,38 +225,7 @@ def join_bucket(
                 range_columns,
             )
         )
-    keep = ~(orphan | dup)
-    labels, lkeys, pos = labels.filter(pa.array(keep)), lkeys[keep], pos[keep]
-    label_codes = label_codes[keep]
-
-    names = _display_names(label_values, classes)
-    display = names.take(pa.array(label_codes))
-    subset = images["Subset"].take(pa.array(pos))
-    image_ids = format_image_ids(ikeys)
-    flat = _labels_table(labels, format_image_ids(lkeys), display, subset, label_extras)
-    if closure is not None and flat.num_rows:
-        flat = _expanded(flat, closure, classes, image_ids, images["Subset"])
-        lkeys = parse_image_ids(flat["ImageID"].combine_chunks())[0]
-    kept = [images, labels]
-    if boxes_tables is None:
-        nested_boxes = pa.nulls(len(ikeys), BOXES_FIELD.type)
-        box_counts = BOX_COUNTS.empty_table()
-    else:
-        boxes = _in_file_order(boxes_tables, boxes_internal_schema())
-        boxes, box_errors = _known_boxes(boxes, ikeys, range_columns)
-        errors += box_errors
-        kept.append(boxes)
-        nested_boxes = _nested_boxes(boxes, ikeys, classes)
-        box_counts = _box_counts(boxes)
-    return JoinedBucket(
-        images=_images_table(
-            images, image_ids, flat, lkeys, ikeys, nested_boxes, image_extras
-        ),
-        labels=flat,
-        errors=pa.concat_tables(errors) if errors else ERRORS_INTERNAL.empty_table(),
-        rows_per_range=_rows_per_range(*kept),
-        box_counts=box_counts,
-    )
+    return found.filter(~(orphan | dup)), errors
 
 
 def _display_names(label_values: pa.Array, classes: pa.Table) -> pa.Array:
@@ -219,6 +261,7 @@ def _nested(keys: np.ndarray, ikeys: np.ndarray, items: pa.Array) -> pa.ListArra
 
 
 def _images_table(images, image_ids, labels, lkeys, ikeys, boxes, extras):
+    """The images table: every image column, its labels and boxes nested."""
     items = pa.StructArray.from_arrays(
         [
             labels["LabelName"].combine_chunks(),
@@ -231,15 +274,15 @@ def _images_table(images, image_ids, labels, lkeys, ikeys, boxes, extras):
     )
     schema = images_schema(extras)
     columns = []
-    for field in schema:
-        if field.name == "ImageID":
+    for column in schema:
+        if column.name == "ImageID":
             columns.append(image_ids)
-        elif field.name == "labels":
+        elif column.name == "labels":
             columns.append(_nested(lkeys, ikeys, items))
-        elif field.name == "boxes":
+        elif column.name == "boxes":
             columns.append(boxes)
         else:
-            columns.append(images[field.name])
+            columns.append(images[column.name])
     return pa.Table.from_arrays(columns, schema=schema)
 
 
@@ -312,16 +355,29 @@ def _box_counts(boxes: pa.Table) -> pa.Table:
     ).sort_by("label")
 
 
-def _labels_table(labels, image_ids, display, subset, extras):
-    schema = labels_schema(extras)
+def _labels_table(
+    labels: _SortedLabels,
+    image_subsets: pa.ChunkedArray,
+    ikeys: np.ndarray,
+    classes: pa.Table,
+    extras: tuple[str, ...],
+) -> pa.Table:
+    """The labels table (labels_schema): each row with its display name and
+    its image's Subset; InferredFrom null."""
+    names = _display_names(labels.label_values, classes)
+    pos = np.searchsorted(ikeys, labels.keys)  # every label's image is known
     columns = {
-        "ImageID": image_ids,
-        "DisplayName": display,
-        "Subset": subset,
-        "InferredFrom": pa.nulls(len(image_ids), pa.string()),
+        "ImageID": format_image_ids(labels.keys),
+        "DisplayName": names.take(pa.array(labels.label_codes)),
+        "Subset": image_subsets.take(pa.array(pos)),
+        "InferredFrom": pa.nulls(len(labels.keys), pa.string()),
     }
+    schema = labels_schema(extras)
     return pa.Table.from_arrays(
-        [columns[f.name] if f.name in columns else labels[f.name] for f in schema],
+        [
+            columns[f.name] if f.name in columns else labels.table[f.name]
+            for f in schema
+        ],
         schema=schema,
     )
 

@@ -20,7 +20,7 @@ from oibeam.schemas.tables import KEY
 from oibeam.transforms.common.exchange import read_piece, write_piece
 from oibeam.transforms.common.image_keys import bucket_of
 from oibeam.transforms.common.metrics import NAMESPACE
-from oibeam.transforms.join.bucket_join import join_bucket
+from oibeam.transforms.join.bucket_join import JoinSpec, join_bucket
 from oibeam.transforms.read.csv_inputs import InputPlan
 
 register_coders()
@@ -71,14 +71,16 @@ class _JoinBucketFn(beam.DoFn):
     def __init__(self, plan: InputPlan, closure: pa.Table | None) -> None:
         files = {f.file_id: f for f in plan.files}
         self._range_file = {r.range_id: r.file_id for r in plan.ranges}
-        self._range_columns = {
-            r.range_id: files[r.file_id].layout.columns
-            for r in plan.ranges_of("images", "labels", "boxes")
-        }
-        self._with_boxes = bool(plan.of_kind("boxes"))
-        self._closure = closure
-        self._image_extras = plan.image_extras
-        self._label_extras = plan.label_extras
+        self._spec = JoinSpec(
+            image_extras=plan.image_extras,
+            label_extras=plan.label_extras,
+            range_columns={
+                r.range_id: files[r.file_id].layout.columns
+                for r in plan.ranges_of("images", "labels", "boxes")
+            },
+            with_boxes=bool(plan.of_kind("boxes")),
+            closure=closure,
+        )
         self._images = beam.metrics.Metrics.counter(NAMESPACE, "images_joined")
         self._labels = beam.metrics.Metrics.counter(NAMESPACE, "labels_joined")
 
@@ -88,14 +90,7 @@ class _JoinBucketFn(beam.DoFn):
         for piece in pieces:
             sides[piece.side].append(read_piece(piece))
         joined = join_bucket(
-            sides["images"],
-            sides["labels"],
-            classes,
-            self._image_extras,
-            self._label_extras,
-            self._range_columns,
-            sides["boxes"] if self._with_boxes else None,
-            self._closure,
+            sides["images"], sides["labels"], classes, self._spec, sides["boxes"]
         )
         self._images.inc(joined.images.num_rows)
         self._labels.inc(joined.labels.num_rows)

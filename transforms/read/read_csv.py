@@ -60,39 +60,126 @@ class CsvStructureError(ValueError):
     """A whole file whose quoting cannot be parsed (not one bad row)."""
 
 
+def checked_block(
+    f: CsvFile,
+    parsed: csv_parse.ParsedRows,
+    range_id: int,
+    line_base: int,
+    data: bytes | None,
+    extras: tuple[str, ...],
+) -> tuple[pa.Table, pa.Table]:
+    """One parsed block of a file validated (pure, no Beam): the good rows in
+    the internal schema of the file's kind, with their range and line; and an
+    ERRORS_INTERNAL row for every bad one. `data` is the block's bytes (a range
+    read: bad rows quote their line as it was), None for a whole file read
+    as a stream (bad rows are rebuilt from their fields); `extras` are the
+    run's extra columns of the file's kind."""
+    if f.kind == "images":
+        good, problems, kept = validate_rows.check_images(
+            parsed.table, f.layout, extras, f.subset, parsed.bad_utf8
+        )
+    elif f.kind == "boxes":
+        good, problems, kept = validate_rows.check_boxes(parsed.table, parsed.bad_utf8)
+    else:
+        good, problems, kept = validate_rows.check_labels(
+            parsed.table, extras, parsed.bad_utf8
+        )
+    good = good.append_column(
+        pa.field(SRC, pa.int32()), pa.array(np.full(len(kept), range_id, np.int32))
+    ).append_column(
+        pa.field(LINE, pa.int64()), pa.array(parsed.lines[kept] + line_base)
+    )
+    return good, _error_rows(f, parsed, problems, range_id, line_base, data)
+
+
+def _error_rows(f, parsed, problems, range_id, line_base, data) -> pa.Table:
+    """ERRORS_INTERNAL rows: rows that failed a check, then rows with a wrong
+    number of fields."""
+    bad_lines = parsed.lines[problems.rows]
+    if data is not None:
+        raw = csv_parse.line_texts(data, bad_lines)
+    else:
+        raw = csv_parse.record_texts(parsed.table, problems.rows)
+    invalid = parsed.invalid  # (line, text, fields found)
+    count = len(bad_lines) + len(invalid)
+    expected = len(f.layout.columns)
+    wrong_count = [f"has {i[2]} field(s), expected {expected}" for i in invalid]
+    lines = np.concatenate([bad_lines, np.array([i[0] for i in invalid], np.int64)])
+    return pa.table(
+        {
+            SRC: pa.array(np.full(count, range_id, np.int32)),
+            LINE: pa.array(lines + line_base, pa.int64()),
+            "code": pa.concat_arrays(
+                [
+                    problems.codes,
+                    pa.array(["wrong_field_count"] * len(invalid), pa.string()),
+                ]
+            ),
+            "reason": pa.concat_arrays(
+                [problems.reasons, pa.array(wrong_count, pa.string())]
+            ),
+            "raw": pa.array(raw + [i[1] for i in invalid], pa.string()),
+            REF_SRC: pa.nulls(count, pa.int32()),
+            REF_LINE: pa.nulls(count, pa.int64()),
+        },
+        schema=ERRORS_INTERNAL,
+    )
+
+
+class _WholeFile:
+    """The parsed blocks of a whole file read as one stream (compressed, or a
+    kind that is not split); its MD5 once every block was read."""
+
+    def __init__(self, f: CsvFile) -> None:
+        self._f = f
+        self.md5: str | None = None
+
+    def __iter__(self):
+        stream, raw = open_hashed(self._f.path, self._f.compressed)
+        with stream:
+            try:
+                yield from csv_parse.iter_stream_blocks(
+                    PlainStream(stream), self._f.layout.columns
+                )
+            except pa.ArrowInvalid as e:
+                raise CsvStructureError(
+                    f"{self._f.path}: the CSV structure breaks down ({e}); a quote "
+                    "is probably unbalanced: fix the file, then run again"
+                ) from e
+            self.md5 = raw.finish()
+
+
 class _ReadCsvRangeFn(beam.DoFn):
     """Parses and validates one CsvRange.
 
     Outputs: 'images' / 'boxes' / main ('labels') = pa.Table in the internal
     schema of that kind; 'errors' = pa.Table (ERRORS_INTERNAL); 'lines' = RangeLines;
-    'counts' = FileCount(file_id, "read", rows).
+    'counts' = FileCount(file_id, "read" and "lines", rows).
     """
 
     def __init__(self, plan: InputPlan) -> None:
         self._files = {f.file_id: f for f in plan.files}
-        self._image_extras = plan.image_extras
-        self._label_extras = plan.label_extras
+        self._extras = {"images": plan.image_extras, "labels": plan.label_extras}
         self._rows = beam.metrics.Metrics.counter(NAMESPACE, "csv_rows_read")
         self._bad = beam.metrics.Metrics.counter(NAMESPACE, "csv_rows_rejected")
 
     def process(self, item: CsvRange):
         f = self._files[item.file_id]
-        rows_read = 0
-        digest: list[str] = []
         if item.whole:
-            blocks = self._whole_file_blocks(f, digest)
+            blocks = _WholeFile(f)
             line_base, data = 0, None
         else:
             data, md5 = read_range_bytes(f.path, item.start, item.end, f.header_bytes)
-            digest.append(md5)
             fast = validate_rows.LABEL_FAST_TYPES if f.kind == "labels" else {}
             blocks = [csv_parse.parse_line_block(data, f.layout.columns, fast)]
             line_base = 1 if item.start == 0 else 0  # the header is line 1
-        line_count = line_base
+        rows_read, line_count = 0, line_base
         for parsed in blocks:
             rows_read += parsed.table.num_rows + len(parsed.invalid)
             line_count = parsed.line_count + line_base
-            good, errors = self._check(f, item.range_id, parsed, data, line_base)
+            good, errors = checked_block(
+                f, parsed, item.range_id, line_base, data, self._extras.get(f.kind, ())
+            )
             if good.num_rows and f.kind in ("images", "boxes"):
                 yield beam.pvalue.TaggedOutput(f.kind, good)
             elif good.num_rows:
@@ -101,8 +188,9 @@ class _ReadCsvRangeFn(beam.DoFn):
                 self._bad.inc(errors.num_rows)
                 yield beam.pvalue.TaggedOutput("errors", errors)
         self._rows.inc(rows_read)
+        md5 = blocks.md5 if item.whole else md5
         yield beam.pvalue.TaggedOutput(
-            "lines", RangeLines(item.range_id, line_count, digest[0])
+            "lines", RangeLines(item.range_id, line_count, md5)
         )
         yield beam.pvalue.TaggedOutput(
             "counts", FileCount(item.file_id, "read", rows_read)
@@ -110,84 +198,6 @@ class _ReadCsvRangeFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(
             "counts", FileCount(item.file_id, "lines", line_count)
         )
-
-    def _whole_file_blocks(self, f: CsvFile, digest: list[str]):
-        """Blocks of a whole file; appends the file's MD5 to `digest` at the end."""
-        stream, raw = open_hashed(f.path, f.compressed)
-        with stream:
-            try:
-                yield from csv_parse.iter_stream_blocks(
-                    PlainStream(stream), f.layout.columns
-                )
-            except pa.ArrowInvalid as e:
-                raise CsvStructureError(
-                    f"{f.path}: the CSV structure breaks down ({e}); a quote is "
-                    "probably unbalanced: fix the file, then run again"
-                ) from e
-            digest.append(raw.finish())
-
-    def _check(self, f: CsvFile, range_id: int, parsed, data, line_base: int):
-        if f.kind == "images":
-            good, problems, kept = validate_rows.check_images(
-                parsed.table, f.layout, self._image_extras, f.subset, parsed.bad_utf8
-            )
-        elif f.kind == "boxes":
-            good, problems, kept = validate_rows.check_boxes(
-                parsed.table, parsed.bad_utf8
-            )
-        else:
-            good, problems, kept = validate_rows.check_labels(
-                parsed.table, self._label_extras, parsed.bad_utf8
-            )
-        good = good.append_column(
-            pa.field(SRC, pa.int32()), pa.array(np.full(len(kept), range_id, np.int32))
-        ).append_column(
-            pa.field(LINE, pa.int64()), pa.array(parsed.lines[kept] + line_base)
-        )
-        bad_lines = parsed.lines[problems.rows]
-        if data is not None:
-            raw = csv_parse.line_texts(data, bad_lines)
-        else:
-            raw = csv_parse.record_texts(parsed.table, problems.rows)
-        expected = len(f.layout.columns)
-        invalid = parsed.invalid
-        errors = pa.table(
-            {
-                SRC: pa.array(
-                    np.full(len(bad_lines) + len(invalid), range_id, np.int32)
-                ),
-                LINE: pa.array(
-                    np.concatenate(
-                        [bad_lines, np.array([i[0] for i in invalid], np.int64)]
-                    )
-                    + line_base,
-                    pa.int64(),
-                ),
-                "code": pa.concat_arrays(
-                    [
-                        problems.codes,
-                        pa.array(["wrong_field_count"] * len(invalid), pa.string()),
-                    ]
-                ),
-                "reason": pa.concat_arrays(
-                    [
-                        problems.reasons,
-                        pa.array(
-                            [
-                                f"has {i[2]} field(s), expected {expected}"
-                                for i in invalid
-                            ],
-                            pa.string(),
-                        ),
-                    ]
-                ),
-                "raw": pa.array(raw + [i[1] for i in invalid], pa.string()),
-                REF_SRC: pa.nulls(len(bad_lines) + len(invalid), pa.int32()),
-                REF_LINE: pa.nulls(len(bad_lines) + len(invalid), pa.int64()),
-            },
-            schema=ERRORS_INTERNAL,
-        )
-        return good, errors
 
 
 class ReadOpenImagesCsv(beam.PTransform):

@@ -7,9 +7,9 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 import pytest
 
-from oibeam.transforms.stats.label_stats import (
-    LabelStatsCombineFn,
-    fold_labels,
+from oibeam.transforms.stats.label_stats import LabelStatsCombineFn
+from oibeam.transforms.stats.partials import fold_labels
+from oibeam.transforms.stats.tables import (
     label_counts_table,
     label_stats_table,
     trainable_labels_csv,

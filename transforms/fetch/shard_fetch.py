@@ -1,0 +1,110 @@
+"""One shard's images fetched, verified and written into its tar, in ImageID
+order (no Beam here: FetchImages runs one of these per shard element).
+
+Each task (see image_tasks) runs on a thread pool, many in flight, and their
+results are taken back in task order through a bounded window, so the tar's
+bytes do not depend on which fetch finished first. Then the shard's index part
+and images-table part are committed after the tar (see shard_outputs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import pyarrow as pa
+
+from oibeam.schemas import fetch as contract
+from oibeam.schemas.elements import WrittenFile
+from oibeam.transforms.fetch.image_tasks import (
+    FetchConfig,
+    TaskRunner,
+    internal_columns,
+    ordered,
+    sample_json,
+)
+from oibeam.transforms.fetch.pixel_boxes import with_upright_boxes
+from oibeam.transforms.shard.shard_outputs import ShardOutputs, ShardPaths
+from oibeam.transforms.shard.shard_writer import Member, ShardWriter
+
+
+def with_status(tasks: pa.Table, statuses: list[dict], schema: pa.Schema) -> pa.Table:
+    """The images-table part: task columns (internal ones dropped) + statuses,
+    boxes in pixels of the upright image."""
+    table = tasks.drop_columns(internal_columns(tasks))
+    for f in contract.STATUS_FIELDS:
+        table = table.append_column(f, pa.array([s[f.name] for s in statuses], f.type))
+    return with_upright_boxes(table).select(schema.names).cast(schema)
+
+
+def _index_row(image_id: str, shard: str, image: Member, meta: Member) -> tuple:
+    """A shard index row (schemas.fetch INDEX): where the sample's members are."""
+    return (
+        image_id,
+        shard,
+        image.name,
+        image.offset,
+        image.size,
+        meta.name,
+        meta.offset,
+        meta.size,
+    )
+
+
+class ShardFetcher:
+    """Fetches shards with `config.concurrency` requests in flight; one per
+    worker (it owns a thread pool and keep-alive connections: close() it)."""
+
+    def __init__(self, config: FetchConfig, outputs: ShardOutputs) -> None:
+        self._config = config
+        self._outputs = outputs
+        self._runner = TaskRunner(config)
+        self._pool = ThreadPoolExecutor(
+            config.concurrency, thread_name_prefix="oibeam-fetch"
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._runner.close()
+
+    def fetch(
+        self,
+        paths: ShardPaths,
+        tasks: pa.Table,
+        tasks_fingerprint: str,
+        on_status: Callable[[dict], None],
+    ) -> tuple[pa.Table, list[WrittenFile]]:
+        """Runs the shard's tasks (sorted by ImageID) into its tar; then commits
+        the index and images parts. Returns (images-table part, every file
+        written); `on_status` sees each image's status as it is taken."""
+        tar, index, statuses = self._write_tar(paths, tasks, on_status)
+        images = with_status(tasks, statuses, self._outputs.schema)
+        written = self._outputs.commit_tables(paths, images, index, tasks_fingerprint)
+        return images, [tar, *written]
+
+    def _write_tar(self, paths: ShardPaths, tasks: pa.Table, on_status):
+        """(the tar WrittenFile, index rows, a status per task)."""
+        writer = ShardWriter(paths.tar)
+        statuses, index = [], []
+        try:
+            window = 2 * self._config.concurrency
+            rows = tasks.to_pylist()
+            for row, result in ordered(self._pool, self._runner.run, rows, window):
+                status = result.status
+                if result.ok:
+                    status["shard"] = f"{paths.name}.tar"
+                    ext = contract.FORMAT_EXTENSIONS.get(status["format"], "bin")
+                    image, meta = writer.add_sample(
+                        row["ImageID"], ext, result.data, sample_json(row, status)
+                    )
+                    index.append(
+                        _index_row(row["ImageID"], status["shard"], image, meta)
+                    )
+                statuses.append(status)
+                on_status(status)
+            size, crc = writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        tar = WrittenFile("shards", paths.tar, writer.samples, size, crc)
+        return tar, index, statuses
