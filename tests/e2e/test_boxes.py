@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw
 
 from oibeam.transforms.fetch.pixel_boxes import upright_boxes
 
+from support.headers import BOXES_HEADER, LABELS_HEADER, V4_IMAGES_HEADER
 from support.hierarchy_walk import bbox_edges, transitive
 from support.paths import REAL
 from support.runs import run_cli
@@ -50,8 +51,7 @@ def box_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("boxes")
     boxes = _real_boxes()
     half = len(boxes) // 2
-    coords = ["XMin", "XMax", "YMin", "YMax"]
-    head = ["ImageID", "Source", "LabelName", "Confidence", *coords]
+    head = BOXES_HEADER.split(",")
     _write_csv(tmp / "boxes-8.csv", head, [[b[c] for c in head] for b in boxes[:half]])
     flagged = []
     for n, b in enumerate(boxes[half:]):
@@ -279,18 +279,15 @@ def test_snapshot_converts_boxes_to_pixels_with_rotation(fault_server, tmp_path)
     rows.append([gone, "validation", fault_server.url("/img/nothing.jpg"), "", "", ""])
     rows[-1] += ["a", "t", 10, md5_b64(b"x" * 10), "", "90"]
     box_rows.append([gone, "xclick", "/m/cat", "1", *map(str, box), *"01000"])
-    header = "ImageID,Subset,OriginalURL,OriginalLandingURL,License,AuthorProfileURL"
-    header += ",Author,Title,OriginalSize,OriginalMD5,Thumbnail300KURL,Rotation"
-    _write_csv(tmp_path / "images.csv", header.split(","), rows)
+    _write_csv(tmp_path / "images.csv", V4_IMAGES_HEADER.split(","), rows)
     _write_csv(
         tmp_path / "labels.csv",
-        ["ImageID", "Source", "LabelName", "Confidence"],
+        LABELS_HEADER.split(","),
         [[r[0], "verification", "/m/cat", "1"] for r in rows],
     )
     _write_csv(
         tmp_path / "boxes.csv",
-        "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax".split(",")
-        + list(FLAGS),
+        BOXES_HEADER.split(",") + list(FLAGS),
         box_rows,
     )
     root = tmp_path / "snapshots"

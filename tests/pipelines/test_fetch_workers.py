@@ -16,10 +16,9 @@ from oibeam.transforms.read.csv_inputs import plan_inputs
 from oibeam.transforms.read.read_images_tables import count_rows
 from oibeam.transforms.select.select_images import Selection
 
-HEADER = (
-    "ImageID,Subset,OriginalURL,OriginalLandingURL,License,AuthorProfileURL,Author,"
-    "Title,OriginalSize,OriginalMD5\n"
-)
+from support.headers import V1_IMAGES_HEADER
+
+HEADER = V1_IMAGES_HEADER + "\n"
 
 
 def _images_csv(rows: int, start: int = 0) -> str:

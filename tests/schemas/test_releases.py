@@ -4,10 +4,7 @@ import pytest
 
 from oibeam.schemas import releases
 
-V1 = (
-    "ImageID,Subset,OriginalURL,OriginalLandingURL,License,AuthorProfileURL,Author,"
-    "Title,OriginalSize,OriginalMD5"
-)
+from support.headers import V1_IMAGES_HEADER as V1
 
 
 @pytest.mark.parametrize(

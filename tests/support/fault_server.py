@@ -490,11 +490,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
 
     def route_gzip(self, name: str) -> None:
-        # Content-Encoding (not Transfer-Encoding) gzip: requests/urllib3 undo it,
-        # so `response.content` holds the original bytes while Content-Length is
-        # the compressed size, and `raw.read(decode_content=False)` would give the
-        # gzip stream. Which bytes a fetcher stores and checks (MD5, size) is for
-        # its tests to decide; the MD5 in Open Images is of the original file.
+        # Content-Encoding (not Transfer-Encoding) gzip, whatever Accept-Encoding
+        # said: the body on the wire is the gzip stream of the original bytes
+        # (mtime 0, so the same every time) and Content-Length is its compressed
+        # size, not the original file's. Which bytes a fetcher stores and checks
+        # (MD5, size) is for its tests to decide; the MD5 in Open Images is of the
+        # original file.
         data = self._content(name)
         if data is None:
             return

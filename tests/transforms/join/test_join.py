@@ -8,15 +8,14 @@ from apache_beam.testing.util import assert_that, equal_to
 from oibeam.schemas.elements import CsvFile, CsvRange
 from oibeam.schemas.releases import images_layout, labels_layout
 from oibeam.schemas.tables import images_internal_schema, labels_internal_schema
-from oibeam.transforms.join.bucket_join import join_bucket
+from oibeam.transforms.join.bucket_join import JoinSpec, join_bucket
 from oibeam.transforms.join.labels_to_images import JoinLabelsToImages
 from oibeam.transforms.read.csv_inputs import InputPlan
 
-IMAGE_COLUMNS = (
-    "ImageID,Subset,OriginalURL,OriginalLandingURL,License,AuthorProfileURL,Author,"
-    "Title,OriginalSize,OriginalMD5"
-).split(",")
-LABEL_COLUMNS = ["ImageID", "Source", "LabelName", "Confidence"]
+from support.headers import LABELS_HEADER, V1_IMAGES_HEADER
+
+IMAGE_COLUMNS = V1_IMAGES_HEADER.split(",")
+LABEL_COLUMNS = LABELS_HEADER.split(",")
 A, B, C = 0x0A, 0x0B, 0x0C
 CLASSES = pa.table({"LabelName": ["/m/x", "/m/y"], "DisplayName": ["Ex", "Why"]})
 
@@ -97,15 +96,11 @@ LABELS = [
 ]
 
 
+SPEC = JoinSpec(range_columns={0: IMAGE_COLUMNS, 1: LABEL_COLUMNS, 2: LABEL_COLUMNS})
+
+
 def test_join_bucket_keeps_first_rows_and_rejects_the_rest():
-    joined = join_bucket(
-        IMAGES,
-        LABELS,
-        CLASSES,
-        (),
-        (),
-        {0: IMAGE_COLUMNS, 1: LABEL_COLUMNS, 2: LABEL_COLUMNS},
-    )
+    joined = join_bucket(IMAGES, LABELS, CLASSES, SPEC)
     images = joined.images.to_pylist()
     assert [i["ImageID"] for i in images] == ["000000000000000a", "000000000000000b"]
     assert images[1]["Title"] == "bee"
@@ -145,9 +140,7 @@ def test_join_bucket_keeps_first_rows_and_rejects_the_rest():
 
 
 def test_join_bucket_without_images_rejects_every_label():
-    joined = join_bucket(
-        [], LABELS, CLASSES, (), (), {1: LABEL_COLUMNS, 2: LABEL_COLUMNS}
-    )
+    joined = join_bucket([], LABELS, CLASSES, SPEC)
     assert joined.images.num_rows == 0
     assert joined.labels.num_rows == 0
     assert joined.errors.column("code").to_pylist() == ["unknown_image"] * 6
@@ -220,9 +213,7 @@ def test_bucket_count_does_not_change_the_rows():
                     [t.filter(pa.compute.is_in(t["key"], wanted)) for t in IMAGES],
                     [t.filter(pa.compute.is_in(t["key"], wanted)) for t in LABELS],
                     CLASSES,
-                    (),
-                    (),
-                    {0: IMAGE_COLUMNS, 1: LABEL_COLUMNS, 2: LABEL_COLUMNS},
+                    SPEC,
                 ).labels
             )
         results.append(sorted(map(str, pa.concat_tables(tables).to_pylist())))

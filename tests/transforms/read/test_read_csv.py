@@ -6,15 +6,16 @@ from apache_beam.testing.util import assert_that, equal_to
 from oibeam.transforms.read.csv_inputs import plan_inputs
 from oibeam.transforms.read.read_csv import ReadOpenImagesCsv
 
+from support.headers import LABELS_HEADER, V1_IMAGES_HEADER
+
 IMAGES = (
-    "ImageID,Subset,OriginalURL,OriginalLandingURL,License,AuthorProfileURL,Author,"
-    "Title,OriginalSize,OriginalMD5\n"
+    f"{V1_IMAGES_HEADER}\n"
     '000000000000000a,train,https://a/1.jpg,l,c,p,"Ann","two\nlines",10,'
     "XKWUMkcNib71Ge6Yq1/0/g==\n"
     "000000000000000b,train,https://a/2.jpg,l,c,p,Bo,t,x,XKWUMkcNib71Ge6Yq1/0/g==\n"
 )
 LABELS = (
-    "ImageID,Source,LabelName,Confidence\n"
+    f"{LABELS_HEADER}\n"
     + "".join(f"{i:016x},machine,/m/0{i % 7},0.{5 + i % 5}\n" for i in range(1, 800))
     + "000000000000000q,machine,/m/01,0.5\n"
 )

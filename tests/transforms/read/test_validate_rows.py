@@ -11,10 +11,9 @@ from oibeam.transforms.read.validate_rows import (
     check_labels,
 )
 
-IMAGE_COLUMNS = (
-    "ImageID,Subset,OriginalURL,OriginalLandingURL,License,AuthorProfileURL,Author,"
-    "Title,OriginalSize,OriginalMD5,Thumbnail300KURL,Rotation"
-).split(",")
+from support.headers import LABELS_HEADER, V4_IMAGES_HEADER
+
+IMAGE_COLUMNS = V4_IMAGES_HEADER.split(",")
 GOOD_IMAGE = {
     "ImageID": "000002b66c9c498e",
     "Subset": "train",
@@ -116,7 +115,7 @@ LABELS = (
 
 @pytest.mark.parametrize("as_strings", [False, True])
 def test_label_checks_on_typed_and_string_columns(as_strings):
-    columns = ("ImageID", "Source", "LabelName", "Confidence")
+    columns = tuple(LABELS_HEADER.split(","))
     types = {} if as_strings else LABEL_FAST_TYPES
     table = parse_line_block(LABELS, columns, types).table
     good, problems, kept = check_labels(table, ())
