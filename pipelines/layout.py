@@ -6,9 +6,9 @@ import os
 from dataclasses import dataclass
 
 import pyarrow as pa
-from apache_beam.io.filesystems import FileSystems
 
 from oibeam.transforms.common.exchange import EXCHANGE_DIR
+from oibeam.transforms.common.filesystem import holds_anything, remove_tree
 from oibeam.transforms.publish.manifest import MANIFEST
 
 TABLES = "tables"
@@ -68,7 +68,7 @@ class RunLayout:
                 self.shards,
                 self.exchange,
             )
-            if FileSystems.exists(path)
+            if holds_anything(path)
         ]
         if not earlier:
             return
@@ -77,4 +77,5 @@ class RunLayout:
                 f"{self.root} already holds a run ({', '.join(earlier)}); "
                 "pass --overwrite to replace it, or choose another --output"
             )
-        FileSystems.delete(earlier)
+        for path in earlier:
+            remove_tree(path)

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import TestOptions
 
 from oibeam.pipelines import stages
@@ -34,6 +33,7 @@ from oibeam.pipelines.options.beam_commands import SnapshotConfig
 from oibeam.schemas import snapshot as snapshot_schema
 from oibeam.schemas import tables as schemas
 from oibeam.transforms.common.exchange import remove_exchange
+from oibeam.transforms.common.filesystem import holds_anything
 from oibeam.transforms.publish.manifest import WriteManifest
 from oibeam.transforms.publish.publish_snapshot import (
     Latest,
@@ -97,7 +97,7 @@ def claim_snapshot(directory: str) -> bool:
             f"{directory} is a complete snapshot; snapshots are immutable: "
             "choose another --snapshot-id"
         )
-    if not FileSystems.exists(directory):
+    if not holds_anything(directory):
         return False
     remove_exchange(RunLayout(directory).exchange)
     _LOG.info("%s exists without _SUCCESS: resuming it", directory)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from oibeam.transforms import anonymous_gcs_for_an_emulator
+from oibeam.transforms.common.gcs_client import anonymous_gcs_for_an_emulator
 
 from support import gcs_preconditions
 from support.fault_server import FaultServer

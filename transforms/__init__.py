@@ -1,22 +1,15 @@
-"""oibeam's composite transforms (one per module) and the pure logic they call."""
+"""oibeam's stages, one folder each in data-flow order: read, join, stats,
+select, refresh, fetch, shard, publish; common holds what they share.
 
-import os
+Every process that runs a stage (the launcher, and each worker when it
+unpickles one) imports this package first. That is where the process is set
+up, once: the coders of the elements the stages exchange are registered, and
+against a GCS emulator Beam's GCS filesystem is told it is anonymous (call
+anonymous_gcs_for_an_emulator again if STORAGE_EMULATOR_HOST is set later).
+"""
 
+from oibeam.schemas.coders import register_coders
+from oibeam.transforms.common.gcs_client import anonymous_gcs_for_an_emulator
 
-def anonymous_gcs_for_an_emulator() -> None:
-    """Against a GCS emulator (STORAGE_EMULATOR_HOST) there are no credentials
-    to find, and Beam's GCS filesystem would spend ~20 s retrying the search
-    in every process. Tell it up front that the client is anonymous. Nothing
-    changes against real GCS."""
-    if not os.environ.get("STORAGE_EMULATOR_HOST"):
-        return
-    try:
-        from apache_beam.internal.gcp import auth
-    except ImportError:  # Beam without its gcp extra: nothing to prime
-        return
-    with auth._Credentials._credentials_lock:
-        auth._Credentials._credentials = None
-        auth._Credentials._credentials_init = True
-
-
-anonymous_gcs_for_an_emulator()  # call it again if the variable is set later
+register_coders()
+anonymous_gcs_for_an_emulator()

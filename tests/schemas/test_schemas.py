@@ -4,6 +4,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pytest
 
+import oibeam.transforms  # noqa: F401 (importing the stages registers the coders)
 from oibeam.schemas import tables
 from oibeam.schemas.coders import ArrowTableCoder
 from oibeam.schemas.elements import (

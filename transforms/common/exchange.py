@@ -16,6 +16,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from oibeam.schemas.elements import BucketPiece
 from oibeam.schemas.tables import LINE, SRC
+from oibeam.transforms.common.filesystem import remove_tree
 from oibeam.transforms.common.write_files import write_atomically
 
 EXCHANGE_DIR = "_exchange"
@@ -53,5 +54,4 @@ def read_piece(piece: BucketPiece) -> pa.Table:
 
 def remove_exchange(root: str) -> None:
     """Deletes the exchange files of a finished (or abandoned) run."""
-    if FileSystems.exists(root):
-        FileSystems.delete([root])
+    remove_tree(root)

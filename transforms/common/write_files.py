@@ -18,10 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from oibeam.schemas.coders import register_coders
 from oibeam.schemas.elements import WrittenFile
-
-register_coders()
 
 DEFAULT_COMPRESSION = "zstd"
 
@@ -125,7 +122,9 @@ class WriteParquetTable(beam.PTransform):
         super().__init__()
         self._fn = _WriteParquetPartFn(directory, table, schema, compression)
 
-    def expand(self, parts):
+    def expand(
+        self, parts: beam.PCollection[tuple[str, pa.Table]]
+    ) -> beam.PCollection[WrittenFile]:
         return parts | "WriteParts" >> beam.ParDo(self._fn).with_output_types(
             WrittenFile
         )

@@ -19,7 +19,6 @@ import numpy as np
 import pyarrow as pa
 
 from oibeam.schemas import fetch as contract
-from oibeam.schemas.coders import register_coders
 from oibeam.schemas.elements import BucketPiece, Count, WrittenFile
 from oibeam.transforms.common.exchange import read_piece, write_piece
 from oibeam.transforms.common.image_keys import mix64, parse_image_ids
@@ -29,7 +28,6 @@ from oibeam.transforms.fetch.progress import TALLY
 from oibeam.transforms.fetch.shard_fetch import ShardFetcher
 from oibeam.transforms.shard.shard_outputs import ShardOutputs, fingerprint, read_done
 
-register_coders()
 _LOG = logging.getLogger(__name__)
 
 _SHARD_SALT = np.uint64(0x5AA2D5EED5)
@@ -192,7 +190,9 @@ class FetchImages(beam.PTransform):
         self._outputs = outputs
         self._shard_fn = _FetchShardFn(config, outputs, progress_dir)
 
-    def expand(self, selected):
+    def expand(
+        self, selected: beam.PCollection[tuple[int, pa.Table]]
+    ) -> dict[str, beam.PCollection]:
         # (images, bytes) of the whole selection -> the number of shards
         totals = (
             selected

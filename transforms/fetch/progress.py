@@ -44,7 +44,7 @@ def describe(snapshot: Snapshot, seconds: float) -> str:
     )
 
 
-class FetchTally:
+class ProgressCounter:
     """Images fetched so far in this process (thread-safe)."""
 
     def __init__(self) -> None:
@@ -83,7 +83,7 @@ class FetchTally:
             os.replace(temp, os.path.join(directory, self._name))
 
 
-TALLY = FetchTally()
+TALLY = ProgressCounter()
 
 
 def read_published(directory: str) -> Snapshot:

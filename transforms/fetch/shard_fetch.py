@@ -25,7 +25,7 @@ from oibeam.transforms.fetch.image_tasks import (
 )
 from oibeam.transforms.fetch.pixel_boxes import with_upright_boxes
 from oibeam.transforms.shard.shard_outputs import ShardOutputs, ShardPaths
-from oibeam.transforms.shard.shard_writer import Member, ShardWriter
+from oibeam.transforms.shard.shard_writer import Member
 
 
 def with_status(tasks: pa.Table, statuses: list[dict], schema: pa.Schema) -> pa.Table:
@@ -84,7 +84,7 @@ class ShardFetcher:
 
     def _write_tar(self, paths: ShardPaths, tasks: pa.Table, on_status):
         """(the tar WrittenFile, index rows, a status per task)."""
-        writer = ShardWriter(paths.tar)
+        writer = self._outputs.open_tar(paths)
         statuses, index = [], []
         try:
             window = 2 * self._config.concurrency

@@ -14,7 +14,6 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
-from oibeam.schemas.coders import register_coders
 from oibeam.schemas.elements import BucketPiece, FileCount
 from oibeam.schemas.tables import KEY
 from oibeam.transforms.common.exchange import read_piece, write_piece
@@ -22,8 +21,6 @@ from oibeam.transforms.common.image_keys import bucket_of
 from oibeam.transforms.common.metrics import NAMESPACE
 from oibeam.transforms.join.bucket_join import JoinSpec, join_bucket
 from oibeam.transforms.read.csv_inputs import InputPlan
-
-register_coders()
 
 BUCKET_BYTES = 256 << 20
 MAX_BUCKETS = 4096
@@ -135,7 +132,9 @@ class JoinLabelsToImages(beam.PTransform):
         self._exchange = exchange
         self._closure = closure
 
-    def expand(self, inputs):
+    def expand(
+        self, inputs: dict[str, beam.PCollection[pa.Table]]
+    ) -> dict[str, beam.PCollection]:
         parked = [
             inputs[side]
             | f"Park{side.title()}"

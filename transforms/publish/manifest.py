@@ -282,7 +282,7 @@ class WriteManifest(beam.PTransform):
         self._info = info
         self._cleanup = list(cleanup)
 
-    def expand(self, inputs):
+    def expand(self, inputs: dict[str, beam.PCollection]) -> beam.PCollection[str]:
         root = inputs["written"].pipeline
         tallies = inputs.get("tallies")
         if tallies is None:

@@ -136,7 +136,7 @@ class PublishSnapshot(beam.PTransform):
         self._snapshot_id = snapshot_id
         self._expected = expected
 
-    def expand(self, manifest):
+    def expand(self, manifest: beam.PCollection[str]) -> beam.PCollection[str]:
         return manifest | "SuccessThenLatest" >> beam.Map(
             publish, self._root, self._snapshot_id, self._expected
         ).with_output_types(str)

@@ -19,13 +19,10 @@ import apache_beam as beam
 import pyarrow as pa
 
 from oibeam.schemas import releases
-from oibeam.schemas.coders import register_coders
 from oibeam.schemas.elements import CsvFile, CsvRange, FileCount, RangeLines
 from oibeam.schemas.tables import ERRORS_INTERNAL, LINE, REF_LINE, REF_SRC, SRC
 from oibeam.transforms.read.csv_parse import csv_line
 from oibeam.transforms.read.input_files import open_hashed
-
-register_coders()
 
 CLASSES = pa.schema(
     [
@@ -163,7 +160,7 @@ class ReadClassDescriptions(beam.PTransform):
         self._files = files
         self._ranges = ranges
 
-    def expand(self, pbegin):
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         parsed = (
             pbegin
             | "One" >> beam.Create([None])

@@ -15,12 +15,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from oibeam.schemas.coders import register_coders
 from oibeam.schemas.elements import FileCount, RangeLines
 from oibeam.schemas.tables import ERRORS, LINE, REF_LINE, REF_SRC, SRC
 from oibeam.transforms.read.csv_inputs import InputPlan
-
-register_coders()
 
 
 def line_offsets(plan: InputPlan, lines: list[RangeLines]) -> dict[int, int]:
@@ -110,7 +107,7 @@ class ResolveErrorLines(beam.PTransform):
         self._plan = plan
         self._lines = lines
 
-    def expand(self, errors):
+    def expand(self, errors: beam.PCollection[pa.Table]) -> dict[str, beam.PCollection]:
         resolved = (
             errors
             | "SplitByRange"

@@ -16,7 +16,6 @@ import pyarrow as pa
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from oibeam.schemas.coders import register_coders
 from oibeam.schemas.elements import CsvFile, CsvRange, FileCount, RangeLines
 from oibeam.schemas.tables import ERRORS_INTERNAL, LINE, REF_LINE, REF_SRC, SRC
 from oibeam.transforms.common.metrics import NAMESPACE
@@ -24,7 +23,6 @@ from oibeam.transforms.read import csv_parse, validate_rows
 from oibeam.transforms.read.csv_inputs import InputPlan
 from oibeam.transforms.read.input_files import PlainStream, open_hashed
 
-register_coders()
 _READ_MORE = 1 << 16
 
 
@@ -214,7 +212,7 @@ class ReadOpenImagesCsv(beam.PTransform):
         super().__init__()
         self._plan = plan
 
-    def expand(self, pbegin):
+    def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         parsed = (
             pbegin
             | "ListReadRanges"

@@ -16,13 +16,10 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from oibeam.schemas.boxes import UPRIGHT_FIELDS
-from oibeam.schemas.coders import register_coders
 from oibeam.schemas.fetch import STATUS_COLUMNS
 from oibeam.schemas.releases import IMAGE_COLUMNS
 from oibeam.schemas.tables import images_schema
 from oibeam.transforms.read.csv_inputs import InputError
-
-register_coders()
 
 REQUIRED = ("ImageID", "Subset", "OriginalURL", "OriginalSize", "OriginalMD5", "labels")
 

@@ -26,7 +26,6 @@ import pyarrow.compute as pc
 
 from oibeam.schemas import fetch as fetch_contract
 from oibeam.schemas import snapshot as contract
-from oibeam.schemas.coders import register_coders
 from oibeam.schemas.elements import Count
 from oibeam.transforms.common.arrow_util import image_ids_of
 from oibeam.transforms.common.exchange import read_piece
@@ -41,8 +40,6 @@ from oibeam.transforms.fetch.image_tasks import (
     PREVIOUS,
 )
 from oibeam.transforms.refresh.same_values import same_values
-
-register_coders()
 
 DROP = "drop"
 _BYTES_COLUMNS = ("OriginalMD5", "OriginalSize")
@@ -288,7 +285,9 @@ class PlanRefresh(beam.PTransform):
         self._rules = rules
         self._schema = schema
 
-    def expand(self, inputs):
+    def expand(
+        self, inputs: dict[str, beam.PCollection]
+    ) -> dict[str, beam.PCollection]:
         typed = tuple[int, pa.Table]
         if inputs.get("previous") is None:
             planned = inputs["current"] | "AllAdded" >> beam.FlatMap(

@@ -21,14 +21,11 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from oibeam.schemas import snapshot as contract
-from oibeam.schemas.coders import register_coders
 from oibeam.schemas.elements import BucketPiece
 from oibeam.transforms.common.exchange import write_piece
 from oibeam.transforms.common.image_keys import bucket_of, parse_image_ids
 from oibeam.transforms.fetch.image_tasks import PREV_OFFSET, PREV_SIZE, PREV_TAR
 from oibeam.transforms.publish.manifest import MANIFEST
-
-register_coders()
 
 _IMAGES = "tables/images/"
 _INDEX = "shards/index/"
@@ -56,13 +53,21 @@ class PreviousSnapshot:
                 f"--previous {path}: no {contract.SUCCESS}, so not a complete snapshot"
             )
         with FileSystems.open(f"{path}/{MANIFEST}") as handle:
-            manifest = json.loads(handle.read())
-        files = {
-            table: [
-                f["path"] for f in manifest["tables"].get(table, {}).get("files", [])
-            ]
-            for table in ("images", "shard_index")
-        }
+            text = handle.read()
+        try:
+            manifest = json.loads(text)
+            files = {
+                table: [
+                    f["path"]
+                    for f in manifest["tables"].get(table, {}).get("files", [])
+                ]
+                for table in ("images", "shard_index")
+            }
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise NotASnapshot(
+                f"--previous {path}: its {MANIFEST} is not an oibeam manifest "
+                f"({type(e).__name__}: {e})"
+            ) from e
         index = set(files["shard_index"])
         parts = []
         for images in sorted(files["images"]):
@@ -141,7 +146,9 @@ class ReadPreviousSnapshot(beam.PTransform):
         self._buckets = buckets
         self._exchange = exchange
 
-    def expand(self, root):
+    def expand(
+        self, root: beam.pvalue.PBegin
+    ) -> beam.PCollection[tuple[int, BucketPiece]]:
         return (
             root
             | "ListParts" >> beam.Create(list(self._previous.parts))

@@ -19,12 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from oibeam.schemas.coders import register_coders
 from oibeam.schemas.releases import HUMAN_SOURCES, MACHINE_SOURCES
 from oibeam.transforms.common.arrow_util import combine as _combine
 from oibeam.transforms.common.image_keys import mix64, parse_image_ids
-
-register_coders()
 
 _SALT = np.uint64(0x5E1EC7ED0DDBA11)  # selection digests differ from bucket/shard ones
 _ALL = "*"
@@ -247,7 +244,9 @@ class SelectImages(beam.PTransform):
         self._selection = selection
         self._trainable = trainable
 
-    def expand(self, tables):
+    def expand(
+        self, tables: beam.PCollection[tuple[int, pa.Table]]
+    ) -> beam.PCollection[tuple[int, pa.Table]]:
         selection = self._selection
         typed = tuple[int, pa.Table]
         picked = tables | "KeepCandidates" >> beam.Map(

@@ -11,10 +11,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from oibeam.schemas.coders import register_coders
 from oibeam.transforms.common.arrow_util import image_ids_of
-
-register_coders()
 
 
 def _labels_of_bucket(element):
@@ -34,7 +31,9 @@ class LabelsOfSelected(beam.PTransform):
     """{"labels": (bucket, labels table), "selected": (bucket, images table)}
     -> (bucket, labels table) of the selected images."""
 
-    def expand(self, inputs):
+    def expand(
+        self, inputs: dict[str, beam.PCollection[tuple[int, pa.Table]]]
+    ) -> beam.PCollection[tuple[int, pa.Table]]:
         typed = tuple[int, pa.Table]
         ids = inputs["selected"] | "SelectedImageIds" >> beam.Map(
             image_ids_of

@@ -6,6 +6,8 @@ completion mark, and its Parquet metadata holds a fingerprint of the shard's
 tasks. A rerun of the same snapshot after a crash reads a done shard back
 instead of fetching it again (if the fingerprint still matches), and redoes
 any other shard from scratch: a tar without its images part is overwritten.
+Before a shard's tar is written again, its old index and images parts are
+removed, so a mark never vouches for a tar it did not see.
 """
 
 from __future__ import annotations
@@ -129,6 +131,14 @@ class ShardOutputs:
     def paths(self, shard: int, shards: int) -> ShardPaths:
         return ShardPaths(shard, shards, self.shards_dir, self.images_dir)
 
+    def open_tar(self, paths: ShardPaths) -> ShardWriter:
+        """A writer of the shard's tar, once an earlier attempt's completion
+        mark and index part are gone (they described the tar this replaces)."""
+        for stale in (paths.images, paths.index):
+            if FileSystems.exists(stale):
+                FileSystems.delete([stale])
+        return ShardWriter(paths.tar)
+
     def commit_tables(
         self, paths: ShardPaths, images: pa.Table, index: list[tuple], tasks: str
     ) -> list[WrittenFile]:
@@ -147,7 +157,7 @@ class ShardOutputs:
     def empty(self, shard: int, shards: int) -> list[WrittenFile]:
         """A shard no image hashed to: an empty tar and empty table parts."""
         paths = self.paths(shard, shards)
-        size, crc = ShardWriter(paths.tar).commit()
+        size, crc = self.open_tar(paths).commit()
         tar = WrittenFile("shards", paths.tar, 0, size, crc)
         return [tar, *self.commit_tables(paths, self.schema.empty_table(), [], "")]
 

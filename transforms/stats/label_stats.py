@@ -57,7 +57,7 @@ class ComputeLabelStats(beam.PTransform):
         self._classes = classes
         self._box_counts = box_counts
 
-    def expand(self, tables):
+    def expand(self, tables: beam.PCollection[pa.Table]) -> dict[str, beam.PCollection]:
         partials = tables | "SumLabelPartials" >> beam.CombineGlobally(
             LabelStatsCombineFn()
         )

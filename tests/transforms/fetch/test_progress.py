@@ -3,11 +3,15 @@
 import io
 import time
 
-from oibeam.transforms.fetch.progress import FetchTally, ProgressPrinter, read_published
+from oibeam.transforms.fetch.progress import (
+    ProgressCounter,
+    ProgressPrinter,
+    read_published,
+)
 
 
 def test_tallies_published_by_several_workers_add_up(tmp_path):
-    first, second = FetchTally(), FetchTally()
+    first, second = ProgressCounter(), ProgressCounter()
     for ok, size in ((True, 1_000_000), (False, 0), (True, 500_000)):
         first.add(ok, size)
     second.add(True, 250_000)
@@ -27,7 +31,7 @@ class _Tty(io.StringIO):
 
 def test_printer_rewrites_one_line_on_a_terminal(tmp_path):
     stream = _Tty()
-    tally = FetchTally()
+    tally = ProgressCounter()
     with ProgressPrinter(str(tmp_path), interval=0.05, stream=stream):
         tally.add(True, 100, publish_to=str(tmp_path))
         time.sleep(0.2)

@@ -1,0 +1,36 @@
+"""Directories the same way on every Beam filesystem.
+
+An object store (gs://) has no directories: FileSystems.exists() of a prefix
+is False whatever lies under it, and deleting a path without a trailing '/'
+removes only the object of exactly that name. These two helpers ask and
+delete by prefix there, and by path on local disks.
+"""
+
+from __future__ import annotations
+
+from apache_beam.io.filesystems import FileSystems
+
+
+def _is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def holds_anything(path: str) -> bool:
+    """Whether `path` is a file, or a directory (prefix) with anything in it."""
+    path = path.rstrip("/")
+    if FileSystems.exists(path):
+        return True
+    if not _is_uri(path):
+        return False
+    return bool(FileSystems.match([f"{path}/**"], limits=[1])[0].metadata_list)
+
+
+def remove_tree(path: str) -> None:
+    """Deletes a file, or a directory (prefix) and everything under it."""
+    path = path.rstrip("/")
+    if _is_uri(path):
+        if FileSystems.exists(path):
+            FileSystems.delete([path])
+        FileSystems.delete([f"{path}/"])  # recursive under the prefix
+    elif FileSystems.exists(path):
+        FileSystems.delete([path])
