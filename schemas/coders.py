@@ -53,7 +53,8 @@ class ArrowTableCoder(beam.coders.Coder):
 
 
 def register_coders() -> None:
-    """Arrow tables as IPC streams; small element NamedTuples as Beam rows."""
+    """Arrow tables as IPC streams; small element NamedTuples as Beam rows.
+    Called once per process, when oibeam.transforms is first imported."""
     from oibeam.schemas.elements import (
         BucketPiece,
         Count,
@@ -73,6 +74,3 @@ def register_coders() -> None:
         WrittenFile,
     ):
         beam.coders.registry.register_coder(element_type, beam.coders.RowCoder)
-
-
-register_coders()

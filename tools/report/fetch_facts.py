@@ -123,7 +123,7 @@ def _nested_items(table: pa.Table) -> pa.Array:
     return pc.list_flatten(labels)
 
 
-class FetchTally:
+class FetchFactsAccumulator:
     """Accumulates FetchFacts over record batches of a fetched images table."""
 
     def __init__(self) -> None:

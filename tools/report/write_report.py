@@ -13,7 +13,11 @@ import datetime
 import pyarrow as pa
 
 from oibeam.tools.report import fetch_sections, label_sections
-from oibeam.tools.report.fetch_facts import IMAGE_COLUMNS, FetchFacts, FetchTally
+from oibeam.tools.report.fetch_facts import (
+    IMAGE_COLUMNS,
+    FetchFacts,
+    FetchFactsAccumulator,
+)
 from oibeam.tools.report.label_facts import (
     LABEL_STATS_COLUMNS,
     LabelFacts,
@@ -63,7 +67,7 @@ def _fetch_facts(run: Run, rule: TrainableRule) -> FetchFacts | None:
     schema = run.schema("images")
     if schema is None or "status" not in schema.names:
         return None
-    tally = FetchTally()
+    tally = FetchFactsAccumulator()
     for batch in run.batches("images", IMAGE_COLUMNS):
         tally.add(batch)
     return tally.facts(rule)
