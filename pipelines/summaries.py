@@ -41,7 +41,7 @@ def fetch_summary(manifest_path: str) -> str:
     """Selected and ok images, failures by status, where the shards are."""
     manifest = _manifest(manifest_path)
     counts = manifest.get("counts", {})
-    statuses = {k.removeprefix("status:"): v for k, v in counts.items() if ":" in k}
+    statuses = manifest.get("statuses", {})
     ok = statuses.get("ok", 0)
     failed = ", ".join(f"{k} {v:,}" for k, v in statuses.items() if k != "ok")
     root = manifest_path.rsplit("/", 1)[0]

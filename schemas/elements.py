@@ -54,11 +54,14 @@ class WrittenFile(NamedTuple):
 
 
 class FileCount(NamedTuple):
-    """A count about one input file; summed per (file_id, counter)."""
+    """A count about one input file, summed per (file_id, counter, code):
+    rows `read`, physical `lines`, rows kept (`rows`), rows rejected
+    (`errors`), and rows rejected with one error `code` (`rejected`)."""
 
     file_id: int
-    counter: str  # "read" | "rows" | "errors"
+    counter: str  # read | lines | rows | errors | rejected
     n: int
+    code: str = ""  # the error code of a `rejected` count
 
 
 class BucketPiece(NamedTuple):
@@ -69,8 +72,14 @@ class BucketPiece(NamedTuple):
     rows: int
 
 
-class Count(NamedTuple):
-    """A named count for the manifest, summed over the run (e.g. "status:ok")."""
+# What a run counts about its images (Count.kind).
+SELECTED, STATUS, CHANGE, ACTION = "selected", "status", "change", "action"
 
-    name: str
+
+class Count(NamedTuple):
+    """A count for the manifest, summed over the run: images selected, or
+    images per fetch status, refresh change or refresh action (`value`)."""
+
+    kind: str  # SELECTED | STATUS | CHANGE | ACTION
+    value: str  # which status, change or action ("" for SELECTED)
     n: int

@@ -46,6 +46,19 @@ def resolve_run(path: str, complete: bool = True) -> str:
     )
 
 
+def statuses_of(manifest: dict) -> dict[str, int]:
+    """Images per fetch status, as the manifest records them (older
+    manifests only as `status:<status>` keys of `counts`)."""
+    if "statuses" in manifest:
+        return dict(manifest["statuses"])
+    prefix = "status:"
+    return {
+        key[len(prefix) :]: n
+        for key, n in manifest.get("counts", {}).items()
+        if key.startswith(prefix)
+    }
+
+
 @dataclass(frozen=True)
 class Run:
     """One run directory and its manifest."""

@@ -33,7 +33,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from oibeam.schemas import fetch as fetch_schema
 from oibeam.schemas.snapshot import SUCCESS
-from oibeam.tools.runs import NotARun, resolve_run
+from oibeam.tools.runs import NotARun, resolve_run, statuses_of
 from oibeam.transforms.publish.manifest import MANIFEST
 from oibeam.transforms.shard.shard_writer import checksum_label
 
@@ -154,11 +154,7 @@ def _reconcile(directory: str, manifest: dict, report: Report) -> dict:
         problems.append("the images table or the shard index cannot be read")
         return {}
     statuses = collections.Counter(images["status"].to_pylist())
-    expected = {
-        k.removeprefix("status:"): v
-        for k, v in counts.items()
-        if k.startswith("status:")
-    }
+    expected = statuses_of(manifest)
     if dict(statuses) != expected:
         problems.append(
             f"statuses in tables/images {dict(statuses)} != manifest {expected}"

@@ -22,7 +22,7 @@ from oibeam.schemas.releases import IMAGE_COLUMNS
     [
         CsvRange(3, 1, 0, 1 << 40, True),
         RangeLines(3, 12345678901, "0f" * 16),
-        FileCount(2, "error:bad_md5", 7),
+        FileCount(2, "rejected", 7, "bad_md5"),
         WrittenFile("images", "gs://b/x/part-00000.parquet", 10, 2048, "ab" * 16),
         BucketPiece("labels", "/tmp/x/labels/b00001/00002-000000000001.arrow", 9),
     ],

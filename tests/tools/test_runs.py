@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from oibeam.tools.runs import NotARun, Run, resolve_run
+from oibeam.tools.runs import NotARun, Run, resolve_run, statuses_of
 
 RULE = {
     "name": "v2",
@@ -84,3 +84,13 @@ def test_table_files_from_the_manifest_else_the_folder(tmp_path):
     assert Run.load(str(directory)).table_files("images") == [
         f"{directory}/tables/images/part-00001.parquet"
     ]
+
+
+def test_statuses_of_every_manifest_shape():
+    assert statuses_of({"statuses": {"ok": 3, "gone": 1}, "counts": {}}) == {
+        "ok": 3,
+        "gone": 1,
+    }
+    older = {"counts": {"selected": 4, "status:ok": 3, "status:gone": 1}}
+    assert statuses_of(older) == {"ok": 3, "gone": 1}
+    assert statuses_of({"counts": {}}) == {} == statuses_of({})

@@ -14,6 +14,7 @@ from oibeam.tools.report.page import (
     Section,
     Table,
 )
+from oibeam.tools.runs import statuses_of
 
 
 def _time(text: str | None) -> datetime.datetime | None:
@@ -105,7 +106,7 @@ def run_section(directory: str, manifest: dict[str, Any]) -> Section:
     if "selected" in counts:
         facts += [
             (counts["selected"], "images selected"),
-            (counts.get("status:ok", 0), "images fetched ok"),
+            (statuses_of(manifest).get("ok", 0), "images fetched ok"),
         ]
     else:
         facts.append((rows.get("images"), "images"))

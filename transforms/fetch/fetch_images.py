@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from oibeam.schemas import fetch as contract
-from oibeam.schemas.elements import BucketPiece, Count, WrittenFile
+from oibeam.schemas.elements import SELECTED, STATUS, BucketPiece, Count, WrittenFile
 from oibeam.transforms.common.exchange import read_piece, write_piece
 from oibeam.transforms.common.image_keys import mix64, parse_image_ids
 from oibeam.transforms.common.metrics import NAMESPACE
@@ -82,7 +82,7 @@ def _sum_pairs(pairs) -> tuple[int, int]:
 
 
 def _selected(totals: tuple[int, int]) -> Count:
-    return Count("selected", totals[0])
+    return Count(SELECTED, "", totals[0])
 
 
 def _missing_shards(shards: int, written: list[WrittenFile], outputs: ShardOutputs):
@@ -133,7 +133,7 @@ class _FetchShardFn(beam.DoFn):
         yield from written
         statuses = collections.Counter(images["status"].to_pylist())
         for status, n in sorted(statuses.items()):
-            yield beam.pvalue.TaggedOutput("counts", Count(f"status:{status}", n))
+            yield beam.pvalue.TaggedOutput("counts", Count(STATUS, status, n))
 
     def _count(self, status: dict) -> None:
         """Counters, the progress tally, and a log line every 30 s."""

@@ -20,7 +20,16 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
-from oibeam.schemas.elements import Count, FileCount, RangeLines, WrittenFile
+from oibeam.schemas.elements import (
+    ACTION,
+    CHANGE,
+    SELECTED,
+    STATUS,
+    Count,
+    FileCount,
+    RangeLines,
+    WrittenFile,
+)
 from oibeam.transforms.common.exchange import remove_exchange
 from oibeam.transforms.common.write_files import write_parquet, write_text
 from oibeam.transforms.read.csv_inputs import InputPlan
@@ -41,9 +50,9 @@ def reconcile(plan: InputPlan, counts: list[FileCount]) -> dict[int, dict[str, A
     }
     for c in counts:
         entry = totals[c.file_id]
-        if c.counter.startswith("error:"):
-            code = c.counter.removeprefix("error:")
-            entry["errors_by_code"][code] = entry["errors_by_code"].get(code, 0) + c.n
+        if c.counter == "rejected":
+            by_code = entry["errors_by_code"]
+            by_code[c.code] = by_code.get(c.code, 0) + c.n
         else:
             entry[c.counter] += c.n
     wrong = [
@@ -152,30 +161,32 @@ def build_manifest(
     }
 
 
-def _prefixed(tallies: dict[str, int], prefix: str) -> dict[str, int]:
+def tally(counts: list[Count]) -> dict[str, dict[str, int]]:
+    """The run's counts summed: kind -> value -> images, values sorted."""
+    totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for count in counts:
+        totals[count.kind][count.value] += count.n
     return {
-        name.removeprefix(prefix): n
-        for name, n in sorted(tallies.items())
-        if name.startswith(prefix)
+        kind: dict(sorted(values.items())) for kind, values in sorted(totals.items())
     }
 
 
-def check_tallies(tallies: dict[str, int], rows: dict[str, int]) -> None:
+def check_tallies(tallies: dict[str, dict[str, int]], rows: dict[str, int]) -> None:
     """Every selected image has exactly one status row in the images table
     and, in a refresh, one diff row (as has every image it removed)."""
-    if "selected" not in tallies:
+    if SELECTED not in tallies:
         return
-    selected = tallies["selected"]
-    statuses = sum(_prefixed(tallies, "status:").values())
+    selected = tallies[SELECTED][""]
+    statuses = sum(tallies.get(STATUS, {}).values())
     if not statuses == selected == rows.get("images", 0):
         raise CountsDoNotReconcile(
             f"selected {selected} images, {statuses} statuses, "
             f"{rows.get('images', 0)} rows in the images table"
         )
-    changes = _prefixed(tallies, "change:")
+    changes = tallies.get(CHANGE, {})
     if not changes:
         return
-    actions = _prefixed(tallies, "action:")
+    actions = tallies.get(ACTION, {})
     kept = sum(changes.values()) - changes.get("removed", 0)
     if not (
         kept == selected == sum(actions.values()) - actions.get("drop", 0)
@@ -185,6 +196,24 @@ def check_tallies(tallies: dict[str, int], rows: dict[str, int]) -> None:
             f"selected {selected} images, but the diff has {kept} of them "
             f"(changes {changes}, actions {actions}, {rows.get('diff', 0)} rows)"
         )
+
+
+def with_tallies(manifest: dict, tallies: dict[str, dict[str, int]]) -> dict:
+    """The manifest with the run's image counts: `counts` (selected, and
+    status:<status> per status, as every manifest has had them), `statuses`,
+    and for a refresh `changes` and `actions`."""
+    if not tallies:
+        return manifest
+    statuses = tallies.get(STATUS, {})
+    manifest["counts"] = {
+        **({SELECTED: tallies[SELECTED][""]} if SELECTED in tallies else {}),
+        **{f"{STATUS}:{status}": n for status, n in statuses.items()},
+    }
+    manifest["statuses"] = statuses
+    if tallies.get(CHANGE):
+        manifest["changes"] = tallies[CHANGE]
+        manifest["actions"] = tallies.get(ACTION, {})
+    return manifest
 
 
 def remove_strays(directories: list[str], keep: set[str]) -> None:
@@ -234,19 +263,9 @@ def _finish(
             written.append(WrittenFile(table, path, 0, size, md5))
     remove_strays(sweep, {w.path for w in written})
     manifest = build_manifest(plan, written, list(counts), root, info, list(ranges))
-    totals: dict[str, int] = defaultdict(int)
-    for tally in tallies:
-        totals[tally.name] += tally.n
-    if totals:
-        manifest["counts"] = {
-            name: n
-            for name, n in sorted(totals.items())
-            if not name.startswith(("change:", "action:"))
-        }
-        if _prefixed(totals, "change:"):
-            manifest["changes"] = _prefixed(totals, "change:")
-            manifest["actions"] = _prefixed(totals, "action:")
-        check_tallies(totals, manifest["rows"])
+    totals = tally(list(tallies))
+    check_tallies(totals, manifest["rows"])
+    manifest = with_tallies(manifest, totals)
     path = f"{root.rstrip('/')}/{MANIFEST}"
     write_text(path, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     return path

@@ -94,7 +94,7 @@ class _ResolvePartFn(beam.DoFn):
         )
         for code, count in zip(codes.tolist(), n.tolist(), strict=True):
             yield beam.pvalue.TaggedOutput(
-                "counts", FileCount(file_id, f"error:{code}", count)
+                "counts", FileCount(file_id, "rejected", count, code)
             )
 
 

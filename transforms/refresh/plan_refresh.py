@@ -16,7 +16,6 @@ more are `removed` (action `drop`). The tasks carry the plan to FetchImages.
 
 from __future__ import annotations
 
-import collections
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -26,7 +25,7 @@ import pyarrow.compute as pc
 
 from oibeam.schemas import fetch as fetch_contract
 from oibeam.schemas import snapshot as contract
-from oibeam.schemas.elements import Count
+from oibeam.schemas.elements import ACTION, CHANGE, Count
 from oibeam.transforms.common.arrow_util import image_ids_of
 from oibeam.transforms.common.exchange import read_piece
 from oibeam.transforms.fetch.image_tasks import (
@@ -58,15 +57,16 @@ class Plan:
     tasks: pa.Table
     diff: pa.Table
 
-    def counts(self) -> collections.Counter:
-        counts = collections.Counter()
-        for name in ("change", "action"):
+    def counts(self) -> list[Count]:
+        """Images per change and per action."""
+        counts = []
+        for kind in (CHANGE, ACTION):
             values, n = np.unique(
-                self.diff[name].to_numpy(zero_copy_only=False), return_counts=True
+                self.diff[kind].to_numpy(zero_copy_only=False), return_counts=True
             )
-            counts.update(
-                {f"{name}:{v}": int(c) for v, c in zip(values, n, strict=True)}
-            )
+            counts += [
+                Count(kind, str(v), int(c)) for v, c in zip(values, n, strict=True)
+            ]
         return counts
 
 
@@ -245,8 +245,8 @@ def _plan_alone(element, rules: RefreshRules):
 def _outputs(bucket: int, plan: Plan):
     yield bucket, plan.tasks
     yield beam.pvalue.TaggedOutput("diff", (bucket, plan.diff))
-    for name, n in sorted(plan.counts().items()):
-        yield beam.pvalue.TaggedOutput("counts", Count(name, n))
+    for count in plan.counts():
+        yield beam.pvalue.TaggedOutput("counts", count)
 
 
 class _PlanBucketFn(beam.DoFn):
@@ -277,7 +277,7 @@ class PlanRefresh(beam.PTransform):
     """{"current": (bucket, selected images), "release": (bucket, every image
     of the input), "previous": (bucket, BucketPiece) or absent} -> dict: tasks =
     (bucket, pa.Table) for FetchImages, diff = (bucket, pa.Table DIFF), counts =
-    Count "change:*" and "action:*". Without a previous snapshot every image is
+    Count per change and per action. Without a previous snapshot every image is
     added, with no shuffle."""
 
     def __init__(self, rules: RefreshRules, schema: pa.Schema) -> None:

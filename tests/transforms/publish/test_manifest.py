@@ -30,6 +30,7 @@ from oibeam.transforms.publish.manifest import (
     reconcile,
     relative,
     remove_strays,
+    tally,
 )
 from oibeam.transforms.read.csv_inputs import plan_inputs
 
@@ -74,7 +75,7 @@ def _counts(**changes: int) -> list[FileCount]:
         FileCount(0, "read", 3),
         FileCount(0, "rows", 2),
         FileCount(0, "errors", 1),
-        FileCount(0, "error:duplicate_image", 1),
+        FileCount(0, "rejected", 1, "duplicate_image"),
         FileCount(1, "read", 200),
         FileCount(1, "read", LABEL_ROWS - 200),
         FileCount(1, "lines", 150),
@@ -82,8 +83,8 @@ def _counts(**changes: int) -> list[FileCount]:
         FileCount(1, "rows", LABEL_ROWS - 5),
         FileCount(1, "errors", 3),
         FileCount(1, "errors", 2),
-        FileCount(1, "error:unknown_image", 4),
-        FileCount(1, "error:bad_confidence", 1),
+        FileCount(1, "rejected", 4, "unknown_image"),
+        FileCount(1, "rejected", 1, "bad_confidence"),
         FileCount(2, "read", 2),
         FileCount(2, "rows", 2),
     ]
@@ -255,6 +256,13 @@ def test_without_range_checksums_inputs_have_no_md5(plan, tmp_path):
     assert manifest["tables"] == {} and manifest["rows"] == {}
 
 
+def _tally(flat: dict[str, int]) -> dict[str, dict[str, int]]:
+    """{"selected": 3, "status:ok": 3, ...} as the run counts them, summed."""
+    return tally(
+        [Count(*(k.split(":") if ":" in k else (k, "")), n) for k, n in flat.items()]
+    )
+
+
 @pytest.mark.parametrize(
     "tallies, rows",
     [
@@ -277,7 +285,7 @@ def test_without_range_checksums_inputs_have_no_md5(plan, tmp_path):
     ],
 )
 def test_tallies_that_reconcile(tallies, rows):
-    check_tallies(tallies, rows)
+    check_tallies(_tally(tallies), rows)
 
 
 @pytest.mark.parametrize(
@@ -315,7 +323,7 @@ def test_tallies_that_reconcile(tallies, rows):
 )
 def test_tallies_that_do_not_reconcile(tallies, rows):
     with pytest.raises(CountsDoNotReconcile, match=f"selected {tallies['selected']}"):
-        check_tallies(tallies, rows)
+        check_tallies(_tally(tallies), rows)
 
 
 def _touch(path) -> str:
@@ -433,12 +441,12 @@ class _Run:
 def test_write_manifest_on_a_test_pipeline(pipeline, tmp_path, plan):
     run = _Run(tmp_path, plan)
     tallies = [
-        Count("selected", 2),
-        Count("selected", 1),
-        Count("status:ok", 2),
-        Count("status:gone", 1),
-        Count("change:added", 3),
-        Count("action:fetch", 3),
+        Count("selected", "", 2),
+        Count("selected", "", 1),
+        Count("status", "ok", 2),
+        Count("status", "gone", 1),
+        Count("change", "added", 3),
+        Count("action", "fetch", 3),
     ]
     run.run(pipeline, _counts(), tallies, _range_lines(plan))
 
@@ -446,6 +454,7 @@ def test_write_manifest_on_a_test_pipeline(pipeline, tmp_path, plan):
         manifest = json.load(f)
     assert manifest["command"] == "snapshot" and manifest["snapshot"] == {"id": "s1"}
     assert manifest["counts"] == {"selected": 3, "status:gone": 1, "status:ok": 2}
+    assert manifest["statuses"] == {"gone": 1, "ok": 2}
     assert manifest["changes"] == {"added": 3}
     assert manifest["actions"] == {"fetch": 3}
     assert manifest["rows"] == {"diff": 3, "errors": 0, "images": 3}
@@ -499,12 +508,16 @@ def test_without_tallies_or_ranges(pipeline, tmp_path, plan):
         ({"labels_lines": -1}, None, "300 lines but 300 rows read"),
         (
             {},
-            [Count("selected", 4), Count("status:ok", 3)],
+            [Count("selected", "", 4), Count("status", "ok", 3)],
             "selected 4 images, 3 statuses, 3 rows in the images table",
         ),
         (
             {},
-            [Count("selected", 3), Count("status:ok", 3), Count("change:added", 2)],
+            [
+                Count("selected", "", 3),
+                Count("status", "ok", 3),
+                Count("change", "added", 2),
+            ],
             "the diff has 2 of them",
         ),
     ],

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from oibeam.schemas import snapshot as contract
+from oibeam.schemas.elements import Count
 from oibeam.transforms.fetch.image_tasks import (
     PLAN,
     PREV_OFFSET,
@@ -78,7 +79,7 @@ def test_without_a_previous_snapshot_everything_is_added_and_fetched():
     assert set(plan.tasks[PLAN].to_pylist()) == {"fetch"}
     assert plan.diff.column("change").to_pylist() == ["added", "added"]
     assert plan.diff.column("reason").to_pylist() == ["new", "new"]
-    assert plan.counts() == {"change:added": 2, "action:fetch": 2}
+    assert plan.counts() == [Count("change", "added", 2), Count("action", "fetch", 2)]
 
 
 def test_every_decision_of_the_table():
