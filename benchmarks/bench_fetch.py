@@ -42,6 +42,10 @@ curl's rate.
 A JSON line per run is appended to WORKDIR/results.jsonl; logs and inputs stay
 in WORKDIR/run, outputs are removed unless --keep-outputs. Exits non-zero when
 oibeam did not fetch every image with status ok.
+
+One file of ~800 lines on purpose: a benchmark is copied and run as one
+script, beside the others in benchmarks/, and reads top to bottom in the
+order above (inputs, server, runs, report).
 """
 
 from __future__ import annotations

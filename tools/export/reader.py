@@ -14,6 +14,9 @@ its images and shard index parts. `OkImages` reads them in two passes:
 Memory is bounded by one bucket, never the whole table. ImageIDs are ordered
 as the 64-bit numbers they spell (for the lowercase IDs of every release, the
 same as text order).
+
+Longer than most modules on purpose: both passes share the bucket files and
+their ImageID ranges, and split apart they would hand those back and forth.
 """
 
 from __future__ import annotations

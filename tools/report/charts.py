@@ -3,6 +3,7 @@
 Each function takes plain numbers and returns PNG bytes, or None when there is
 nothing to draw. Output is deterministic: matplotlib's default style whatever
 the local matplotlibrc says, bundled fonts, and no Software/date metadata.
+One module for every plot on purpose: they share that setup and one look.
 """
 
 from __future__ import annotations

@@ -20,15 +20,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from oibeam.schemas.boxes import BOX_STRUCT, BOXES_FIELD, FLAG_FIELDS
+from oibeam.schemas.boxes import BOXES_FIELD
 from oibeam.schemas.tables import (
     BOX_COUNTS,
     ERRORS_INTERNAL,
     KEY,
     LABEL_STRUCT,
     LINE,
-    REF_LINE,
-    REF_SRC,
     SRC,
     boxes_internal_schema,
     images_internal_schema,
@@ -38,7 +36,14 @@ from oibeam.schemas.tables import (
 )
 from oibeam.transforms.common.arrow_util import encode, ranks
 from oibeam.transforms.common.image_keys import format_image_ids, parse_image_ids
-from oibeam.transforms.read.csv_parse import csv_fields
+from oibeam.transforms.join.nesting import (
+    box_counts,
+    display_names,
+    known_boxes,
+    nested,
+    nested_boxes,
+)
+from oibeam.transforms.join.rejections import error_rows, first_of_runs
 from oibeam.transforms.read.hierarchy import expand_ancestors
 
 
@@ -58,12 +63,6 @@ def _in_file_order(tables: typing.Iterable[pa.Table], schema: pa.Schema) -> pa.T
         return schema.empty_table()
     pieces.sort(key=lambda t: (t[SRC][0].as_py(), t[LINE][0].as_py()))
     return pa.concat_tables(pieces).combine_chunks()
-
-
-def _first_of_runs(duplicate: np.ndarray) -> np.ndarray:
-    """For each row, the index of the first row of its run of equal keys."""
-    idx = np.where(~duplicate, np.arange(len(duplicate)), 0)
-    return np.maximum.accumulate(idx) if len(idx) else idx
 
 
 @dataclass(frozen=True)
@@ -101,22 +100,22 @@ def join_bucket(
     kept = [images, labels.table]
     if spec.with_boxes:
         boxes = _in_file_order(boxes_tables, boxes_internal_schema())
-        boxes, box_errors = _known_boxes(boxes, ikeys, spec.range_columns)
+        boxes, box_errors = known_boxes(boxes, ikeys, spec.range_columns)
         errors += box_errors
         kept.append(boxes)
-        nested_boxes = _nested_boxes(boxes, ikeys, classes)
-        box_counts = _box_counts(boxes)
+        boxes_column = nested_boxes(boxes, ikeys, classes)
+        counted_boxes = box_counts(boxes)
     else:
-        nested_boxes = pa.nulls(len(ikeys), BOXES_FIELD.type)
-        box_counts = BOX_COUNTS.empty_table()
+        boxes_column = pa.nulls(len(ikeys), BOXES_FIELD.type)
+        counted_boxes = BOX_COUNTS.empty_table()
     return JoinedBucket(
         images=_images_table(
-            images, image_ids, flat, lkeys, ikeys, nested_boxes, spec.image_extras
+            images, image_ids, flat, lkeys, ikeys, boxes_column, spec.image_extras
         ),
         labels=flat,
         errors=pa.concat_tables(errors) if errors else ERRORS_INTERNAL.empty_table(),
         rows_per_range=_rows_per_range(*kept),
-        box_counts=box_counts,
+        box_counts=counted_boxes,
     )
 
 
@@ -132,8 +131,8 @@ def _first_of_each_image(
     dup[1:] = ikeys[1:] == ikeys[:-1]
     if not dup.any():
         return images, ikeys, []
-    first = _first_of_runs(dup)
-    error = _errors_for(
+    first = first_of_runs(dup)
+    error = error_rows(
         images,
         np.flatnonzero(dup),
         first[dup],
@@ -203,7 +202,7 @@ def _known_labels(
     dup[1:] = found.composite[1:] == found.composite[:-1]
     if orphan.any():
         errors.append(
-            _errors_for(
+            error_rows(
                 found.table,
                 np.flatnonzero(orphan),
                 None,
@@ -214,9 +213,9 @@ def _known_labels(
         )
     dup &= ~orphan
     if dup.any():
-        first = _first_of_runs(dup)
+        first = first_of_runs(dup)
         errors.append(
-            _errors_for(
+            error_rows(
                 found.table,
                 np.flatnonzero(dup),
                 first[dup],
@@ -228,14 +227,6 @@ def _known_labels(
     return found.filter(~(orphan | dup)), errors
 
 
-def _display_names(label_values: pa.Array, classes: pa.Table) -> pa.Array:
-    """The display name of each label (null when --classes does not name it)."""
-    if not classes.num_rows:
-        return pa.nulls(len(label_values), pa.string())
-    where = pc.index_in(label_values, value_set=classes["LabelName"])
-    return pc.take(classes["DisplayName"], where).combine_chunks()
-
-
 def _expanded(flat, closure, classes, image_ids, image_subsets) -> pa.Table:
     """The labels table plus inferred ancestor rows, their DisplayName and
     Subset filled in (other columns stay null in inferred rows)."""
@@ -244,20 +235,13 @@ def _expanded(flat, closure, classes, image_ids, image_subsets) -> pa.Table:
     where = pc.index_in(out["ImageID"], value_set=image_ids)
     for name, values in (
         ("Subset", image_subsets.combine_chunks().take(where)),
-        ("DisplayName", _display_names(out["LabelName"].combine_chunks(), classes)),
+        ("DisplayName", display_names(out["LabelName"].combine_chunks(), classes)),
     ):
         i = out.schema.get_field_index(name)
         out = out.set_column(
             i, out.schema.field(i), pc.if_else(inferred, values, out[name])
         )
     return out
-
-
-def _nested(keys: np.ndarray, ikeys: np.ndarray, items: pa.Array) -> pa.ListArray:
-    """A list per image key of the `items` rows (sorted by key) with that key."""
-    starts = np.searchsorted(keys, ikeys, side="left").astype(np.int32)
-    offsets = np.append(starts, np.int32(len(keys)))
-    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), items)
 
 
 def _images_table(images, image_ids, labels, lkeys, ikeys, boxes, extras):
@@ -278,81 +262,12 @@ def _images_table(images, image_ids, labels, lkeys, ikeys, boxes, extras):
         if column.name == "ImageID":
             columns.append(image_ids)
         elif column.name == "labels":
-            columns.append(_nested(lkeys, ikeys, items))
+            columns.append(nested(lkeys, ikeys, items))
         elif column.name == "boxes":
             columns.append(boxes)
         else:
             columns.append(images[column.name])
     return pa.Table.from_arrays(columns, schema=schema)
-
-
-def _known_boxes(boxes: pa.Table, ikeys: np.ndarray, range_columns):
-    """(boxes of known images sorted for nesting, [unknown_image errors])."""
-    bkeys = boxes[KEY].to_numpy()
-    if len(ikeys):
-        pos = np.minimum(np.searchsorted(ikeys, bkeys), len(ikeys) - 1)
-        orphan = ikeys[pos] != bkeys
-    else:
-        orphan = np.ones(len(bkeys), dtype=bool)
-    errors = []
-    if orphan.any():
-        errors.append(
-            _errors_for(
-                boxes,
-                np.flatnonzero(orphan),
-                None,
-                "unknown_image",
-                "no image row has this ImageID",
-                range_columns,
-            )
-        )
-        boxes = boxes.filter(pa.array(~orphan))
-    order = [KEY, "LabelName", "Source", "YMin", "XMin", "YMax", "XMax"]
-    return boxes.sort_by([(c, "ascending") for c in order]), errors
-
-
-def _nested_boxes(boxes: pa.Table, ikeys: np.ndarray, classes) -> pa.ListArray:
-    labels = boxes["LabelName"].combine_chunks()
-    values = {
-        "label": labels,
-        "display_name": _display_names(labels, classes),
-        "source": boxes["Source"].combine_chunks(),
-        "confidence": boxes["Confidence"].combine_chunks(),
-        "x_min": boxes["XMin"].combine_chunks(),
-        "x_max": boxes["XMax"].combine_chunks(),
-        "y_min": boxes["YMin"].combine_chunks(),
-        "y_max": boxes["YMax"].combine_chunks(),
-    }
-    for column, name in FLAG_FIELDS.items():
-        flag = boxes[column].combine_chunks()
-        known = pc.and_(pc.is_valid(flag), pc.not_equal(flag, -1))
-        values[name] = pc.if_else(known, pc.not_equal(flag, 0), None)
-    items = pa.StructArray.from_arrays(
-        [
-            values[f.name] if f.name in values else pa.nulls(boxes.num_rows, f.type)
-            for f in BOX_STRUCT
-        ],
-        fields=list(BOX_STRUCT),
-    )
-    return _nested(boxes[KEY].to_numpy(), ikeys, items)
-
-
-def _box_counts(boxes: pa.Table) -> pa.Table:
-    """Boxes and distinct images per label (an image lives in one bucket, so
-    the sums over buckets are exact)."""
-    if not boxes.num_rows:
-        return BOX_COUNTS.empty_table()
-    counts = boxes.group_by("LabelName", use_threads=False).aggregate(
-        [(KEY, "count"), (KEY, "count_distinct")]
-    )
-    return pa.table(
-        {
-            "label": counts["LabelName"],
-            "boxes": counts[f"{KEY}_count"],
-            "images_with_boxes": counts[f"{KEY}_count_distinct"],
-        },
-        schema=BOX_COUNTS,
-    ).sort_by("label")
 
 
 def _labels_table(
@@ -364,7 +279,7 @@ def _labels_table(
 ) -> pa.Table:
     """The labels table (labels_schema): each row with its display name and
     its image's Subset; InferredFrom null."""
-    names = _display_names(labels.label_values, classes)
+    names = display_names(labels.label_values, classes)
     pos = np.searchsorted(ikeys, labels.keys)  # every label's image is known
     columns = {
         "ImageID": format_image_ids(labels.keys),
@@ -389,43 +304,3 @@ def _rows_per_range(*tables: pa.Table) -> dict[int, int]:
         for v, c in zip(values.tolist(), n.tolist(), strict=True):
             counts[v] = counts.get(v, 0) + c
     return counts
-
-
-def _errors_for(table, rows, first_rows, code, reason, range_columns) -> pa.Table:
-    """Error rows for `rows` of an internal table, raw text rebuilt as CSV."""
-    picked = table.take(pa.array(rows))
-    count = len(rows)
-    if first_rows is None:
-        ref_src = pa.nulls(count, pa.int32())
-        ref_line = pa.nulls(count, pa.int64())
-    else:
-        ref = table.take(pa.array(first_rows))
-        ref_src, ref_line = ref[SRC].combine_chunks(), ref[LINE].combine_chunks()
-    return pa.table(
-        {
-            SRC: picked[SRC].combine_chunks(),
-            LINE: picked[LINE].combine_chunks(),
-            "code": pa.array([code] * count, pa.string()),
-            "reason": pa.array([reason] * count, pa.string()),
-            "raw": _rebuild_raw(picked, range_columns),
-            REF_SRC: ref_src,
-            REF_LINE: ref_line,
-        },
-        schema=ERRORS_INTERNAL,
-    )
-
-
-def _rebuild_raw(picked: pa.Table, range_columns) -> pa.Array:
-    """Rows of an internal table as CSV text in their file's column order."""
-    text = {"ImageID": format_image_ids(picked[KEY].to_numpy())}
-    for name in picked.column_names:
-        if name not in (KEY, SRC, LINE):
-            text[name] = csv_fields(picked[name].combine_chunks())
-    src = picked[SRC].to_numpy()
-    raw = np.empty(len(src), dtype=object)
-    for range_id in np.unique(src).tolist():
-        rows = np.flatnonzero(src == range_id)
-        columns = [text[c].take(pa.array(rows)) for c in range_columns[range_id]]
-        line = pc.binary_join_element_wise(*columns, ",")
-        raw[rows] = line.to_numpy(zero_copy_only=False)
-    return pa.array(raw, pa.string())

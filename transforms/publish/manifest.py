@@ -32,49 +32,11 @@ from oibeam.schemas.elements import (
 )
 from oibeam.transforms.common.exchange import remove_exchange
 from oibeam.transforms.common.write_files import write_parquet, write_text
+from oibeam.transforms.publish.reconcile import check_tallies, reconcile, tally
 from oibeam.transforms.read.csv_inputs import InputPlan
 
 MANIFEST = "manifest.json"
 _LOG = logging.getLogger(__name__)
-
-
-class CountsDoNotReconcile(RuntimeError):
-    """Rows read from an input file != rows kept + rows rejected."""
-
-
-def reconcile(plan: InputPlan, counts: list[FileCount]) -> dict[int, dict[str, Any]]:
-    """Per input file: read / kept / rejected and rejected rows per code."""
-    totals: dict[int, dict[str, Any]] = {
-        f.file_id: {"read": 0, "rows": 0, "errors": 0, "lines": 0, "errors_by_code": {}}
-        for f in plan.files
-    }
-    for c in counts:
-        entry = totals[c.file_id]
-        if c.counter == "rejected":
-            by_code = entry["errors_by_code"]
-            by_code[c.code] = by_code.get(c.code, 0) + c.n
-        else:
-            entry[c.counter] += c.n
-    wrong = [
-        f"{f.path}: read {totals[f.file_id]['read']} rows, kept "
-        f"{totals[f.file_id]['rows']}, rejected {totals[f.file_id]['errors']}"
-        for f in plan.files
-        if totals[f.file_id]["read"]
-        != totals[f.file_id]["rows"] + totals[f.file_id]["errors"]
-    ]
-    # A file read in line ranges has one record per line: every line below the
-    # header must be a row read, or a row was lost between ranges.
-    split = {r.file_id for r in plan.ranges if not r.whole}
-    wrong += [
-        f"{f.path}: {totals[f.file_id]['lines']} lines but "
-        f"{totals[f.file_id]['read']} rows read"
-        for f in plan.files
-        if f.file_id in split
-        and totals[f.file_id]["lines"] - 1 != totals[f.file_id]["read"]
-    ]
-    if wrong:
-        raise CountsDoNotReconcile("; ".join(wrong))
-    return totals
 
 
 def relative(path: str, root: str) -> str:
@@ -159,43 +121,6 @@ def build_manifest(
         "rejected_by_code": dict(sorted(errors_by_code.items())),
         "tables": dict(sorted(tables.items())),
     }
-
-
-def tally(counts: list[Count]) -> dict[str, dict[str, int]]:
-    """The run's counts summed: kind -> value -> images, values sorted."""
-    totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for count in counts:
-        totals[count.kind][count.value] += count.n
-    return {
-        kind: dict(sorted(values.items())) for kind, values in sorted(totals.items())
-    }
-
-
-def check_tallies(tallies: dict[str, dict[str, int]], rows: dict[str, int]) -> None:
-    """Every selected image has exactly one status row in the images table
-    and, in a refresh, one diff row (as has every image it removed)."""
-    if SELECTED not in tallies:
-        return
-    selected = tallies[SELECTED][""]
-    statuses = sum(tallies.get(STATUS, {}).values())
-    if not statuses == selected == rows.get("images", 0):
-        raise CountsDoNotReconcile(
-            f"selected {selected} images, {statuses} statuses, "
-            f"{rows.get('images', 0)} rows in the images table"
-        )
-    changes = tallies.get(CHANGE, {})
-    if not changes:
-        return
-    actions = tallies.get(ACTION, {})
-    kept = sum(changes.values()) - changes.get("removed", 0)
-    if not (
-        kept == selected == sum(actions.values()) - actions.get("drop", 0)
-        and sum(changes.values()) == rows.get("diff", 0)
-    ):
-        raise CountsDoNotReconcile(
-            f"selected {selected} images, but the diff has {kept} of them "
-            f"(changes {changes}, actions {actions}, {rows.get('diff', 0)} rows)"
-        )
 
 
 def with_tallies(manifest: dict, tallies: dict[str, dict[str, int]]) -> dict:

@@ -21,7 +21,7 @@ import pyarrow as pa
 from oibeam.schemas import releases
 from oibeam.schemas.elements import CsvFile, CsvRange, FileCount, RangeLines
 from oibeam.schemas.tables import ERRORS_INTERNAL, LINE, REF_LINE, REF_SRC, SRC
-from oibeam.transforms.read.csv_parse import csv_line
+from oibeam.transforms.common.csv_text import csv_line
 from oibeam.transforms.read.input_files import open_hashed
 
 CLASSES = pa.schema(

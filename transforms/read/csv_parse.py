@@ -9,12 +9,13 @@ Two shapes of input:
 Rows with the wrong number of columns never reach the table: they come back in
 `invalid` with their line and text. Lines are physical, 1-based, and relative to
 the start of the bytes parsed (the header, when read, is line 1).
+
+Longer than most modules on purpose: both shapes share the record numbering
+that turns pyarrow's record numbers into physical lines, its hardest part.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -330,40 +331,3 @@ def _repair_utf8(table: pa.Table) -> tuple[pa.Table, np.ndarray | None]:
         table = table.set_column(i, table.field(i), pa.array(fixed, pa.string()))
         bad = mask if bad is None else (bad | mask)
     return table, bad
-
-
-def line_texts(data: bytes, lines: np.ndarray) -> list[str]:
-    """The text of the given 1-based physical lines of `data` (no line ending)."""
-    if len(lines) == 0:
-        return []
-    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
-    starts = np.concatenate([[0], ends + 1])
-    ends = np.concatenate([ends, [len(data)]])
-    out = []
-    for line in lines:
-        chunk = data[starts[line - 1] : ends[line - 1]]
-        out.append(chunk.rstrip(b"\r").decode("utf-8", errors="replace"))
-    return out
-
-
-def csv_line(values) -> str:
-    """One CSV record (RFC 4180 quoting, no line ending)."""
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow(values)
-    return buffer.getvalue()
-
-
-def csv_fields(values: pa.Array) -> pa.Array:
-    """Values as CSV field text: nulls empty, quoted where RFC 4180 needs it."""
-    text = pc.fill_null(values.cast(pa.string()), "")
-    needs_quotes = pc.match_substring_regex(text, '[",\r\n]')
-    quoted = pc.binary_join_element_wise(
-        '"', pc.replace_substring(text, '"', '""'), '"', ""
-    )
-    return pc.if_else(needs_quotes, quoted, text)
-
-
-def record_texts(table: pa.Table, rows: np.ndarray) -> list[str]:
-    """Rows of a string table written back as CSV records."""
-    picked = table.take(pa.array(rows, pa.int64())).to_pylist()
-    return [csv_line("" if v is None else v for v in r.values()) for r in picked]

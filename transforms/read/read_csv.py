@@ -18,8 +18,9 @@ from apache_beam.io.filesystems import FileSystems
 
 from oibeam.schemas.elements import CsvFile, CsvRange, FileCount, RangeLines
 from oibeam.schemas.tables import ERRORS_INTERNAL, LINE, REF_LINE, REF_SRC, SRC
+from oibeam.transforms.common.csv_text import line_texts, record_texts
 from oibeam.transforms.common.metrics import NAMESPACE
-from oibeam.transforms.read import csv_parse, validate_rows
+from oibeam.transforms.read import csv_parse, validate_boxes, validate_rows
 from oibeam.transforms.read.csv_inputs import InputPlan
 from oibeam.transforms.read.input_files import PlainStream, open_hashed
 
@@ -77,7 +78,7 @@ def checked_block(
             parsed.table, f.layout, extras, f.subset, parsed.bad_utf8
         )
     elif f.kind == "boxes":
-        good, problems, kept = validate_rows.check_boxes(parsed.table, parsed.bad_utf8)
+        good, problems, kept = validate_boxes.check_boxes(parsed.table, parsed.bad_utf8)
     else:
         good, problems, kept = validate_rows.check_labels(
             parsed.table, extras, parsed.bad_utf8
@@ -95,9 +96,9 @@ def _error_rows(f, parsed, problems, range_id, line_base, data) -> pa.Table:
     number of fields."""
     bad_lines = parsed.lines[problems.rows]
     if data is not None:
-        raw = csv_parse.line_texts(data, bad_lines)
+        raw = line_texts(data, bad_lines)
     else:
-        raw = csv_parse.record_texts(parsed.table, problems.rows)
+        raw = record_texts(parsed.table, problems.rows)
     invalid = parsed.invalid  # (line, text, fields found)
     count = len(bad_lines) + len(invalid)
     expected = len(f.layout.columns)

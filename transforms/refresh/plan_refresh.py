@@ -12,6 +12,9 @@ Per image (see schemas/snapshot.py for the vocabulary), in this order:
 An image whose labels or other columns changed is `changed` (metadata_changed)
 whatever its action; new images are `added`, previous images not selected any
 more are `removed` (action `drop`). The tasks carry the plan to FetchImages.
+
+Longer than most modules on purpose: the rules above and the columns each one
+compares are one decision, kept in one place to be read top to bottom.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 from oibeam.schemas.releases import SOURCE_KINDS, SUBSETS
 from oibeam.schemas.tables import BOX_COUNTS, LABEL_COUNTS, LABEL_STATS
 from oibeam.transforms.common.arrow_util import combine as _combine
-from oibeam.transforms.read.csv_parse import csv_line
+from oibeam.transforms.common.csv_text import csv_line
 from oibeam.transforms.stats.partials import (
     HIST,
     KIND_PARTIAL,

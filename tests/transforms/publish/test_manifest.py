@@ -1,10 +1,8 @@
-"""WriteManifest: rows reconcile per input file, selected == statuses == images
-rows, stray files of an earlier attempt are swept, and a run that does not
-reconcile fails without a manifest."""
+"""WriteManifest: what the manifest records, stray files of an earlier attempt
+swept, and a run that does not reconcile fails without a manifest."""
 
 from __future__ import annotations
 
-import csv
 import datetime
 import hashlib
 import json
@@ -16,83 +14,24 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from oibeam.schemas.elements import Count, FileCount, RangeLines, WrittenFile
+from oibeam.schemas.elements import Count, RangeLines, WrittenFile
 from oibeam.schemas.tables import ERRORS
 from oibeam.transforms.common.exchange import write_piece
 from oibeam.transforms.common.write_files import write_parquet
 from oibeam.transforms.publish.manifest import (
     EXTRA_INPUTS,
     MANIFEST,
-    CountsDoNotReconcile,
     WriteManifest,
     build_manifest,
-    check_tallies,
-    reconcile,
     relative,
     remove_strays,
-    tally,
 )
-from oibeam.transforms.read.csv_inputs import plan_inputs
+from oibeam.transforms.publish.reconcile import CountsDoNotReconcile
 
-from support.snapshot_release import IMAGES_HEADER
+from support.run_counts import IMAGE_COLUMNS, LABEL_ROWS
+from support.run_counts import file_counts as _counts
 
-LABEL_ROWS = 300
 IMAGES = pa.schema([pa.field("ImageID", pa.string(), nullable=False)])
-
-
-@pytest.fixture
-def plan(tmp_path):
-    """A real InputPlan: images.csv (3 rows, read whole), labels.csv (split
-    into byte ranges) and a classes file."""
-    release = tmp_path / "release"
-    release.mkdir()
-    with (release / "images.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(IMAGES_HEADER)
-        for i in range(3):
-            writer.writerow([f"{i:016x}", "train", "http://x/a.jpg"] + [""] * 7)
-    with (release / "labels.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["ImageID", "Source", "LabelName", "Confidence"])
-        for i in range(LABEL_ROWS):
-            writer.writerow([f"{i:016x}", "machine", "/m/cat", "0.9"])
-    (release / "dict.csv").write_text('"/m/cat","Cat"\n"/m/dog","Dog"\n')
-    made = plan_inputs(
-        [str(release / "images.csv")],
-        [str(release / "labels.csv")],
-        [str(release / "dict.csv")],
-        split_bytes=4096,
-    )
-    assert [f.kind for f in made.files] == ["images", "labels", "classes"]
-    assert len(made.ranges_of("labels")) > 1, "the labels file must be split"
-    return made
-
-
-def _counts(**changes: int) -> list[FileCount]:
-    """Counts of a run that reconciles, as the readers emit them (several
-    records per file); `changes` adds to a counter, e.g. labels_rows=-1."""
-    counts = [
-        FileCount(0, "read", 3),
-        FileCount(0, "rows", 2),
-        FileCount(0, "errors", 1),
-        FileCount(0, "rejected", 1, "duplicate_image"),
-        FileCount(1, "read", 200),
-        FileCount(1, "read", LABEL_ROWS - 200),
-        FileCount(1, "lines", 150),
-        FileCount(1, "lines", LABEL_ROWS + 1 - 150),  # the header is a line
-        FileCount(1, "rows", LABEL_ROWS - 5),
-        FileCount(1, "errors", 3),
-        FileCount(1, "errors", 2),
-        FileCount(1, "rejected", 4, "unknown_image"),
-        FileCount(1, "rejected", 1, "bad_confidence"),
-        FileCount(2, "read", 2),
-        FileCount(2, "rows", 2),
-    ]
-    names = {"images": 0, "labels": 1, "classes": 2}
-    for key, n in changes.items():
-        kind, counter = key.split("_", 1)
-        counts.append(FileCount(names[kind], counter, n))
-    return counts
 
 
 def _range_lines(plan) -> list[RangeLines]:
@@ -107,64 +46,6 @@ def _range_lines(plan) -> list[RangeLines]:
             RangeLines(r.range_id, data.count(b"\n"), hashlib.md5(data).hexdigest())
         )
     return out
-
-
-def test_reconcile_sums_every_record_per_file(plan):
-    totals = reconcile(plan, _counts())
-    assert totals[0] == {
-        "read": 3,
-        "rows": 2,
-        "errors": 1,
-        "lines": 0,
-        "errors_by_code": {"duplicate_image": 1},
-    }
-    assert totals[1]["read"] == LABEL_ROWS
-    assert totals[1]["lines"] == LABEL_ROWS + 1
-    assert totals[1]["rows"] + totals[1]["errors"] == LABEL_ROWS
-    assert totals[1]["errors_by_code"] == {"unknown_image": 4, "bad_confidence": 1}
-    assert totals[2]["read"] == totals[2]["rows"] == 2
-    # A file nothing was counted for reconciles at zero.
-    assert reconcile(plan, [c for c in _counts() if c.file_id != 2])[2]["read"] == 0
-
-
-@pytest.mark.parametrize(
-    "change, file_kind",
-    [
-        ({"images_rows": -1}, "images"),  # a row lost between read and table
-        ({"images_errors": 1}, "images"),  # a row both kept and rejected
-        ({"labels_read": 1, "labels_lines": 1}, "labels"),  # read, never written
-        ({"classes_rows": 1}, "classes"),  # counted twice
-    ],
-)
-def test_a_file_whose_rows_do_not_add_up_fails_naming_it(plan, change, file_kind):
-    wrong = next(f for f in plan.files if f.kind == file_kind)
-    with pytest.raises(CountsDoNotReconcile) as failure:
-        reconcile(plan, _counts(**change))
-    message = str(failure.value)
-    assert wrong.path in message
-    others = [f.path for f in plan.files if f.kind != file_kind]
-    assert not any(path in message for path in others)
-    totals = {c.counter: 0 for c in _counts()}
-    for c in _counts(**change):
-        if c.file_id == wrong.file_id:
-            totals[c.counter] += c.n
-    assert (
-        f"read {totals['read']} rows, kept {totals['rows']}, "
-        f"rejected {totals['errors']}" in message
-    )
-
-
-def test_a_split_file_must_have_a_row_read_for_every_line(plan):
-    labels = plan.of_kind("labels")[0]
-    # Rows reconcile with the tables, but a line was never read as a row.
-    with pytest.raises(CountsDoNotReconcile, match="lines but") as failure:
-        reconcile(plan, _counts(labels_lines=1))
-    assert f"{labels.path}: {LABEL_ROWS + 2} lines but {LABEL_ROWS} rows read" in str(
-        failure.value
-    )
-    # A file read whole is not held to its lines (quoted newlines are one row).
-    totals = reconcile(plan, _counts(images_lines=7))
-    assert totals[0]["lines"] == 7
 
 
 def test_relative_paths_are_under_the_root_only():
@@ -226,7 +107,7 @@ def test_the_manifest_records_inputs_tables_and_info(plan, tmp_path):
     assert images["path"] == image_file.path and images["kind"] == "images"
     assert images["bytes"] == os.path.getsize(image_file.path)
     assert images["release"] == image_file.layout.release
-    assert images["columns"] == list(IMAGES_HEADER)
+    assert images["columns"] == IMAGE_COLUMNS
     assert (images["rows_read"], images["rows_kept"], images["rows_rejected"]) == (
         3,
         2,
@@ -254,76 +135,6 @@ def test_without_range_checksums_inputs_have_no_md5(plan, tmp_path):
     assert images["md5"] is None
     assert {p["md5"] for p in labels["md5_ranges"]} == {None}
     assert manifest["tables"] == {} and manifest["rows"] == {}
-
-
-def _tally(flat: dict[str, int]) -> dict[str, dict[str, int]]:
-    """{"selected": 3, "status:ok": 3, ...} as the run counts them, summed."""
-    return tally(
-        [Count(*(k.split(":") if ":" in k else (k, "")), n) for k, n in flat.items()]
-    )
-
-
-@pytest.mark.parametrize(
-    "tallies, rows",
-    [
-        ({}, {"images": 3}),  # a run that selects nothing: nothing to check
-        ({"selected": 3, "status:ok": 2, "status:gone": 1}, {"images": 3}),
-        ({"selected": 0}, {}),
-        (
-            {
-                "selected": 3,
-                "status:ok": 3,
-                "change:added": 2,
-                "change:carried": 1,
-                "change:removed": 1,
-                "action:fetch": 2,
-                "action:copy": 1,
-                "action:drop": 1,
-            },
-            {"images": 3, "diff": 4},
-        ),
-    ],
-)
-def test_tallies_that_reconcile(tallies, rows):
-    check_tallies(_tally(tallies), rows)
-
-
-@pytest.mark.parametrize(
-    "tallies, rows",
-    [
-        ({"selected": 3, "status:ok": 2}, {"images": 3}),  # an image without status
-        ({"selected": 3, "status:ok": 3}, {"images": 2}),  # a status without a row
-        ({"selected": 2, "status:ok": 3}, {"images": 3}),
-        ({"selected": 1, "status:ok": 1}, {}),
-        (  # a removed image without its diff row
-            {
-                "selected": 2,
-                "status:ok": 2,
-                "change:added": 2,
-                "change:removed": 1,
-                "action:fetch": 2,
-                "action:drop": 1,
-            },
-            {"images": 2, "diff": 2},
-        ),
-        (  # an image with a change but no action
-            {
-                "selected": 2,
-                "status:ok": 2,
-                "change:carried": 2,
-                "action:copy": 1,
-            },
-            {"images": 2, "diff": 2},
-        ),
-        (  # a diff row for an image that is not in the images table
-            {"selected": 1, "status:ok": 1, "change:added": 2, "action:fetch": 2},
-            {"images": 1, "diff": 2},
-        ),
-    ],
-)
-def test_tallies_that_do_not_reconcile(tallies, rows):
-    with pytest.raises(CountsDoNotReconcile, match=f"selected {tallies['selected']}"):
-        check_tallies(_tally(tallies), rows)
 
 
 def _touch(path) -> str:

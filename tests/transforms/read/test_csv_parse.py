@@ -8,15 +8,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from oibeam.transforms.read.csv_parse import (
-    iter_stream_blocks,
-    line_texts,
-    parse_line_block,
-)
+from oibeam.transforms.common.csv_text import line_texts
+from oibeam.transforms.read.csv_parse import iter_stream_blocks, parse_line_block
 from oibeam.transforms.read.read_csv import read_range_bytes
 from oibeam.transforms.read.validate_rows import LABEL_FAST_TYPES
 
-COLUMNS = ("ImageID", "Source", "LabelName", "Confidence")
+from support.headers import LABELS_HEADER
+
+COLUMNS = tuple(LABELS_HEADER.split(","))
 
 
 def _records_by_line(text: str) -> dict[int, list[str]]:
@@ -112,7 +111,7 @@ def test_stream_lines_with_multiline_values_match_the_csv_module(block_bytes):
 
 def test_ranges_hold_every_line_exactly_once(tmp_path):
     lines = [f"{i:016x},machine,/m/0{i % 97},0.{i % 10}" for i in range(1500)]
-    header = "ImageID,Source,LabelName,Confidence\n"
+    header = f"{LABELS_HEADER}\n"
     path = tmp_path / "labels.csv"
     path.write_text(header + "\n".join(lines) + "\n")
     size = path.stat().st_size
