@@ -42,6 +42,9 @@ Routes (`<name>` is a registered content name; an unknown name gives 404):
     GET /slow-headers/<seconds>/<name>  the status line and headers one byte every
                                         <seconds> (each read well inside a timeout),
                                         then the bytes
+    GET /stall/<seconds>/<name>         headers with the full Content-Length and
+                                        half the body, then nothing for <seconds>,
+                                        then the rest (a read timeout mid-body)
     GET /then-close/<name>              200 with the bytes as if keep-alive, then
                                         closes the connection (an idle keep-alive
                                         connection the server dropped)
@@ -410,6 +413,27 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(head[i : i + 1])
             self.wfile.flush()
         self._write(data)
+
+    def route_stall(self, seconds: str, name: str) -> None:
+        wait = float(seconds)
+        if wait < 0:
+            raise ValueError(seconds)
+        data = self._content(name)
+        if data is None:
+            return
+        self._start(
+            200,
+            {
+                "Content-Type": self.fault.content_type(name),
+                "Content-Length": len(data),
+            },
+        )
+        if self.head:
+            return
+        half = len(data) // 2
+        self._write(data[:half])
+        if self._pause(wait):
+            self._write(data[half:])  # raises once the client has gone: we stop
 
     def route_then_close(self, name: str) -> None:
         data = self._content(name)

@@ -14,12 +14,9 @@ caps connections per host and spaces requests to one host.
 
 from __future__ import annotations
 
-import contextlib
-import email.utils
 import hashlib
 import http.client
 import random
-import socket
 import threading
 import time
 import zlib
@@ -28,7 +25,13 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 
 from oibeam.transforms.fetch import host_policy
 from oibeam.transforms.fetch.deadlines import DEADLINES
-from oibeam.transforms.fetch.host_policy import Refused, redact
+from oibeam.transforms.fetch.failures import (
+    Attempt,
+    classify,
+    retry_after,
+    stale,
+)
+from oibeam.transforms.fetch.host_policy import HostGate, Refused, redact
 from oibeam.transforms.fetch.http_connections import (
     Connections,
     environment_proxies,
@@ -85,44 +88,6 @@ class Download:
         return self.status is None
 
 
-class _Attempt(Exception):
-    """One attempt failed; `transient` says whether to try again."""
-
-    def __init__(self, status, error, transient=False, http_status=None, wait=None):
-        super().__init__(error)
-        self.status = status
-        self.error = error
-        self.transient = transient
-        self.http_status = http_status
-        self.wait = wait  # the server's Retry-After, seconds
-
-
-class HostGate:
-    """At most `limit` concurrent requests per host, starts `delay` s apart."""
-
-    def __init__(self, limit: int, delay: float) -> None:
-        self._limit = limit
-        self._delay = delay
-        self._lock = threading.Lock()
-        self._slots: dict[str, threading.BoundedSemaphore] = {}
-        self._next_start: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def slot(self, host: str):
-        with self._lock:
-            semaphore = self._slots.setdefault(
-                host, threading.BoundedSemaphore(self._limit)
-            )
-        with semaphore:
-            if self._delay > 0:
-                with self._lock:
-                    now = time.monotonic()
-                    start = max(now, self._next_start.get(host, now))
-                    self._next_start[host] = start + self._delay
-                time.sleep(max(0.0, start - now))
-            yield
-
-
 class HttpFetcher:
     """Fetches http(s) URLs under a FetchPolicy; safe to share between threads."""
 
@@ -169,7 +134,7 @@ class HttpFetcher:
             try:
                 result = self._attempt(url, deadline)
                 break
-            except _Attempt as failure:
+            except Attempt as failure:
                 if failure.transient and attempts <= policy.retries:
                     wait = failure.wait
                     if wait is None:  # exponential backoff with full jitter
@@ -200,20 +165,20 @@ class HttpFetcher:
                 parts = urlsplit(current)
                 parts.port  # noqa: B018 - raises ValueError for a bad port
             except (Refused, ValueError) as e:
-                raise _Attempt("refused", f"{e}: {redact(current)}") from None
+                raise Attempt("refused", f"{e}: {redact(current)}") from None
             with self._gate.slot(parts.hostname):
                 outcome = self._exchange(parts, current, deadline)
             if isinstance(outcome, Download):
                 return outcome
             code, location = outcome
             if any(p in location for p in self.policy.placeholders):
-                raise _Attempt(
+                raise Attempt(
                     "gone",
                     f"redirected to a placeholder: {redact(location)}",
                     http_status=code,
                 )
             current = location
-        raise _Attempt(
+        raise Attempt(
             "http_error",
             f"more than {self.policy.max_redirects} redirects",
             http_status=code,
@@ -228,11 +193,11 @@ class HttpFetcher:
             try:
                 conn, key, reused = connections.take(parts, timeout, fresh)
             except Refused as e:
-                raise _Attempt("refused", f"{e}: {redact(url)}") from None
+                raise Attempt("refused", f"{e}: {redact(url)}") from None
             except Exception as e:
-                raise _classify(e, url) from None
+                raise classify(e, url) from None
             alarm = DEADLINES.arm(deadline, conn.sock)
-            outcome = error = None
+            outcome = error = response = None
             try:
                 conn.request(
                     "GET",
@@ -244,34 +209,31 @@ class HttpFetcher:
             except Exception as e:
                 error = e
             fired = alarm.disarm()
-            if error is None and not fired and response.isclosed():
-                if response.will_close:
-                    conn.close()
-                else:
-                    connections.give_back(key, conn)
+            if not fired and _read_whole(response, error):
+                connections.give_back(key, conn)
             else:
                 conn.close()
             if error is None:
                 return outcome
             if fired:
-                raise _Attempt(
+                raise Attempt(
                     "timeout",
                     f"deadline of {self.policy.deadline:g}s passed",
                     transient=True,
                 ) from None
-            if reused and _stale(error):
+            if reused and stale(error):
                 continue  # the server closed the idle connection: a new one
-            raise _classify(error, url) from None
+            raise classify(error, url) from None
         raise AssertionError("unreachable")
 
     def _timeout(self, deadline: float) -> float:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise _Attempt("timeout", f"deadline of {self.policy.deadline:g}s passed")
+            raise Attempt("timeout", f"deadline of {self.policy.deadline:g}s passed")
         return min(self.policy.timeout, remaining)
 
     def _handle(self, response: http.client.HTTPResponse, url: str):
-        """A Download for a 200, (code, next URL) for a redirect, else _Attempt."""
+        """A Download for a 200, (code, next URL) for a redirect, else Attempt."""
         code = response.status
         if code == 200:
             data = self._read_body(response)
@@ -285,22 +247,22 @@ class HttpFetcher:
         if code in _REDIRECTS:
             location = response.getheader("Location")
             if not location:
-                raise _Attempt(
+                raise Attempt(
                     "http_error", f"HTTP {code} without Location", http_status=code
                 )
             return code, urljoin(url, location)
         if code in (404, 410):
-            raise _Attempt("gone", f"HTTP {code}", http_status=code)
+            raise Attempt("gone", f"HTTP {code}", http_status=code)
         if code == 429 or code >= 500:
-            wait = _retry_after(response.getheader("Retry-After"))
-            raise _Attempt(
+            wait = retry_after(response.getheader("Retry-After"))
+            raise Attempt(
                 "http_error",
                 f"HTTP {code}",
                 transient=True,
                 http_status=code,
                 wait=wait,
             )
-        raise _Attempt("http_error", f"HTTP {code}", http_status=code)
+        raise Attempt("http_error", f"HTTP {code}", http_status=code)
 
     def _read_body(self, response: http.client.HTTPResponse) -> bytes:
         """The body under the byte cap: one read straight into the result
@@ -309,7 +271,7 @@ class HttpFetcher:
         length = response.length  # None: chunked or until the server closes
         if length is not None and length > limit:
             response.close()
-            raise _Attempt(
+            raise Attempt(
                 "too_large",
                 f"Content-Length {length} > --max-bytes {limit}",
                 http_status=200,
@@ -318,7 +280,7 @@ class HttpFetcher:
         if encoding == "identity" and length is not None:
             data = response.read(length)
             if len(data) != length:
-                raise _Attempt(
+                raise Attempt(
                     "connection_error",
                     f"truncated body: {len(data)} of {length} bytes",
                     transient=True,
@@ -327,7 +289,7 @@ class HttpFetcher:
             return data
         if encoding != "identity" and encoding not in _DECODERS:
             response.close()
-            raise _Attempt(
+            raise Attempt(
                 "http_error",
                 f"unsupported Content-Encoding {encoding!r}",
                 http_status=200,
@@ -346,13 +308,16 @@ class HttpFetcher:
             total += len(chunk)
             if total > limit:
                 response.close()
-                raise _Attempt(
+                raise Attempt(
                     "too_large", f"more than --max-bytes {limit}", http_status=200
                 )
             chunks.append(chunk)
+        # read1() does not mark a body of known length done when it reaches
+        # its end (read() does): without this its connection would be closed.
+        response.read()
         if decoder is not None:
             if not decoder.eof:
-                raise _Attempt(
+                raise Attempt(
                     "connection_error",
                     f"truncated {encoding} body",
                     transient=True,
@@ -362,48 +327,20 @@ class HttpFetcher:
         return b"".join(chunks)
 
 
+def _read_whole(response: http.client.HTTPResponse | None, error) -> bool:
+    """Whether the server's whole answer was read, and the connection may carry
+    the next request: a body read to its end, or the small body of an error
+    or redirect that _drain read (a body it closed unread is not)."""
+    if response is None or not response.isclosed() or response.will_close:
+        return False
+    if error is None:
+        return True
+    return isinstance(error, Attempt) and response.length == 0
+
+
 def _drain(response: http.client.HTTPResponse) -> None:
     """Reads a small unwanted body (the connection stays usable) or closes it."""
     if response.length is not None and response.length <= _DRAIN:
         response.read()
     else:
         response.close()
-
-
-def _stale(error: Exception) -> bool:
-    """An idle kept-alive connection the server closed before our request."""
-    return isinstance(
-        error,
-        (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError),
-    )
-
-
-def _classify(error: Exception, url: str) -> _Attempt:
-    if isinstance(error, _Attempt):
-        return error
-    if isinstance(error, (socket.timeout, TimeoutError)):
-        return _Attempt("timeout", _describe(error), transient=True)
-    if isinstance(error, (OSError, http.client.HTTPException, zlib.error)):
-        return _Attempt("connection_error", _describe(error), transient=True)
-    if isinstance(error, (ValueError, UnicodeError)):  # e.g. http.client.InvalidURL
-        return _Attempt("refused", f"{type(error).__name__}: {redact(url)}")
-    return _Attempt("error", _describe(error), transient=True)
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _describe(error: Exception) -> str:
-    """A short, credential-free description of a network error."""
-    return f"{type(error).__name__}: {str(error)[:200]}"

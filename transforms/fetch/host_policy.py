@@ -1,4 +1,5 @@
-"""What a fetch may touch: schemes, addresses, and how URLs appear in logs.
+"""What a fetch may touch, and how politely: schemes, addresses, connections
+and request spacing per host, and how URLs appear in logs.
 
 Only http, https (and gs for mirrors) are fetched. A host that resolves to a
 private, loopback, link-local, multicast or reserved address is refused unless
@@ -9,8 +10,11 @@ address actually connected to. URLs in errors and logs lose credentials.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
+import threading
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 FETCH_SCHEMES = ("http", "https")
@@ -82,3 +86,29 @@ def check_peer(sock, allow_private: bool) -> None:
     address = sock.getpeername()[0]
     if not is_public(address):
         raise Refused(f"connected to non-public address {address}")
+
+
+class HostGate:
+    """At most `limit` concurrent requests per host, starts `delay` s apart."""
+
+    def __init__(self, limit: int, delay: float) -> None:
+        self._limit = limit
+        self._delay = delay
+        self._lock = threading.Lock()
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
+        self._next_start: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def slot(self, host: str):
+        with self._lock:
+            semaphore = self._slots.setdefault(
+                host, threading.BoundedSemaphore(self._limit)
+            )
+        with semaphore:
+            if self._delay > 0:
+                with self._lock:
+                    now = time.monotonic()
+                    start = max(now, self._next_start.get(host, now))
+                    self._next_start[host] = start + self._delay
+                time.sleep(max(0.0, start - now))
+            yield

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from oibeam.schemas.fetch import is_retryable
 from oibeam.transforms.fetch.fetcher import FetchPolicy, HttpFetcher
 
 from support.paths import IMAGES
@@ -78,6 +79,24 @@ def test_transient_failures_are_retried_then_marked_retryable(url, path, status)
     got = _fetcher(timeout=0.5, retries=2).fetch(url(path))
     assert got.status == status and got.retryable
     assert got.attempts == 3
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+def test_a_read_timeout_mid_body_is_a_retryable_timeout(fault_server, url, retries):
+    # Headers and half the body, then 1 s of silence: the 0.3 s read timeout
+    # ends each attempt long before the 8 s deadline.
+    target = url(f"/stall/1/{PHOTO}")
+    started = time.monotonic()
+    got = _fetcher(timeout=0.3, deadline=8.0, retries=retries).fetch(target)
+    elapsed = time.monotonic() - started
+    assert (got.status, got.retryable) == ("timeout", is_retryable("timeout"))
+    assert got.retryable and "timed out" in got.error and "deadline" not in got.error
+    assert got.data is None and got.attempts == retries + 1
+    seen = fault_server.requests(target.removeprefix(fault_server.base_url))
+    assert len(seen) == retries + 1
+    # A connection left mid-body is never reused: each attempt opens its own.
+    assert len({r.connection for r in seen}) == retries + 1
+    assert 0.3 * (retries + 1) <= elapsed < 0.3 * (retries + 1) + 0.5
 
 
 def test_a_flaky_server_heals_within_the_retries(fault_server, url):
@@ -173,6 +192,29 @@ def test_connections_are_reused_per_host(fault_server, url):
     for i in range(5):
         assert fetcher.fetch(url(f"/img/{PHOTO}?n={i}")).ok
     assert len({r.connection for r in fault_server.requests("/img/")}) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        pytest.param(f"/status/404/{PHOTO}", "gone", id="404"),
+        pytest.param(f"/status/503/{PHOTO}", "http_error", id="503"),
+        pytest.param(f"/redirect/2/{PHOTO}", None, id="redirect"),
+        pytest.param(f"/chunked/{PHOTO}", None, id="chunked"),
+        pytest.param(f"/gzip/{PHOTO}", None, id="gzip"),
+    ],
+)
+def test_the_connection_is_reused_after(fault_server, url, path, status):
+    fetcher = _fetcher(retries=0)
+    fault_server.reset_log()
+    first = fetcher.fetch(url(path))
+    assert first.status == status and first.attempts == 1
+    assert status is not None or first.data == DATA
+    got = fetcher.fetch(url(f"/img/{PHOTO}?n=next"))
+    assert got.ok and got.data == DATA
+    seen = fault_server.requests()
+    assert len(seen) == (4 if "redirect" in path else 2)
+    assert len({r.connection for r in seen}) == 1
 
 
 def test_per_host_cap_and_politeness_delay(fault_server, url):
