@@ -177,7 +177,7 @@ def main() -> None:
         cmd = [
             sys.executable,
             "-m",
-            "pipelines",
+            "oibeam.pipelines",
             "tables",
             "--images",
             *files["images"],

@@ -451,7 +451,7 @@ def oibeam_command(csv: Path, out: Path, args: argparse.Namespace) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "pipelines",
+        "oibeam.pipelines",
         "fetch",
         "--images",
         str(csv),

@@ -87,7 +87,7 @@ def snapshot_command(inputs, root: Path, snapshot_id: str, args, *extra) -> list
     return [
         sys.executable,
         "-m",
-        "pipelines",
+        "oibeam.pipelines",
         "snapshot",
         *inputs,
         "--output",
@@ -182,7 +182,7 @@ def main() -> None:
                 },
             ),
             "verify (every byte)": (
-                [sys.executable, "-m", "pipelines", "verify", str(root / "changed")],
+                [sys.executable, "-m", "oibeam.pipelines", "verify", str(root / "changed")],
                 None,
             ),
         }

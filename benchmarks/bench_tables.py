@@ -54,7 +54,7 @@ def sample(data: Path, images: int, seed: int) -> dict:
     cmd = [
         sys.executable,
         "-m",
-        "pipelines",
+        "oibeam.pipelines",
         "sample",
         "--output",
         str(data),
@@ -212,7 +212,7 @@ def main() -> None:
     cmd = [
         sys.executable,
         "-m",
-        "pipelines",
+        "oibeam.pipelines",
         "tables",
         "--images",
         *files["images"],

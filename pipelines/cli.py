@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 
 from oibeam.pipelines.beam_options import BeamFlagError, QuietBeamNoise
+from oibeam.pipelines.fetch import run_fetch
 from oibeam.pipelines.layout import OutputExists, UsageError
 from oibeam.pipelines.options import tool_commands
 from oibeam.pipelines.options.beam_commands import (
@@ -21,7 +23,10 @@ from oibeam.pipelines.options.beam_commands import (
     snapshot_parser,
     tables_parser,
 )
+from oibeam.pipelines.snapshot import run_snapshot
 from oibeam.pipelines.summaries import fetch_summary, snapshot_summary, tables_summary
+from oibeam.pipelines.tables import run_tables
+from oibeam.transforms.publish.publish_snapshot import LatestMoved
 from oibeam.transforms.read.csv_inputs import InputError
 from oibeam.transforms.read.read_csv import CsvStructureError
 
@@ -51,53 +56,40 @@ def _fail(command: str, error: Exception) -> int:
     return 2
 
 
-def tables_main(argv: list[str]) -> int:
-    from oibeam.pipelines.tables import run_tables
+def _beam_command(name, parser, config_type, run, summary, errors=()) -> Callable:
+    """A Beam command's main: its flags -> its config (a ValueError is the
+    user's to fix) -> run with the rest as Beam flags -> the summary."""
 
-    args, beam_args = tables_parser().parse_known_args(argv)
-    try:
-        config = TablesConfig.from_args(args)
-    except ValueError as e:
-        return _fail("tables", e)
-    try:
-        manifest = run_tables(config, beam_args)
-    except USER_ERRORS as e:
-        return _fail("tables", e)
-    print(tables_summary(manifest))
-    return 0
+    def main(argv: list[str]) -> int:
+        args, beam_args = parser().parse_known_args(argv)
+        try:
+            config = config_type.from_args(args)
+        except ValueError as e:
+            return _fail(name, e)
+        try:
+            outcome = run(config, beam_args)
+        except (*USER_ERRORS, *errors) as e:
+            return _fail(name, e)
+        print(summary(outcome))
+        return 0
 
-
-def fetch_main(argv: list[str]) -> int:
-    from oibeam.pipelines.fetch import run_fetch
-
-    args, beam_args = fetch_parser().parse_known_args(argv)
-    try:
-        config = FetchRunConfig.from_args(args)
-    except ValueError as e:
-        return _fail("fetch", e)
-    try:
-        manifest = run_fetch(config, beam_args)
-    except USER_ERRORS as e:
-        return _fail("fetch", e)
-    print(fetch_summary(manifest))
-    return 0
+    return main
 
 
-def snapshot_main(argv: list[str]) -> int:
-    from oibeam.pipelines.snapshot import run_snapshot
-    from oibeam.transforms.publish.publish_snapshot import LatestMoved
-
-    args, beam_args = snapshot_parser().parse_known_args(argv)
-    try:
-        config = SnapshotConfig.from_args(args)
-    except ValueError as e:
-        return _fail("snapshot", e)
-    try:
-        outcome = run_snapshot(config, beam_args)
-    except (*USER_ERRORS, LatestMoved) as e:
-        return _fail("snapshot", e)
-    print(snapshot_summary(outcome))
-    return 0
+tables_main = _beam_command(
+    "tables", tables_parser, TablesConfig, run_tables, tables_summary
+)
+fetch_main = _beam_command(
+    "fetch", fetch_parser, FetchRunConfig, run_fetch, fetch_summary
+)
+snapshot_main = _beam_command(
+    "snapshot",
+    snapshot_parser,
+    SnapshotConfig,
+    run_snapshot,
+    snapshot_summary,
+    errors=(LatestMoved,),
+)
 
 
 def verify_main(argv: list[str]) -> int:
