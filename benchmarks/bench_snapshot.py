@@ -182,7 +182,13 @@ def main() -> None:
                 },
             ),
             "verify (every byte)": (
-                [sys.executable, "-m", "oibeam.pipelines", "verify", str(root / "changed")],
+                [
+                    sys.executable,
+                    "-m",
+                    "oibeam.pipelines",
+                    "verify",
+                    str(root / "changed"),
+                ],
                 None,
             ),
         }

@@ -42,9 +42,9 @@ def run_tables(tmp_path):
 
 @pytest.fixture(scope="session")
 def fault_server():
-    """A running FaultServer (tests/fault_server.py) on 127.0.0.1, shared by the
-    session, serving every image in tests/fixtures/images under its file name
-    (e.g. `fault_server.url("/img/pillow_tests_hopper.png")`).
+    """A running FaultServer (tests/support/fault_server.py) on 127.0.0.1, shared
+    by the session, serving every image in tests/fixtures/images under its file
+    name (e.g. `fault_server.url("/img/pillow_tests_hopper.png")`).
 
     Shared state: a test that counts requests or relies on the flaky/ratelimit
     counters uses a unique query string (`?t=<test name>`) or calls `reset()`.
@@ -60,7 +60,7 @@ def fault_server():
 @pytest.fixture(scope="session")
 def gcs_emulator():
     """A GCS emulator on 127.0.0.1 (gcp-storage-emulator), with bucket `mirror`,
-    that honours ifGenerationMatch (tests/gcs_preconditions.py).
+    that honours ifGenerationMatch (tests/support/gcs_preconditions.py).
 
     Sets STORAGE_EMULATOR_HOST for the session, so google-cloud-storage (and
     Beam's GCS filesystem) talk to it; yields an anonymous storage client.

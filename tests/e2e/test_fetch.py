@@ -11,22 +11,11 @@ import webdataset as wds
 
 from oibeam.transforms.fetch.fetch_images import shard_count
 
+from support.headers import LABELS_HEADER, V1_IMAGES_HEADER
 from support.paths import IMAGES
 from support.runs import TablesRun, run_cli
 
-HEADER = [
-    "ImageID",
-    "Subset",
-    "OriginalURL",
-    "OriginalLandingURL",
-    "License",
-    "AuthorProfileURL",
-    "Author",
-    "Title",
-    "OriginalSize",
-    "OriginalMD5",
-    "Thumbnail300KURL",
-]
+HEADER = [*V1_IMAGES_HEADER.split(","), "Thumbnail300KURL"]  # as V2 and V3
 PHOTO = "openimages_v1_davidgengenbach_0143a0cf29afbf75.jpg"
 
 # (route, served file, expected status); ImageIDs are assigned in this order.
@@ -88,7 +77,7 @@ def _release(root, server, tag):
                     thumb,
                 ]
             )
-    labels = ["ImageID,Source,LabelName,Confidence"]
+    labels = [LABELS_HEADER]
     for i, image_id in enumerate(ids):
         labels.append(f"{image_id},machine,/m/0{i % 2},0.9")
     (root / "labels.csv").write_text("\n".join(labels) + "\n")

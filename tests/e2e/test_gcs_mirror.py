@@ -7,6 +7,7 @@ import hashlib
 from oibeam.transforms.fetch.fetcher import FetchPolicy
 from oibeam.transforms.fetch.gcs_fetch import GcsFetcher
 
+from support.headers import V1_IMAGES_HEADER
 from support.paths import IMAGES
 from support.runs import TablesRun, run_cli
 
@@ -51,20 +52,7 @@ def test_fetch_from_a_mirror_bucket_with_a_url_template(gcs_emulator, tmp_path):
         )
     with (tmp_path / "images.csv").open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(
-            [
-                "ImageID",
-                "Subset",
-                "OriginalURL",
-                "OriginalLandingURL",
-                "License",
-                "AuthorProfileURL",
-                "Author",
-                "Title",
-                "OriginalSize",
-                "OriginalMD5",
-            ]
-        )
+        w.writerow(V1_IMAGES_HEADER.split(","))
         w.writerows(rows)
     out = tmp_path / "out"
     code = run_cli(

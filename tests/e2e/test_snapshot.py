@@ -1,7 +1,7 @@
 """`oibeam snapshot` and `oibeam verify` end to end: publish, refresh, verify.
 
-The release lives on the FaultServer (tests/snapshot_release.py) and changes
-between runs; each run's outputs are read back with pyarrow and tarfile.
+The release lives on the FaultServer (tests/support/snapshot_release.py) and
+changes between runs; each run's outputs are read back with pyarrow and tarfile.
 """
 
 from __future__ import annotations

@@ -9,15 +9,15 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from support.headers import LABELS_HEADER, V4_IMAGES_HEADER
 from support.paths import V1_DICT, V3_CLASSES, V3_HUMAN, V3_IMAGES, V3_MACHINE
+from support.runs import TablesRun, run_cli
 
 HUMAN_SOURCES = "('human', 'verification', 'crowdsource-verification')"
 
 
 @pytest.fixture(scope="module")
 def v3_run(tmp_path_factory):
-    from conftest import TablesRun, run_cli
-
     out = tmp_path_factory.mktemp("v3") / "out"
     code = run_cli(
         "tables",
@@ -179,7 +179,7 @@ def _write_bad_release(root):
     (root / "images.csv").write_text("".join(bad_images))
     ids = [r.split(",")[0] for r in rows]
     labels = [
-        "ImageID,Source,LabelName,Confidence\n",
+        f"{LABELS_HEADER}\n",
         f"{ids[0]},machine,/m/01,0.9\n",  # 2
         f"{ids[0]},machine,/m/01,0.8\n",  # 3: duplicate of 2
         f"{ids[1]},human,/m/01,0.5\n",  # 4: human not 0/1
@@ -239,7 +239,7 @@ def test_split_and_gzipped_inputs_give_the_same_tables(run_tables, tmp_path):
     ids = [r.split(",")[0] for r in images[1:]]
     big = tmp_path / "labels.csv"
     with big.open("w") as f:
-        f.write("ImageID,Source,LabelName,Confidence\n")
+        f.write(f"{LABELS_HEADER}\n")
         for i, image in enumerate(ids):
             for j in range(12):
                 f.write(f"{image},machine,/m/0{(i * 7 + j) % 500:03d},0.{5 + j % 5}\n")
@@ -408,23 +408,7 @@ def test_every_release_column_set_end_to_end(run_tables, tmp_path):
     v4 = tmp_path / "v4-images.csv"  # V4+: Rotation, plus a column we do not know
     with v4.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(
-            [
-                "ImageID",
-                "Subset",
-                "OriginalURL",
-                "OriginalLandingURL",
-                "License",
-                "AuthorProfileURL",
-                "Author",
-                "Title",
-                "OriginalSize",
-                "OriginalMD5",
-                "Thumbnail300KURL",
-                "Rotation",
-                "Camera",
-            ]
-        )
+        w.writerow([*V4_IMAGES_HEADER.split(","), "Camera"])
         w.writerow([*fields[1], "90.0", "Nikon"])
         w.writerow([*fields[2], "", ""])
     labels = tmp_path / "labels.csv"  # `Label`, and an extra column
@@ -470,7 +454,7 @@ def test_review_cases_end_in_clear_rows_not_crashes(run_tables, tmp_path, capsys
     )
     # A stray quote, a CR-only row break, an empty line and text after the end.
     (tmp_path / "b.csv").write_bytes(
-        b"ImageID,Source,LabelName,Confidence\n"
+        f"{LABELS_HEADER}\n".encode()
         + f'{ids[1]},"machine,/m/02,0.5\n'.encode()
         + f"{ids[1]},machine,/m/03,0.5\r{ids[2]},machine,/m/04,0.5\n".encode()
         + b"\n"

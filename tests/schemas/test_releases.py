@@ -4,6 +4,7 @@ import pytest
 
 from oibeam.schemas import releases
 
+from support.headers import LABELS_HEADER
 from support.headers import V1_IMAGES_HEADER as V1
 
 
@@ -39,7 +40,7 @@ def test_labels_layout_accepts_label_alias(label_column):
     layout = releases.labels_layout(
         "l.csv", ["ImageID", "Source", label_column, "Confidence"]
     )
-    assert layout.columns == ("ImageID", "Source", "LabelName", "Confidence")
+    assert layout.columns == tuple(LABELS_HEADER.split(","))
     assert layout.extras == ()
 
 

@@ -1,4 +1,4 @@
-"""Run by the Python of an Airflow install, for tests/test_examples.py.
+"""Run by the Python of an Airflow install, for tests/e2e/test_examples.py.
 
 Loads examples/airflow with Airflow's own DagBag, then does what the Beam
 operator's execute() does on Dataflow, with the provider's own code: render the

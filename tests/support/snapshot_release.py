@@ -18,18 +18,8 @@ from PIL import Image
 
 from oibeam.schemas.fetch import RUN_COLUMNS
 
-IMAGES_HEADER = [
-    "ImageID",
-    "Subset",
-    "OriginalURL",
-    "OriginalLandingURL",
-    "License",
-    "AuthorProfileURL",
-    "Author",
-    "Title",
-    "OriginalSize",
-    "OriginalMD5",
-]
+from support.headers import LABELS_HEADER, V1_IMAGES_HEADER
+
 CLASSES = {"/m/cat": "Cat", "/m/dog": "Dog", "/m/car": "Car"}
 
 # The fetch flags of snapshot tests against the FaultServer. --retries 1: an
@@ -113,7 +103,7 @@ class Release:
         images, labels = self.directory / "images.csv", self.directory / "labels.csv"
         with images.open("w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(IMAGES_HEADER)
+            writer.writerow(V1_IMAGES_HEADER.split(","))
             for photo in sorted(self.photos.values(), key=lambda p: p.image_id):
                 data = jpeg(photo.seed)
                 writer.writerow(
@@ -132,7 +122,7 @@ class Release:
                 )
         with labels.open("w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["ImageID", "Source", "LabelName", "Confidence"])
+            writer.writerow(LABELS_HEADER.split(","))
             for photo in sorted(self.photos.values(), key=lambda p: p.image_id):
                 for label, confidence in photo.labels:
                     writer.writerow([photo.image_id, "machine", label, confidence])

@@ -2,8 +2,8 @@
 reader (tarfile, json, csv), reruns byte-identical, bad runs refused.
 
 Two snapshots of one release are built per module on the FaultServer
-(tests/snapshot_release.py), with failing images, machine and human labels, a
-Rotation, and 13-column box CSVs: one with --boxes, one without.
+(tests/support/snapshot_release.py), with failing images, machine and human
+labels, a Rotation, and 13-column box CSVs: one with --boxes, one without.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from PIL import Image
 
 from oibeam.tools.report.write_report import REPORT, write_report
 
+from support.headers import BOXES_HEADER
 from support.report_release import (
     CAT,
     DOG,
@@ -203,7 +204,7 @@ def test_tables_run_without_fetch_with_boxes_and_inferred_labels(
     flags = release_flags(fault_server, tmp_path / "release")
     boxes = tmp_path / "boxes.csv"
     boxes.write_text(
-        "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax\n"
+        f"{BOXES_HEADER}\n"
         + "".join(
             f"{i:016x},human,{label},1,0.1,0.5,0.2,0.6\n"
             for i, label in [(1, "/m/cat"), (1, "/m/cat"), (2, "/m/cat"), (1, "/m/dog")]

@@ -1,4 +1,4 @@
-"""Tests for pipelines.sample: read the release back with the csv module."""
+"""Tests for tools.sample: read the release back with the csv module."""
 
 from __future__ import annotations
 
@@ -14,19 +14,11 @@ import pytest
 
 from oibeam.tools.sample import SampleRelease, write_sample_release
 
-IMAGES_HEADER = [
-    "ImageID",
-    "Subset",
-    "OriginalURL",
-    "OriginalLandingURL",
-    "License",
-    "AuthorProfileURL",
-    "Author",
-    "Title",
-    "OriginalSize",
-    "OriginalMD5",
-]
-LABELS_HEADER = ["ImageID", "Source", "LabelName", "Confidence"]
+from support.headers import LABELS_HEADER, V1_IMAGES_HEADER
+
+# The sample release is V1-shaped: its headers are the release's own.
+IMAGE_COLUMNS = V1_IMAGES_HEADER.split(",")
+LABEL_COLUMNS = LABELS_HEADER.split(",")
 MACHINE_CONFIDENCES = {"0.5", "0.6", "0.7", "0.8", "0.9", "1.0"}
 HEX16 = re.compile(r"[0-9a-f]{16}")
 MID = re.compile(r"/m/0[0-9a-z_]{4,6}|/g/1[0-9a-z_]{8}")
@@ -88,9 +80,9 @@ def test_layout_and_headers(release: SampleRelease) -> None:
         str(root / "human_ann_2016_08/validation/labels.csv"),
     )
     for path in release.images_files:
-        assert read_csv(path)[0] == IMAGES_HEADER
+        assert read_csv(path)[0] == IMAGE_COLUMNS
     for path in release.labels_files:
-        assert read_csv(path)[0] == LABELS_HEADER
+        assert read_csv(path)[0] == LABEL_COLUMNS
 
 
 def test_counts_match(
@@ -116,7 +108,7 @@ def test_image_ids_and_subsets(images: dict[str, list[list[str]]]) -> None:
 
 def test_image_metadata(images: dict[str, list[list[str]]]) -> None:
     rows = images["train"] + images["validation"]
-    assert all(len(r) == len(IMAGES_HEADER) for r in rows)
+    assert all(len(r) == len(IMAGE_COLUMNS) for r in rows)
     url = re.compile(r"https://c1\.staticflickr\.com/5/4129/(\d+)_[0-9a-f]{10}_o\.jpg")
     licenses = Counter(r[4] for r in rows)
     for _, _, original, landing, license_, profile, _, _, size, md5 in rows:
@@ -271,7 +263,7 @@ def test_thumbnails(tmp_path: Path, release: SampleRelease) -> None:
         thumbs.images_files, release.images_files, strict=True
     ):
         rows, plain_rows = read_csv(with_thumbs), read_csv(plain)
-        assert rows[0] == [*IMAGES_HEADER, "Thumbnail300KURL"]
+        assert rows[0] == [*IMAGE_COLUMNS, "Thumbnail300KURL"]
         assert [r[:-1] for r in rows] == plain_rows  # other columns unchanged
         for row in rows[1:]:
             if not row[-1]:

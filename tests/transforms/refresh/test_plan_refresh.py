@@ -1,7 +1,8 @@
 """Refresh planning (pure Arrow): what happens to each image, and why.
 
-Every row of the decision table in transforms/refresh.py is exercised on one
-bucket, and the words it writes must all be in the documented vocabularies.
+Every row of the decision table in transforms/refresh/plan_refresh.py is
+exercised on one bucket, and the words it writes must all be in the documented
+vocabularies.
 """
 
 from __future__ import annotations
