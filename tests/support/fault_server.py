@@ -223,6 +223,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, str(value))
         self.end_headers()
 
+    def _start_image(self, name: str, data: bytes) -> None:
+        """The status line and headers of a 200 with `data` as the image
+        `name`, as every image route starts before it misbehaves."""
+        self._start(
+            200,
+            {
+                "Content-Type": self.fault.content_type(name),
+                "Content-Length": len(data),
+            },
+        )
+
     def _send(
         self,
         code: int,
@@ -322,13 +333,7 @@ class _Handler(BaseHTTPRequestHandler):
         data = self._content(name)
         if data is None:
             return
-        self._start(
-            200,
-            {
-                "Content-Type": self.fault.content_type(name),
-                "Content-Length": len(data),
-            },
-        )
+        self._start_image(name, data)
         if self.head:
             return
         # About 20 writes a second; each leaves when the average rate says so.
@@ -351,13 +356,7 @@ class _Handler(BaseHTTPRequestHandler):
         data = self._content(name)
         if data is None:
             return
-        self._start(
-            200,
-            {
-                "Content-Type": self.fault.content_type(name),
-                "Content-Length": len(data),
-            },
-        )
+        self._start_image(name, data)
         self._write(data[: len(data) // 2])
         # Give the client a moment to take the headers, so the reset lands while
         # it reads the body (not while it waits for the status line).
@@ -374,13 +373,7 @@ class _Handler(BaseHTTPRequestHandler):
         data = self._content(name)
         if data is None:
             return
-        self._start(
-            200,
-            {
-                "Content-Type": self.fault.content_type(name),
-                "Content-Length": len(data),
-            },
-        )
+        self._start_image(name, data)
         self._write(data[: len(data) // 2])
         self.close_connection = True  # the server then closes cleanly (FIN)
 
@@ -388,13 +381,7 @@ class _Handler(BaseHTTPRequestHandler):
         data = self._content(name)
         if data is None:
             return
-        self._start(
-            200,
-            {
-                "Content-Type": self.fault.content_type(name),
-                "Content-Length": len(data),
-            },
-        )
+        self._start_image(name, data)
         self.close_connection = True
 
     def route_slow_headers(self, seconds: str, name: str) -> None:
@@ -421,13 +408,7 @@ class _Handler(BaseHTTPRequestHandler):
         data = self._content(name)
         if data is None:
             return
-        self._start(
-            200,
-            {
-                "Content-Type": self.fault.content_type(name),
-                "Content-Length": len(data),
-            },
-        )
+        self._start_image(name, data)
         if self.head:
             return
         half = len(data) // 2
