@@ -9,7 +9,12 @@ hold a fetch longer. Transient failures (connection errors, timeouts, 5xx, 429)
 are retried with exponential backoff and full jitter, or after the server's
 Retry-After; a kept-alive connection the server had closed is replaced at once.
 Each thread keeps its own connections per host (http_connections); a HostGate
-caps connections per host and spaces requests to one host.
+caps connections per host and spaces requests to one host (host_policy); how a
+failed attempt is told is failures.py.
+
+Longer than most modules on purpose: one exchange, from the request through
+redirects to the last byte of the body, and when its connection may be kept,
+reads best in one place.
 """
 
 from __future__ import annotations
