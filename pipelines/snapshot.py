@@ -161,9 +161,7 @@ def build_snapshot(
             snapshot_schema.DIFF,
             compression,
         ),
-        stages.write_table(
-            "errors", inputs.errors, layout, schemas.ERRORS, compression
-        ),
+        stages.write_errors(inputs.errors, layout, compression),
         *stages.write_statistics(stats, layout, compression),
     ]
     empty_tables = {

@@ -56,9 +56,7 @@ def build_tables(
             label_schema,
             compression,
         ),
-        stages.write_table(
-            "errors", inputs.errors, layout, schemas.ERRORS, compression
-        ),
+        stages.write_errors(inputs.errors, layout, compression),
         *stages.write_statistics(stats, layout, compression),
     ]
     empty_tables = {

@@ -11,6 +11,7 @@ argparse into a config by hand.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -61,7 +62,14 @@ class FlagGroup(Generic[T]):
     flags: tuple[Flag, ...]
 
     def defaults(self) -> dict[str, Any]:
-        """The build callable's parameter defaults (shown in --help)."""
+        """The build callable's parameter defaults (a default made by a
+        factory, such as the time, is made when the config is built)."""
+        if dataclasses.is_dataclass(self.build):
+            return {
+                f.name: f.default
+                for f in dataclasses.fields(self.build)
+                if f.default is not dataclasses.MISSING
+            }
         return {
             name: p.default
             for name, p in inspect.signature(self.build).parameters.items()

@@ -47,9 +47,9 @@ class Output:
     job_labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.output:
-            raise ValueError("--output is required")
         object.__setattr__(self, "output", self.output.rstrip("/"))
+        if not self.output:
+            raise ValueError("--output is required (a directory, not /)")
 
     def beam_args(self) -> list[str]:
         """Flags of ours that become Beam pipeline options."""

@@ -6,9 +6,6 @@ from __future__ import annotations
 import argparse
 
 from oibeam.schemas.releases import SOURCE_KINDS
-from oibeam.tools.export.reader import BUCKET_ROWS
-from oibeam.tools.export.run_export import FORMATS
-from oibeam.tools.report.write_report import DEFAULT_TOP
 
 
 def verify_parser() -> argparse.ArgumentParser:
@@ -36,6 +33,8 @@ def _at_least_one(text: str) -> int:
 
 
 def report_parser() -> argparse.ArgumentParser:
+    from oibeam.tools.report.write_report import DEFAULT_TOP  # matplotlib: lazily
+
     parser = argparse.ArgumentParser(
         prog="oibeam report",
         description="Write RUN_DIR/report.html: one self-contained page with the "
@@ -56,6 +55,9 @@ def report_parser() -> argparse.ArgumentParser:
 
 
 def export_parser() -> argparse.ArgumentParser:
+    from oibeam.tools.export.reader import BUCKET_ROWS
+    from oibeam.tools.export.run_export import FORMATS
+
     parser = argparse.ArgumentParser(
         prog="oibeam export",
         description="Write training lists, per-image JSONL, COCO boxes and "

@@ -77,9 +77,16 @@ def test_the_worker_image_is_built_with_the_locked_beam(tmp_path):
     dockerfile = (EXAMPLES / "dataflow" / "Dockerfile").read_text()
     assert "ARG BEAM_VERSION\n" in dockerfile  # no default to drift from
     assert "-c /opt/oibeam/constraints.txt" in dockerfile
-    for source in re.findall(r"^COPY (.+) /opt/oibeam/", dockerfile, re.M):
-        for name in source.split():
-            assert (EXAMPLES.parent / name).exists(), name
+    copied = {
+        name
+        for source in re.findall(r"^COPY (.+) /opt/oibeam/", dockerfile, re.M)
+        for name in source.split()
+    }
+    pyproject = (PROJECT / "pyproject.toml").read_text()
+    packaged = set(re.findall(r'^"oibeam\.\w+" = "(\w+)"$', pyproject, re.M))
+    assert packaged and packaged <= copied  # every folder the wheel is built from
+    for name in copied:
+        assert (PROJECT / name).exists(), name
     # No Docker engine here: a stand-in client records what the script asks.
     client = tmp_path / "docker"
     client.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$0.args"\n')

@@ -107,6 +107,13 @@ def test_what_cannot_work_is_refused(argv, message):
         FetchRunConfig.from_args(_parse(fetch_parser(), BASE + argv))
 
 
+@pytest.mark.parametrize("output", ["/", "//", ""])
+def test_an_output_root_of_nothing_is_refused(output):
+    argv = ["--images", "i.csv", "--labels", "l.csv", "--output", output]
+    with pytest.raises(ValueError, match="--output is required"):
+        TablesConfig.from_args(_parse(tables_parser(), argv))
+
+
 def test_labels_are_required_where_they_are():
     argv = ["--images", "i.csv", "--output", "o"]
     FetchRunConfig.from_args(_parse(fetch_parser(), argv))
@@ -122,7 +129,9 @@ def test_snapshot_options():
     )
     assert config.directory == "out/n1"
     assert not config.snapshot.report and not config.snapshot.retry_all
-    default = SnapshotConfig.from_args(_parse(snapshot_parser(), BASE))
+    args = _parse(snapshot_parser(), BASE)
+    assert args.snapshot_id is None  # the time is taken when the config is built
+    default = SnapshotConfig.from_args(args)
     assert default.snapshot.snapshot_id.endswith("Z")  # the UTC time
     with pytest.raises(ValueError, match="never overwritten"):
         SnapshotConfig.from_args(_parse(snapshot_parser(), BASE + ["--overwrite"]))

@@ -30,7 +30,9 @@ Routes (`<name>` is a registered content name; an unknown name gives 404):
                                         Location headers mix absolute URLs,
                                         absolute paths and relative paths
     GET /loop                           302 to itself, forever
-    GET /redirect-to?url=<url>[&code=]  302 (or `code`: 301/303/307/308) to any URL:
+    GET /redirect-to?url=<url>[&code=][&body=]  302 (or `code`: 301/303/307/308) to any URL,
+                                        with a short body (or `body`: large, 70 KiB;
+                                        chunked, in two chunks a moment apart):
                                         ftp://..., file:///etc/passwd, another host
     GET /endless                        200, no Content-Length, Connection: close,
                                         zeros forever until the client goes away
@@ -462,7 +464,29 @@ class _Handler(BaseHTTPRequestHandler):
         code = int(params.get("code", ["302"])[0])
         if code not in (301, 302, 303, 307, 308):
             raise ValueError(code)
-        self._redirect(params["url"][0], code)
+        body = params.get("body", ["short"])[0]
+        location = params["url"][0]
+        if body == "short":
+            self._redirect(location, code)
+        elif body == "large":  # more than a client would read just to reuse
+            filler = b"x" * (70 * 1024)
+            self._send(code, filler, "text/plain", Location=location)
+        elif body == "chunked":  # two chunks, the second a moment later
+            self._start(
+                code,
+                {
+                    "Location": location,
+                    "Content-Type": "text/plain",
+                    "Transfer-Encoding": "chunked",
+                },
+            )
+            if self.head:
+                return
+            self._write(b"9\r\nredirect \r\n")
+            if self._pause(0.05):
+                self._write(b"3\r\nto\n\r\n0\r\n\r\n")
+        else:
+            raise ValueError(body)
 
     def route_endless(self, *_ignored: str) -> None:
         self.close_connection = True

@@ -134,7 +134,7 @@ def trainable_section(facts: LabelFacts, rule: TrainableRule) -> Section:
     blocks: list = [
         Paragraph(
             "The same label statistics under each trainable rule preset "
-            "(transforms/trainable.py), recomputed here; the run used "
+            "(transforms/stats/trainable.py), recomputed here; the run used "
             f"{rule.name}: {rule.describe()}.",
             "lead",
         )

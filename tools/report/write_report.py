@@ -67,10 +67,10 @@ def _fetch_facts(run: Run, rule: TrainableRule) -> FetchFacts | None:
     schema = run.schema("images")
     if schema is None or "status" not in schema.names:
         return None
-    tally = FetchFactsAccumulator()
+    facts = FetchFactsAccumulator()
     for batch in run.batches("images", IMAGE_COLUMNS):
-        tally.add(batch)
-    return tally.facts(rule)
+        facts.add(batch)
+    return facts.facts(rule)
 
 
 def _label_sections(

@@ -214,7 +214,7 @@ class HttpFetcher:
             except Exception as e:
                 error = e
             fired = alarm.disarm()
-            if not fired and _read_whole(response, error):
+            if not fired and _read_whole(response, error, outcome):
                 connections.give_back(key, conn)
             else:
                 conn.close()
@@ -332,15 +332,19 @@ class HttpFetcher:
         return b"".join(chunks)
 
 
-def _read_whole(response: http.client.HTTPResponse | None, error) -> bool:
-    """Whether the server's whole answer was read, and the connection may carry
-    the next request: a body read to its end, or the small body of an error
-    or redirect that _drain read (a body it closed unread is not)."""
+def _read_whole(response: http.client.HTTPResponse | None, error, outcome) -> bool:
+    """Whether the server's whole answer was read, so the connection may carry
+    the next request: an image body read to its end, or the small body of an
+    error or redirect that _drain read (one it closed unread is not: its
+    bytes still wait on the socket)."""
     if response is None or not response.isclosed() or response.will_close:
         return False
-    if error is None:
+    if error is None and isinstance(outcome, Download):
         return True
-    return isinstance(error, Attempt) and response.length == 0
+    # _drain reads only bodies of known length, and a body read to its end
+    # leaves no length to read; a chunked or long body was closed unread.
+    drained = response.length == 0
+    return drained and (error is None or isinstance(error, Attempt))
 
 
 def _drain(response: http.client.HTTPResponse) -> None:

@@ -109,10 +109,6 @@ def _member(values: pa.Array, allowed: frozenset[str]) -> np.ndarray:
     return np.array([v in allowed for v in values.to_pylist()], dtype=bool)
 
 
-def _member(values: pa.Array, allowed: frozenset[str]) -> np.ndarray:
-    return np.array([v in allowed for v in values.to_pylist()], dtype=bool)
-
-
 @dataclasses.dataclass
 class _Rows:
     """A labels table's rows as NumPy arrays, dictionary-encoded, with the rows

@@ -121,3 +121,20 @@ def test_a_redirect_to_the_cloud_metadata_address_is_refused(fault_server):
     )
     assert (got.status, got.retryable, got.attempts) == ("refused", False, 1)
     assert "non-public address 169.254.169.254" in got.error
+
+
+@pytest.mark.parametrize("body", ["large", "chunked"])
+def test_a_redirect_body_left_unread_does_not_poison_the_connection(fault_server, body):
+    """A redirect whose body is too big to read just to keep the connection
+    (or chunked) is answered on a connection that must not carry the next
+    request: its unread bytes would be taken for the next status line."""
+    fetcher = _fetcher()
+    target = fault_server.url(f"/img/{PHOTO}?r={body}")
+    url = fault_server.url(
+        "/redirect-to?" + urlencode({"url": target, "code": 302, "body": body})
+    )
+    for _ in range(3):
+        got = fetcher.fetch(url)
+        assert got.ok and got.data == DATA, got.error
+        again = fetcher.fetch(fault_server.url(f"/img/{PHOTO}?n={body}"))
+        assert again.ok and again.data == DATA, again.error
