@@ -30,7 +30,8 @@ Routes (`<name>` is a registered content name; an unknown name gives 404):
                                         Location headers mix absolute URLs,
                                         absolute paths and relative paths
     GET /loop                           302 to itself, forever
-    GET /redirect-to?url=<url>[&code=][&body=]  302 (or `code`: 301/303/307/308) to any URL,
+    GET /redirect-to?url=<url>[&code=][&body=]
+                                        302 (or `code`: 301/303/307/308) to any URL,
                                         with a short body (or `body`: large, 70 KiB;
                                         chunked, in two chunks a moment apart):
                                         ftp://..., file:///etc/passwd, another host
