@@ -13,7 +13,9 @@ Expansion (pure Arrow, no Beam): every positive label row (Confidence > 0) also
 implies its ancestors, as rows of the same image and Source whose
 `InferredFrom` names the child they came from (the most confident one, then
 the smallest mid). A label row the input already has, positive or a verified
-negative, is never replaced by an inferred one; negatives imply nothing.
+negative, is never replaced by an inferred one; negatives imply nothing; and a
+label a human verified absent from an image (a human source, Confidence 0) is
+never inferred on that image, from any source.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
+
+from oibeam.schemas.releases import HUMAN_SOURCES
 
 INFERRED_FROM = "InferredFrom"
 _TENCENT_HEADER = "category_index"
@@ -202,6 +206,10 @@ def expand_ancestors(labels: pa.Table, closure: pa.Table) -> pa.Table:
     )
     inferred = best.join(
         present, keys=["ImageID", "Source", "Ancestor"], join_type="left anti"
+    ).join(
+        _verified_negatives(labels),
+        keys=["ImageID", "Ancestor"],
+        join_type="left anti",
     )
     columns = {
         "ImageID": inferred["ImageID"],
@@ -221,6 +229,18 @@ def expand_ancestors(labels: pa.Table, closure: pa.Table) -> pa.Table:
     )
     return pa.concat_tables([explicit, rows]).sort_by(
         [("ImageID", "ascending"), ("LabelName", "ascending"), ("Source", "ascending")]
+    )
+
+
+def _verified_negatives(labels: pa.Table) -> pa.Table:
+    """(ImageID, Ancestor) of every label a human verified absent from an
+    image: no inferred row may say it is there, whatever its source."""
+    human = pc.is_in(labels["Source"], value_set=pa.array(sorted(HUMAN_SOURCES)))
+    negative = pc.and_(human, pc.equal(labels["Confidence"], 0))
+    return (
+        labels.filter(negative)
+        .select(["ImageID", "LabelName"])
+        .rename_columns(["ImageID", "Ancestor"])
     )
 
 

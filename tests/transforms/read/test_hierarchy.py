@@ -141,6 +141,33 @@ def test_expansion_infers_ancestors_of_positives_only():
     assert keys == sorted(keys)
 
 
+@pytest.mark.parametrize("child_source", ["crowdsource-verification", "machine"])
+def test_a_human_verified_negative_blocks_an_inferred_positive(child_source):
+    """Real V3 validation rows of image 00437aa0ab4abf9d: humans said "no
+    Animal" (verification) and "Bird" (crowdsource-verification). Bird is an
+    Animal in the 600-class hierarchy, but the verified "no" stands: no Animal
+    row is inferred, from that source or any other."""
+    h = load_hierarchy(str(BBOX))
+    assert "/m/0jbk" in h.ancestors("/m/015p6")  # Bird is an Animal
+    labels = _labels(
+        [
+            ("00437aa0ab4abf9d", "verification", "/m/0jbk", 0.0),
+            ("00437aa0ab4abf9d", child_source, "/m/015p6", 1.0),
+            ("0000000000000001", child_source, "/m/015p6", 1.0),  # no verdict
+        ]
+    )
+    out = expand_ancestors(labels, h.closure()).to_pylist()
+    animal = [
+        (r["ImageID"], r["Source"], r["Confidence"])
+        for r in out
+        if r["LabelName"] == "/m/0jbk"
+    ]
+    assert animal == [
+        ("0000000000000001", child_source, 1.0),  # inferred where nobody said no
+        ("00437aa0ab4abf9d", "verification", 0.0),  # the verdict, alone
+    ]
+
+
 def test_expansion_of_real_labels_matches_a_plain_python_walk():
     h = load_hierarchy(str(BBOX))
     up, _, _ = bbox_edges()
