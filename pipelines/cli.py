@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from oibeam.pipelines.beam_options import BeamFlagError, QuietBeamNoise
 from oibeam.pipelines.fetch import run_fetch
+from oibeam.pipelines.launch import versions
 from oibeam.pipelines.layout import OutputExists, UsageError
 from oibeam.pipelines.options import tool_commands
 from oibeam.pipelines.options.beam_commands import (
@@ -26,6 +27,7 @@ from oibeam.pipelines.options.beam_commands import (
 from oibeam.pipelines.snapshot import run_snapshot
 from oibeam.pipelines.summaries import fetch_summary, snapshot_summary, tables_summary
 from oibeam.pipelines.tables import run_tables
+from oibeam.transforms.publish.claim import SnapshotClaimed
 from oibeam.transforms.publish.publish_snapshot import LatestMoved
 from oibeam.transforms.read.csv_inputs import InputError
 from oibeam.transforms.read.read_csv import CsvStructureError
@@ -33,7 +35,7 @@ from oibeam.transforms.read.read_csv import CsvStructureError
 # Errors that are the user's to fix: a message, exit status 2, no traceback.
 USER_ERRORS = (InputError, OutputExists, BeamFlagError, UsageError, CsvStructureError)
 
-_USAGE = """usage: oibeam COMMAND [flags]
+_USAGE = """usage: oibeam COMMAND [flags]    (oibeam --version)
 
 commands:
   tables   read Open Images CSVs into Parquet tables, label statistics and the
@@ -88,7 +90,7 @@ snapshot_main = _beam_command(
     SnapshotConfig,
     run_snapshot,
     snapshot_summary,
-    errors=(LatestMoved,),
+    errors=(LatestMoved, SnapshotClaimed),
 )
 
 
@@ -169,7 +171,10 @@ def sample_server_main(argv: list[str]) -> int:
     from oibeam.tools.sample import SampleServer, served_dir
 
     args = tool_commands.sample_server_parser().parse_args(argv)
-    server = SampleServer(served_dir(args.root), args.host, args.port)
+    try:
+        server = SampleServer(served_dir(args.root), args.host, args.port)
+    except (ValueError, OSError) as e:
+        return _fail("sample-server", e)
     print(
         f"serving {served_dir(args.root)} on http://{args.host}:{args.port}/",
         flush=True,
@@ -206,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
         handler.addFilter(QuietBeamNoise())
     if argv and argv[0] in ("-h", "--help"):
         print(_USAGE)
+        return 0
+    if argv and argv[0] == "--version":
+        print(
+            f"oibeam {versions()['oibeam']} (apache-beam {versions()['apache-beam']})"
+        )
         return 0
     if not argv or argv[0] not in COMMANDS:
         print(_USAGE, file=sys.stderr)

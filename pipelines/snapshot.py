@@ -34,6 +34,7 @@ from oibeam.schemas import snapshot as snapshot_schema
 from oibeam.schemas import tables as schemas
 from oibeam.transforms.common.exchange import remove_exchange
 from oibeam.transforms.common.filesystem import holds_anything
+from oibeam.transforms.publish.claim import claimed
 from oibeam.transforms.publish.manifest import WriteManifest
 from oibeam.transforms.publish.publish_snapshot import (
     Latest,
@@ -192,10 +193,6 @@ def build_snapshot(
 def prepare(config: SnapshotConfig) -> Launch:
     """Everything checked and read before the pipeline is built."""
     config = resolve_labels_of(config)
-    try:
-        check_publishable(config.root)
-    except ValueError as e:
-        raise UsageError(str(e)) from e
     plan = plan_csv_inputs(config.inputs)
     try:
         config.fetch.check_template(
@@ -254,19 +251,24 @@ def run_snapshot(config: SnapshotConfig, beam_args: list[str]) -> Outcome:
     """Checks, builds and runs the snapshot pipeline to completion."""
     args = beam_args + config.output.beam_args()
     options = pipeline_options(args)
-    launch = prepare(config)
-    images = launch.config.selection.at_most(launch.plan.image_rows)
-    options = for_fetching(options, args, images)
-    info = snapshot_info(launch, options)
-    dry_run = bool(options.view_as(TestOptions).dry_run)
-    layout = RunLayout(launch.config.directory)
-    with launched(
-        options, layout, progress=True, keep_exchange=dry_run
-    ) as progress_dir:
-        root = beam.Pipeline(options=options)
-        build_snapshot(root, launch, info, progress_dir)
-        result = root.run()
-        result.wait_until_finish()
+    try:
+        check_publishable(config.root)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    with claimed(config.root, config.snapshot.snapshot_id):  # one run per id
+        launch = prepare(config)
+        images = launch.config.selection.at_most(launch.plan.image_rows)
+        options = for_fetching(options, args, images)
+        info = snapshot_info(launch, options)
+        dry_run = bool(options.view_as(TestOptions).dry_run)
+        layout = RunLayout(launch.config.directory)
+        with launched(
+            options, layout, progress=True, keep_exchange=dry_run
+        ) as progress_dir:
+            root = beam.Pipeline(options=options)
+            build_snapshot(root, launch, info, progress_dir)
+            result = root.run()
+            result.wait_until_finish()
     report = None
     if not dry_run and config.snapshot.report:
         report = _write_report(launch.config.directory)
