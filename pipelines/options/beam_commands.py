@@ -15,7 +15,13 @@ from dataclasses import asdict, dataclass
 from oibeam.pipelines.options.fetching import FETCH, POLICY, fetch_config
 from oibeam.pipelines.options.flags import add_groups
 from oibeam.pipelines.options.inputs import OUTPUT, RULE, Inputs, Output, inputs_group
-from oibeam.pipelines.options.selection import LABELS, SELECTION, LabelQuery
+from oibeam.pipelines.options.selection import (
+    LABELS,
+    SELECTION,
+    LabelQuery,
+    add_legacy_source,
+    apply_legacy_source,
+)
 from oibeam.pipelines.options.snapshot import SNAPSHOT, SnapshotOptions
 from oibeam.transforms.fetch.image_tasks import FetchConfig
 from oibeam.transforms.select.select_images import Selection
@@ -56,6 +62,7 @@ class FetchRunConfig(TablesConfig):
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> FetchRunConfig:
+        apply_legacy_source(args)
         return cls(
             inputs=inputs_group(False).from_args(args),
             output=OUTPUT.from_args(args),
@@ -127,6 +134,7 @@ def fetch_parser(prog: str = "oibeam fetch") -> argparse.ArgumentParser:
     add_groups(
         parser, inputs_group(False), OUTPUT, LABELS, SELECTION, RULE, FETCH, POLICY
     )
+    add_legacy_source(parser)
     return parser
 
 
@@ -150,4 +158,5 @@ def snapshot_parser(prog: str = "oibeam snapshot") -> argparse.ArgumentParser:
         FETCH,
         POLICY,
     )
+    add_legacy_source(parser)
     return parser

@@ -4,7 +4,7 @@ sharded, and the limits of one fetch."""
 from __future__ import annotations
 
 from oibeam.pipelines.options.flags import FlagGroup, flag
-from oibeam.pipelines.options.selection import image_source
+from oibeam.pipelines.options.selection import IMAGE_SOURCES
 from oibeam.transforms.fetch.fetcher import FetchPolicy
 from oibeam.transforms.fetch.image_tasks import FetchConfig
 
@@ -32,7 +32,7 @@ POLICY = FlagGroup(
             type=float,
             help="politeness: seconds between requests to one host",
         ),
-        flag("--max-redirects", type=int),
+        flag("--max-redirects", type=int, help="redirects followed per image"),
         flag(
             "--allow-private-hosts",
             action="store_true",
@@ -46,8 +46,16 @@ FETCH = FlagGroup(
     TITLE,
     FetchConfig,
     (
-        # --source is declared with the selection flags; its URL half is read here.
-        flag("--source", convert=image_source, shared=True),
+        flag(
+            "--image-source",
+            "source",
+            choices=IMAGE_SOURCES,
+            default=None,  # None: not given (the deprecated --source may say)
+            help="original (the default): OriginalURL, verified by size and MD5; "
+            "thumbnail: "
+            "Thumbnail300KURL where there is one (generated on the fly, its bytes "
+            "change over time: fully decoded instead of MD5-checked)",
+        ),
         flag(
             "--url-template",
             help="build the URL from image columns, e.g. "

@@ -90,6 +90,11 @@ class FlagGroup(Generic[T]):
                 pass  # argparse's own defaults (False/True/None) are right
             elif "default" not in options and defaults.get(f.target) is not None:
                 options["default"] = defaults[f.target]
+            shown = options.get("default")
+            if shown not in (None, "", ()) and "%(default)" not in options.get(
+                "help", ""
+            ):
+                options["help"] = f"{options.get('help', '')} (default: %(default)s)"
             group.add_argument(f.name, **options)
 
     def from_args(self, args: argparse.Namespace, **given: Any) -> T:

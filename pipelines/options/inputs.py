@@ -63,6 +63,7 @@ def inputs_group(labels_required: bool) -> FlagGroup[Inputs]:
         (
             flag(
                 "--images",
+                required=True,
                 nargs="+",
                 action="extend",
                 metavar="PATTERN",
@@ -70,6 +71,7 @@ def inputs_group(labels_required: bool) -> FlagGroup[Inputs]:
             ),
             flag(
                 "--labels",
+                required=labels_required,
                 nargs="+",
                 action="extend",
                 metavar="PATTERN",
@@ -122,7 +124,7 @@ OUTPUT = FlagGroup(
     "inputs and output",
     Output,
     (
-        flag("--output", help="output directory (local or gs://)"),
+        flag("--output", required=True, help="output directory (local or gs://)"),
         flag(
             "--overwrite",
             action="store_true",
@@ -131,13 +133,15 @@ OUTPUT = FlagGroup(
         flag(
             "--parquet-compression",
             choices=["zstd", "snappy", "gzip", "lz4", "none"],
+            help="the codec of every Parquet table written",
         ),
         flag(
             "--job-label",
             "job_labels",
-            action="append",
+            nargs="+",
+            action="extend",
             metavar="KEY=VALUE",
-            help="a Dataflow job label (Beam's --label)",
+            help="Dataflow job labels (what Beam calls --label)",
         ),
     ),
 )

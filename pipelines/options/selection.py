@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
+import logging
 from dataclasses import dataclass
 
 from oibeam.pipelines.options.flags import FlagGroup, flag
 from oibeam.schemas.releases import SOURCE_KINDS, SUBSETS
 from oibeam.transforms.select.select_images import Selection
 
-IMAGE_SOURCES = ("original", "thumbnail")  # which URL --source picks
+IMAGE_SOURCES = ("original", "thumbnail")  # which URL --image-source picks
 TITLE = "selection (what to fetch)"
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -21,22 +24,37 @@ class LabelQuery:
     with_descendants: bool = False
 
 
-def _one_of(values: list[str] | None, kinds: tuple[str, ...]) -> str | None:
-    """The --source value among `kinds` (None: not given); ValueError for two."""
-    found = [v for v in values or () if v in kinds]
-    if len(found) > 1:
-        raise ValueError(
-            "--source: at most one of machine|human|any and one of original|thumbnail"
-        )
-    return found[0] if found else None
+def add_legacy_source(parser: argparse.ArgumentParser) -> None:
+    """--source, which used to mean both --label-source and --image-source."""
+    parser.add_argument(
+        "--source",
+        dest="legacy_source",
+        nargs="+",
+        action="extend",
+        choices=SOURCE_KINDS + IMAGE_SOURCES,
+        metavar="SOURCE",
+        help="deprecated: use --label-source or --image-source",
+    )
 
 
-def label_source(values: list[str] | None) -> str:
-    return _one_of(values, SOURCE_KINDS) or "any"
-
-
-def image_source(values: list[str] | None) -> str:
-    return _one_of(values, IMAGE_SOURCES) or "original"
+def apply_legacy_source(args: argparse.Namespace) -> None:
+    """Moves the values of a deprecated --source to --label-source and
+    --image-source (ValueError where they say two things)."""
+    values = getattr(args, "legacy_source", None)
+    if not values:
+        return
+    _LOG.warning("--source is deprecated: use --label-source or --image-source")
+    for dest, kinds in (
+        ("label_source", SOURCE_KINDS),
+        ("image_source", IMAGE_SOURCES),
+    ):
+        found = list(dict.fromkeys(v for v in values if v in kinds))
+        given = getattr(args, dest)
+        if len(found) > 1 or (found and given and given != found[0]):
+            flag_name = "--" + dest.replace("_", "-")
+            raise ValueError(f"--source {' '.join(values)}: two values for {flag_name}")
+        if found:
+            setattr(args, dest, found[0])
 
 
 def _distinct(values: list[str] | None) -> tuple[str, ...]:
@@ -50,9 +68,10 @@ LABELS = FlagGroup(
         flag(
             "--label",
             "names",
-            action="append",
+            nargs="+",
+            action="extend",
             metavar="NAME_OR_MID",
-            help="keep images with this label (repeatable); names need --classes",
+            help="keep images with these labels (display names need --classes)",
         ),
         flag(
             "--with-descendants",
@@ -73,21 +92,22 @@ SELECTION = FlagGroup(
             help="ignore label rows below this confidence",
         ),
         flag(
-            "--source",
-            convert=label_source,
-            action="append",
-            choices=SOURCE_KINDS + IMAGE_SOURCES,
-            metavar="SOURCE",
-            help="machine|human|any: which labels select (human 0 never does); "
-            "original|thumbnail: which URL to download (Thumbnail300KURL, not "
-            "MD5-checked: its bytes change over time). May be given twice.",
+            "--label-source",
+            "source",
+            choices=SOURCE_KINDS,
+            default=None,  # None: not given (the deprecated --source may say)
+            help="which labels select an image: machine, human (a human 0 never "
+            "does), or any (a human verdict on a label overrules the machine's; "
+            "the default)",
         ),
         flag(
             "--subset",
             "subsets",
             convert=_distinct,
-            action="append",
+            nargs="+",
+            action="extend",
             choices=SUBSETS,
+            help="keep images of these subsets (default: every subset)",
         ),
         flag(
             "--trainable-only",

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from oibeam.pipelines.options.flags import FlagGroup, flag
 from oibeam.schemas.snapshot import LATEST
 
-_SNAPSHOT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SNAPSHOT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def default_snapshot_id(now: datetime.datetime | None = None) -> str:
@@ -28,7 +28,7 @@ class SnapshotOptions:
     report: bool = True  # [--no-report]
 
     def __post_init__(self) -> None:
-        if not _SNAPSHOT_ID.match(self.snapshot_id) or self.snapshot_id == LATEST:
+        if not _SNAPSHOT_ID.fullmatch(self.snapshot_id) or self.snapshot_id == LATEST:
             raise ValueError(
                 f"--snapshot-id {self.snapshot_id!r}: use letters, digits, '.', "
                 "'_' and '-' (up to 128, not starting with a symbol), not LATEST"

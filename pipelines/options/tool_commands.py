@@ -74,7 +74,8 @@ def export_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--format",
         dest="formats",
-        action="append",
+        nargs="+",
+        action="extend",
         required=True,
         choices=(*FORMATS, "all"),
         metavar="F",
@@ -88,11 +89,13 @@ def export_parser() -> argparse.ArgumentParser:
     )
     group = parser.add_argument_group("training lists (--format tencent)")
     group.add_argument(
-        "--source",
+        "--label-source",
+        "--source",  # its name before 0.2, as fetch's --label-source
+        dest="source",
         choices=SOURCE_KINDS,
         default="any",
         help="labels from machine, human or any source; with any, a human "
-        "verdict on a label overrules the machine's (default any)",
+        "verdict on a label overrules the machine's (default: any)",
     )
     group.add_argument(
         "--min-confidence",
@@ -127,10 +130,28 @@ def sample_parser() -> argparse.ArgumentParser:
         description="Write a synthetic Open Images release in the real V1 layout.",
     )
     parser.add_argument("--output", required=True, help="directory to write")
-    parser.add_argument("--images", type=int, required=True, help="number of images")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--validation-fraction", type=float, default=0.018)
-    parser.add_argument("--num-labels", type=int, default=7844)
+    parser.add_argument(
+        "--images", type=int, required=True, help="number of images to write"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="the random seed: the same seed and sizes give byte-identical "
+        "files (default: 0)",
+    )
+    parser.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.018,
+        help="share of images in the validation subset, as in V1 (default: 0.018)",
+    )
+    parser.add_argument(
+        "--num-labels",
+        type=int,
+        default=7844,
+        help="labels the images draw from, as V1's 7,844 (default: 7844)",
+    )
     parser.add_argument(
         "--thumbnails",
         action="store_true",
@@ -154,6 +175,10 @@ def sample_server_parser() -> argparse.ArgumentParser:
         "redirects, changed bytes, a 500 before success). Runs until stopped.",
     )
     parser.add_argument("--root", required=True, help="the sample release directory")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, required=True, help="the port its --serve-base URL names"
+    )
     return parser

@@ -1,5 +1,8 @@
 """The command line: runner defaults, flag handling, help and errors."""
 
+import re
+
+import apache_beam
 import pytest
 
 from oibeam.pipelines.beam_options import (
@@ -40,6 +43,7 @@ def test_unknown_flags_are_refused_not_dropped():
 def test_label_is_beams_job_label_not_our_labels_flag():
     args, beam_args = tables_parser().parse_known_args(
         ["--labels", "a.csv", "b.csv", "--label", "team=ml", "--images", "i.csv"]
+        + ["--output", "o"]
     )
     assert args.labels == ["a.csv", "b.csv"]
     assert beam_args == ["--label", "team=ml"]
@@ -77,17 +81,35 @@ def test_bad_flags_exit_2_with_a_message(tmp_path, capsys):
     )
     assert code == 2
     assert "unknown flag(s): --no_such_beam_flag=1" in capsys.readouterr().err
-    code = run_cli("tables", "--images", V3_IMAGES, "--output", tmp_path / "o")
-    assert code == 2
-    assert "--labels is required" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:  # argparse: a required flag
+        run_cli("tables", "--images", V3_IMAGES, "--output", tmp_path / "o")
+    assert exited.value.code == 2
+    assert "the following arguments are required: --labels" in capsys.readouterr().err
 
 
-def test_python_dash_m_pipelines_is_the_cli():
+def test_python_dash_m_oibeam_pipelines_is_the_cli(tmp_path):
     import subprocess
     import sys
 
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines", "--help"], capture_output=True, text=True
+        [sys.executable, "-m", "oibeam.pipelines", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,  # the installed package, not the checkout's folders
     )
     assert done.returncode == 0
     assert "tables" in done.stdout and "sample" in done.stdout
+
+
+def test_version(capsys):
+    assert run_cli("--version") == 0
+    out = capsys.readouterr().out
+    assert re.fullmatch(r"oibeam \S+ \(apache-beam \S+\)\n", out), out
+    assert apache_beam.__version__ in out
+
+
+def test_sample_server_without_served_images_is_a_clear_error(tmp_path, capsys):
+    assert run_cli("sample-server", "--root", tmp_path, "--port", "0") == 2
+    err = capsys.readouterr().err
+    assert "holds no images to serve" in err and "--serve-base" in err
+    assert "Traceback" not in err

@@ -4,9 +4,11 @@ are the config's own, and each command's parser yields the config it runs."""
 from __future__ import annotations
 
 import inspect
+import re
 
 import pytest
 
+from oibeam.pipelines.options import tool_commands
 from oibeam.pipelines.options.beam_commands import (
     FetchRunConfig,
     SnapshotConfig,
@@ -61,9 +63,9 @@ def test_a_full_fetch_command_line():
         "validation",
         "--subset",
         "validation",
-        "--source",
+        "--label-source",
         "human",
-        "--source",
+        "--image-source",
         "thumbnail",
         "--min-confidence",
         "0.5",
@@ -96,7 +98,8 @@ def test_a_full_fetch_command_line():
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--source", "human", "--source", "machine"], "--source: at most one"),
+        (["--source", "human", "--source", "machine"], "two values for --label-source"),
+        (["--label-source", "human", "--source", "machine"], "two values for"),
         (["--with-descendants", "--label", "Dog"], "--with-descendants needs"),
         (["--limit", "0"], "--limit must be >= 1"),
         (["--expand-ancestors"], "--expand-ancestors needs --hierarchy"),
@@ -114,13 +117,22 @@ def test_an_output_root_of_nothing_is_refused(output):
         TablesConfig.from_args(_parse(tables_parser(), argv))
 
 
-def test_labels_are_required_where_they_are():
+def test_labels_are_required_where_they_are(capsys):
     argv = ["--images", "i.csv", "--output", "o"]
     FetchRunConfig.from_args(_parse(fetch_parser(), argv))
-    with pytest.raises(ValueError, match="--labels is required"):
-        TablesConfig.from_args(_parse(tables_parser(), argv))
-    with pytest.raises(ValueError, match="--labels is required"):
-        SnapshotConfig.from_args(_parse(snapshot_parser(), argv))
+    for parser in (tables_parser, snapshot_parser):
+        with pytest.raises(SystemExit):
+            parser().parse_known_args(argv)
+        assert "required: --labels" in capsys.readouterr().err
+    for flag, without in (
+        ("--images", ["--output", "o"]),
+        ("--output", ["--images", "i.csv"]),
+    ):  # required everywhere
+        with pytest.raises(SystemExit):
+            fetch_parser().parse_known_args(without)
+        assert f"required: {flag}" in capsys.readouterr().err
+    usage = " ".join(tables_parser().format_usage().split())
+    assert "--labels PATTERN [PATTERN ...] [--classes" in usage  # not [bracketed]
 
 
 def test_snapshot_options():
@@ -135,10 +147,11 @@ def test_snapshot_options():
     assert default.snapshot.snapshot_id.endswith("Z")  # the UTC time
     with pytest.raises(ValueError, match="never overwritten"):
         SnapshotConfig.from_args(_parse(snapshot_parser(), BASE + ["--overwrite"]))
-    with pytest.raises(ValueError, match="--snapshot-id"):
-        SnapshotConfig.from_args(
-            _parse(snapshot_parser(), BASE + ["--snapshot-id", "LATEST"])
-        )
+    for refused in ("LATEST", "nl\n", "a/b", ".hidden", "x" * 129):
+        with pytest.raises(ValueError, match="--snapshot-id"):
+            SnapshotConfig.from_args(
+                _parse(snapshot_parser(), BASE + ["--snapshot-id", refused])
+            )
 
 
 def test_the_manifest_records_options_by_group():
@@ -155,3 +168,62 @@ def test_the_manifest_records_options_by_group():
     }
     # a refresh compares these with its parent's (PreviousSnapshot.fetch_options)
     assert {"source", "url_template", "verify"} <= set(recorded["fetch"])
+
+
+def test_the_deprecated_source_still_says_both_things(caplog):
+    argv = BASE + ["--source", "human", "thumbnail"]
+    config = FetchRunConfig.from_args(_parse(fetch_parser(), argv))
+    assert (config.selection.source, config.fetch.source) == ("human", "thumbnail")
+    assert "--source is deprecated" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "flag, values, field",
+    [
+        ("--label", ["Car", "Dog", "Person"], lambda c: c.labels.names),
+        ("--subset", ["validation", "train"], lambda c: c.selection.subsets),
+        ("--labels", ["l.csv", "m.csv", "n.csv"], lambda c: c.inputs.labels),
+    ],
+)
+def test_every_value_after_a_repeatable_flag_is_taken(flag, values, field):
+    argv = ["--images", "i.csv", "--output", "o", flag, *values]
+    if flag != "--labels":
+        argv += ["--labels", "l.csv", "m.csv", "n.csv"]
+    args, beam_args = fetch_parser().parse_known_args(argv)
+    assert beam_args == []
+    assert field(FetchRunConfig.from_args(args)) == tuple(values)
+
+
+def _described(parser) -> dict[str, str]:
+    """Each flag's entry in --help, whitespace collapsed."""
+    options = parser.format_help().split("\n  --")[1:]
+    return {o.split()[0]: " ".join(o.split()) for o in options}
+
+
+def test_help_shows_defaults():
+    described = _described(fetch_parser())
+    for flag in ("timeout", "concurrency", "trainable-rule", "split-bytes"):
+        assert "(default: " in described[flag], described[flag]
+
+
+@pytest.mark.parametrize(
+    "parser",
+    [
+        tables_parser,
+        fetch_parser,
+        snapshot_parser,
+        tool_commands.verify_parser,
+        tool_commands.report_parser,
+        tool_commands.export_parser,
+        tool_commands.sample_parser,
+        tool_commands.sample_server_parser,
+    ],
+    ids=lambda p: p.__name__,
+)
+def test_every_flag_is_described_not_only_named(parser):
+    bare = [
+        name
+        for name, text in _described(parser()).items()
+        if len(re.sub(r"\(default: [^)]*\)", "", text).split()) <= 2
+    ]
+    assert bare == []

@@ -75,6 +75,13 @@ def write_pool(directory: str, seed: int) -> list[bytes]:
 
 
 def read_pool(directory: str) -> list[bytes]:
+    """The images a sample release wrote with --serve-base (ValueError when it
+    has none)."""
+    if not os.path.isfile(os.path.join(directory, "00.jpg")):
+        raise ValueError(
+            f"{directory} holds no images to serve: write the sample release with "
+            "`oibeam sample --serve-base http://HOST:PORT/`"
+        )
     images = []
     for i in range(POOL_SIZE):
         with open(os.path.join(directory, f"{i:02d}.jpg"), "rb") as f:
