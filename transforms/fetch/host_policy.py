@@ -1,11 +1,11 @@
 """What a fetch may touch, and how politely: schemes, addresses, connections
 and request spacing per host, and how URLs appear in logs.
 
-Only http, https (and gs for mirrors) are fetched. A host that resolves to a
-private, loopback, link-local, multicast or reserved address is refused unless
-allowed (a CSV row must not make a worker read its cloud metadata server or an
-internal service), both before connecting and, against DNS rebinding, for the
-address actually connected to. URLs in errors and logs lose credentials.
+Only http, https (and gs for mirrors) are fetched. A host that resolves to an
+address that is not public (is_public) is refused unless allowed (a CSV row
+must not make a worker read its cloud metadata server or an internal service),
+both before connecting and, against DNS rebinding, for the address actually
+connected to. URLs in errors and logs lose credentials.
 """
 
 from __future__ import annotations
@@ -51,18 +51,59 @@ def check_scheme(url: str, schemes: tuple[str, ...] = FETCH_SCHEMES) -> str:
     return parts.scheme.lower()
 
 
+# RFC 6052 well-known NAT64 prefix: the translator connects to the IPv4 address
+# in the last 32 bits. (The local-use prefix 64:ff9b:1::/48 is not global.)
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries: IPv4-mapped ::ffff:a.b.c.d,
+    IPv4-compatible ::a.b.c.d, NAT64 64:ff9b::a.b.c.d (and 64:ff9b:1::a.b.c.d),
+    6to4 2002:AABB:CCDD:: and Teredo (server, then the de-obfuscated client)."""
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        return list(ip.teredo)
+    low32 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip in _NAT64 or ip in _NAT64_LOCAL:
+        return [low32]
+    if ip in _IPV4_COMPATIBLE and int(ip) > 1:  # not :: or ::1
+        return [low32]
+    return []
+
+
 def is_public(address: str) -> bool:
+    """Whether a fetch may connect to `address` (an IP, maybe with a %zone):
+    it is globally routable unicast, and so is every IPv4 address it carries.
+
+    IPv4-mapped, NAT64 (well-known prefix) and 6to4 addresses are only other
+    ways to reach their IPv4 address, so that address decides alone (a 6to4
+    of a public address is allowed on every Python, whatever is_global says
+    of 2002::/16). Teredo, local-use NAT64 and IPv4-compatible addresses are
+    refused whatever they carry: their prefixes are not globally routable.
+    """
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return not (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-    )
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _routable(ip)
+    carried = embedded_ipv4(ip)
+    if ip.ipv4_mapped is not None or ip.sixtofour is not None or ip in _NAT64:
+        return _routable(carried[0])
+    return _routable(ip) and all(_routable(v4) for v4 in carried)
+
+
+def _routable(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """ipaddress's is_global, less what it calls global but is no unicast host
+    on the internet: multicast, and in IPv6 the reserved space outside
+    2000::/3 (which holds ::a.b.c.d and 64:ff9b::/96) and deprecated
+    site-local fec0::/10. It already refuses 100.64.0.0/10 (shared address
+    space) with the private, loopback, link-local and special ranges."""
+    if not ip.is_global or ip.is_multicast or ip.is_reserved:
+        return False
+    return not (isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local)
 
 
 def check_host(host: str, port: int, allow_private: bool) -> None:
