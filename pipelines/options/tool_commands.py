@@ -11,12 +11,16 @@ from oibeam.schemas.releases import SOURCE_KINDS
 def verify_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="oibeam verify",
-        description="Check a snapshot offline: every file its manifest lists is "
-        "there with its size and checksum, nothing else is, the counts "
-        "reconcile and every ok image's bytes match its OriginalMD5. Exits 1 "
-        "and lists the problems otherwise.",
+        description="Check a run (tables, fetch or snapshot) offline: its "
+        "manifest is intact, every file it lists is there with its size and "
+        "checksum, nothing else is, the counts reconcile and every ok image's "
+        "bytes match its OriginalMD5. Exits 1 and lists the problems otherwise.",
     )
-    parser.add_argument("snapshot", help="ROOT/ID, or ROOT to check ROOT/LATEST")
+    parser.add_argument(
+        "snapshot",
+        metavar="RUN_DIR",
+        help="a run directory (ROOT/ID), or a snapshot ROOT to check ROOT/LATEST",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",

@@ -238,7 +238,8 @@ def test_verify_finds_what_is_wrong(release, tmp_path, capsys):
     assert "not complete" in out
 
     def legacy_crc(snapshot_dir, wrong=False):
-        """Shards as manifests before 2026-11-24 recorded them: zlib CRC32."""
+        """Shards as manifests before 2026-11-24 recorded them: zlib CRC32
+        (and `_SUCCESS` then held only a time, no digest of the manifest)."""
         path = snapshot_dir / "manifest.json"
         manifest = json.loads(path.read_text())
         for entry in manifest["tables"]["shards"]["files"]:
@@ -246,6 +247,7 @@ def test_verify_finds_what_is_wrong(release, tmp_path, capsys):
             crc = zlib.crc32((snapshot_dir / entry["path"]).read_bytes())
             entry["md5"] = f"crc32:{crc ^ wrong:08x}"
         path.write_text(json.dumps(manifest))
+        (snapshot_dir / "_SUCCESS").write_text("2026-11-20T04:00:00+00:00\n")
 
     out = broken("legacy-wrong", lambda d: legacy_crc(d, wrong=True))
     assert "checksum differs" in out

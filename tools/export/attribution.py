@@ -4,6 +4,12 @@ attribution/attribution.csv   ImageID,Author,AuthorProfileURL,License,
                               OriginalLandingURL,Title per ok image, in
                               ImageID order (strings quoted, empty = absent)
 attribution/LICENSES.txt      images per license, and how to credit them
+
+The CSV is made to be opened in a spreadsheet, and Author and Title are what
+Flickr users typed: a value a spreadsheet would run as a formula (one starting
+with = + - @, a tab or a carriage return) is written with a leading `'`, as
+OWASP advises against CSV injection, in every field. Its quotes keep a comma,
+quote or line break inside the field.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ FIELDS: tuple[str, ...] = (
     "OriginalLandingURL",
     "Title",
 )
+# A cell starting with one of these is a formula to a spreadsheet (OWASP).
+_FORMULA = r"^[=+\-@\t\r]"
 _CC = re.compile(r"creativecommons\.org/(licenses|publicdomain)/([a-z-]+)/([0-9.]+)")
 _NO_LICENSE = "(no license given)"
 
@@ -67,6 +75,14 @@ def summary_text(counts: dict[str, int]) -> str:
     return "\n".join(lines)
 
 
+def as_text(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """Strings a spreadsheet would run as a formula, with a leading `'` so it
+    shows them as text; nulls and other strings as they are."""
+    values = pc.cast(values, pa.string())
+    formula = pc.match_substring_regex(values, _FORMULA)
+    return pc.if_else(formula, pc.binary_join_element_wise("'", values, ""), values)
+
+
 class Attribution(Exporter):
     """Writes attribution/attribution.csv and attribution/LICENSES.txt."""
 
@@ -87,15 +103,18 @@ class Attribution(Exporter):
             table[f] if f in table.column_names else pa.nulls(len(table), pa.string())
             for f in FIELDS
         ]
-        rows = pa.table(columns, names=list(FIELDS))
+        rows = pa.table([as_text(c) for c in columns], names=list(FIELDS))
         sink = pa.BufferOutputStream()
+        # "needed" quotes every string (any may hold a quote) and leaves a
+        # null empty: a `'` added above is inside its field's quotes.
         pacsv.write_csv(
             rows,
             sink,
             pacsv.WriteOptions(include_header=False, quoting_style="needed"),
         )
         self._csv.write(sink.getvalue().to_pybytes(), rows.num_rows)
-        for item in pc.value_counts(rows["License"]).to_pylist():
+        licenses = pc.cast(columns[FIELDS.index("License")], pa.string())
+        for item in pc.value_counts(licenses).to_pylist():
             self._counts[item["values"] or _NO_LICENSE] += item["counts"]
 
     def finish(self) -> list[WrittenExport]:

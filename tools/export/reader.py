@@ -72,13 +72,15 @@ class RunFiles:
 
 
 def load_run(path: str) -> RunFiles:
-    """The run at `path`; ExportError unless it is a fetch or snapshot run."""
+    """The run at `path`; ExportError unless it is a fetch or snapshot run
+    whose manifest is one oibeam writes, every file it lists inside the run."""
     try:
         run = Run.load(resolve_run(path))
-    except NotARun as e:
+        images = run.table_files("images")
+        index = run.table_files("shard_index", "shards/index")
+    except NotARun as e:  # BadManifest too
         raise ExportError(str(e)) from e
     directory, manifest = run.directory, run.manifest
-    images = run.table_files("images")
     if not images:
         raise ExportError(f"{directory}: no images table (tables/images)")
     with FileSystems.open(images[0]) as handle:
@@ -89,7 +91,6 @@ def load_run(path: str) -> RunFiles:
             "status column). Export needs a run of `oibeam fetch` or `oibeam "
             "snapshot`: exports hold fetched and verified images only"
         )
-    index = run.table_files("shard_index", "shards/index")
     snapshot = manifest.get("snapshot") or {}
     return RunFiles(
         directory,

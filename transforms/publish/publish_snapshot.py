@@ -1,5 +1,11 @@
 """PublishSnapshot: `_SUCCESS` after the manifest, then ROOT/LATEST, atomically.
 
+`_SUCCESS` records when the snapshot was published and the SHA-256 of its
+manifest as `sha256sum` writes it (`sha256sum -c _SUCCESS` in the snapshot
+directory checks it), so an edited manifest is told from the one the run
+wrote. It is a checksum, not a signature: whoever can rewrite the manifest can
+rewrite `_SUCCESS` too.
+
 LATEST holds the id of the newest complete snapshot. It moves in one atomic
 step and only from the value the run saw when it started: on GCS an upload
 with a generation precondition (never read-then-write), on a local disk a
@@ -12,7 +18,9 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import hashlib
 import os
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -22,6 +30,10 @@ from apache_beam.io.filesystems import FileSystems
 from oibeam.schemas.snapshot import LATEST, SUCCESS
 from oibeam.transforms.common.gcs_client import storage_client
 from oibeam.transforms.common.write_files import write_text
+from oibeam.transforms.publish.manifest import MANIFEST
+
+# A line of `sha256sum` output for the manifest (`*`: its binary mode).
+_DIGEST_LINE = re.compile(rf"([0-9a-f]{{64}}) [ *]{re.escape(MANIFEST)}")
 
 
 class LatestMoved(RuntimeError):
@@ -115,14 +127,42 @@ def move_latest(root: str, snapshot_id: str, expected: Latest) -> None:
     )
 
 
+def manifest_digest(data: bytes) -> str:
+    """The SHA-256 (hex) of a manifest's bytes, as `_SUCCESS` records it."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def success_text(manifest: bytes, published: str) -> str:
+    """What `_SUCCESS` holds: a comment with the time, then the manifest's
+    digest line."""
+    return f"# published {published}\n{manifest_digest(manifest)}  {MANIFEST}\n"
+
+
+def recorded_digest(success: str) -> str | None:
+    """The manifest digest a `_SUCCESS` records; None if it records none (one
+    written before digests were, which holds only a time); ValueError if a
+    line naming the manifest is not one digest line."""
+    lines = [line.strip() for line in success.splitlines()]
+    named = [line for line in lines if MANIFEST in line and not line.startswith("#")]
+    if not named:
+        return None
+    found = _DIGEST_LINE.fullmatch(named[0])
+    if len(named) > 1 or not found:
+        raise ValueError(
+            f"{SUCCESS} should record one digest line `<sha256>  {MANIFEST}`, "
+            f"it has {named!r}"
+        )
+    return found.group(1)
+
+
 def publish(manifest_path: str, root: str, snapshot_id: str, expected: Latest) -> str:
-    """After the manifest: writes `_SUCCESS`, then moves LATEST. Returns the
-    snapshot directory."""
+    """After the manifest: writes `_SUCCESS` with the digest of the manifest
+    as stored, then moves LATEST. Returns the snapshot directory."""
     directory = manifest_path.rsplit("/", 1)[0]
-    write_text(
-        f"{directory}/{SUCCESS}",
-        datetime.datetime.now(datetime.timezone.utc).isoformat() + "\n",
-    )
+    with FileSystems.open(manifest_path) as handle:
+        manifest = handle.read()
+    published = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    write_text(f"{directory}/{SUCCESS}", success_text(manifest, published))
     move_latest(root, snapshot_id, expected)
     return directory
 

@@ -6,6 +6,10 @@ shards/index/part-S-of-N.parquet), so each pair is read together: every
 earlier image row gets the place of its bytes (`_prev_tar`, `_prev_offset`,
 `_prev_size`; null for images that were not ok). The rows are then split by
 the current run's join buckets and parked in exchange files, as the join does.
+
+Every path is the snapshot's own: a part the manifest lists must be a file
+directly in tables/images/ (or shards/index/), and a shard the index names a
+file directly in shards/; anything else is refused, never read.
 """
 
 from __future__ import annotations
@@ -33,6 +37,17 @@ _INDEX = "shards/index/"
 
 class NotASnapshot(ValueError):
     """--previous names something that is not a complete oibeam snapshot."""
+
+
+def _file_name(name: object) -> bool:
+    """A name of a file directly in a directory: no separator, not `.`/`..`."""
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and name.isprintable()
+    )
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,8 @@ class PreviousSnapshot:
                 ]
                 for table in ("images", "shard_index")
             }
+            if not all(isinstance(p, str) for f in files.values() for p in f):
+                raise TypeError("a listed path is not a string")
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise NotASnapshot(
                 f"--previous {path}: its {MANIFEST} is not an oibeam manifest "
@@ -72,7 +89,12 @@ class PreviousSnapshot:
         parts = []
         for images in sorted(files["images"]):
             name = images.removeprefix(_IMAGES)
-            if images == name or f"{_INDEX}{name}" not in index:
+            if images == name or not _file_name(name):
+                raise NotASnapshot(
+                    f"--previous {path}: its {MANIFEST} lists {images!r}, not a "
+                    f"file directly in {_IMAGES} of the snapshot"
+                )
+            if f"{_INDEX}{name}" not in index:
                 raise NotASnapshot(
                     f"--previous {path}: {images} has no matching shard index part"
                 )
@@ -90,6 +112,12 @@ def read_part(images_path: str, index_path: str, snapshot_path: str) -> pa.Table
     """One images part with the place of each ok image's bytes attached."""
     images = _read_parquet(images_path).replace_schema_metadata(None)
     index = _read_parquet(index_path).select(["ImageID", "shard", "offset", "size"])
+    for shard in pc.unique(index["shard"]).to_pylist():
+        if not _file_name(shard):
+            raise NotASnapshot(
+                f"{index_path}: shard {shard!r} is not a file name in "
+                f"{snapshot_path}/shards: refused, not read"
+            )
     where = pc.index_in(images["ImageID"], value_set=index["ImageID"].combine_chunks())
     found = pc.is_valid(where)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.io.filesystems import FileSystems
@@ -334,3 +335,59 @@ def test_a_snapshot_on_gcs_loads_and_reads(published, gcs_emulator):
     bucket.blob("root/s1/_SUCCESS").delete()
     with pytest.raises(NotASnapshot):
         PreviousSnapshot.load(root)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../../../elsewhere/part-00000.parquet",
+        "/etc/part-00000.parquet",
+        "..",
+        "sub/part-00000.parquet",
+        "",
+    ],
+)
+def test_a_part_outside_the_images_table_is_refused(copy, name):
+    """The images part and its index part name the same file elsewhere: that
+    would pair up, but neither is a part of the snapshot's tables."""
+    broken = copy()
+
+    def point(manifest) -> None:
+        manifest["tables"]["images"]["files"][0]["path"] = f"tables/images/{name}"
+        manifest["tables"]["shard_index"]["files"][0]["path"] = f"shards/index/{name}"
+
+    _edit_manifest(broken, point)
+    with pytest.raises(NotASnapshot, match="not a file directly in tables/images/"):
+        PreviousSnapshot.load(str(broken))
+
+
+def test_a_path_that_is_not_text_is_not_a_snapshot(copy):
+    broken = copy()
+
+    def number(manifest) -> None:
+        manifest["tables"]["images"]["files"][0]["path"] = 7
+
+    _edit_manifest(broken, number)
+    with pytest.raises(NotASnapshot, match="not an oibeam manifest"):
+        PreviousSnapshot.load(str(broken))
+
+
+@pytest.mark.parametrize("shard", ["../../elsewhere.tar", "/etc/passwd", "..", ""])
+def test_a_shard_outside_the_snapshot_is_refused(copy, shard):
+    """The shard index names the tar of each ok image: a name that leaves the
+    snapshot's shards/ is refused before anything is read from it."""
+    broken = copy()
+    previous = PreviousSnapshot.load(str(broken))
+    images_path, index_path = next(
+        (i, x) for i, x in previous.parts if pq.read_metadata(x).num_rows
+    )
+    index = pq.read_table(index_path)
+    shards = index["shard"].to_pylist()
+    shards[0] = shard
+    where = index.schema.get_field_index("shard")
+    pq.write_table(
+        index.set_column(where, "shard", pa.array(shards, index["shard"].type)),
+        index_path,
+    )
+    with pytest.raises(NotASnapshot, match="not a file name in"):
+        read_part(images_path, index_path, previous.path)
