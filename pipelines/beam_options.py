@@ -108,17 +108,26 @@ def pipeline_options(args: list[str]) -> PipelineOptions:
 
 
 def for_fetching(
-    options: PipelineOptions, args: list[str], images: int
+    options: PipelineOptions, args: list[str], images: int | None
 ) -> PipelineOptions:
     """`options` (built from `args`), with worker processes when the run is
     local, has 2+ workers, no --direct_running_mode and fetches at least
-    PROCESSES_FROM_IMAGES images (`images`: an upper estimate)."""
+    PROCESSES_FROM_IMAGES images (`images`: an upper estimate; None when the
+    selection's size cannot be told before it runs: threads, which cost a
+    selection of a few hundred images far less than processes' start)."""
     if (
-        images < PROCESSES_FROM_IMAGES
-        or runner_name(options) != LOCAL_RUNNER
+        runner_name(options) != LOCAL_RUNNER
         or options.view_as(DirectOptions).direct_num_workers < 2
         or any(a.startswith("--direct_running_mode") for a in args)
     ):
+        return options
+    if images is None:
+        _LOG.info(
+            "the selection's size is known only once it runs: local workers stay "
+            "threads (--direct_running_mode multi_processing for 20,000+ images)"
+        )
+        return options
+    if images < PROCESSES_FROM_IMAGES:
         return options
     _LOG.info(
         "up to %d images to fetch: local workers run as processes "

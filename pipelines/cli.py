@@ -8,6 +8,7 @@ traceback; `verify` exits 1 when the snapshot has problems.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from collections.abc import Callable
 
@@ -44,7 +45,7 @@ commands:
            status for every image (oibeam fetch --help)
   snapshot build a versioned snapshot (tables, selection, fetch, shards) and
            publish it atomically; --previous refreshes incrementally
-  verify   check a snapshot offline: files, checksums, counts
+  verify   check a run (tables, fetch or snapshot) offline: files, checksums, counts
   report   write report.html for a run: plots and tables of labels and fetches
   export   training lists, per-image JSONL, COCO boxes, attribution (ok images)
   sample   write a synthetic release in the real V1 shape (oibeam sample --help)
@@ -220,7 +221,39 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in COMMANDS:
         print(_USAGE, file=sys.stderr)
         return 2
-    return COMMANDS[argv[0]](argv[1:])
+    signal.signal(signal.SIGINT, _quiet_interrupt)
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except KeyboardInterrupt:
+        return _interrupted(argv[0])
+
+
+def _quiet_interrupt(signum, frame) -> None:
+    """Ctrl-C: from now on workers winding down say nothing (Beam would log an
+    error with a traceback for each), then the usual KeyboardInterrupt."""
+    logging.disable(logging.CRITICAL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    raise KeyboardInterrupt
+
+
+_AFTER_INTERRUPT = {
+    "fetch": "run the same command again to resume it: its committed shards are kept",
+    "snapshot": "run the same command (same --snapshot-id) again to resume it: its "
+    "committed shards are kept",
+    "tables": "run the same command again: an unfinished tables run starts over",
+}
+
+
+def _interrupted(command: str) -> int:
+    """One line for Ctrl-C, instead of Beam's errors from every worker."""
+    logging.disable(logging.CRITICAL)
+    hint = _AFTER_INTERRUPT.get(command)
+    print(
+        f"\noibeam {command}: interrupted" + (f"; {hint}" if hint else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+    return 130
 
 
 if __name__ == "__main__":

@@ -83,17 +83,25 @@ def build_fetch(
         trainable = stages.trainable_side_input(stats)
     # (bucket, pa.Table) of the selected rows
     selected = images | "SelectImages" >> SelectImages(config.selection, trainable)
+    per_label = stages.images_per_label(selected, config.selection, trainable)
     fetched = stages.fetch_into_shards(
         selected, config.fetch, layout, extras, compression, progress_dir
     )
     written.append(fetched["written"])
     empty_tables = {"errors": layout.empty_table("errors", schemas.ERRORS)}
+    # What an interrupted attempt left and this one did not write again.
+    sweep = [
+        layout.table_dir("images"),
+        layout.table_dir("errors"),
+        layout.shards,
+        layout.shard_index,
+    ]
     _ = {
         "written": written | "AllWrittenFiles" >> beam.Flatten(),
-        "tallies": fetched["counts"],
+        "tallies": (fetched["counts"], per_label) | "AllTallies" >> beam.Flatten(),
         **manifest_inputs,
     } | "WriteManifest" >> WriteManifest(
-        plan, layout.root, empty_tables, info, cleanup=[layout.exchange]
+        plan, layout.root, empty_tables, info, [layout.exchange], sweep
     )
 
 
@@ -118,14 +126,15 @@ def run_fetch(config: FetchRunConfig, beam_args: list[str]) -> str:
     config = resolve_labels_of(config)
     layout = RunLayout(config.output.output)
     source, columns, rows = plan_source(config)
-    options = for_fetching(options, args, config.selection.at_most(rows))
+    options = for_fetching(options, args, config.selection.expected(rows))
     try:
         config.fetch.check_template(list(columns))
     except ValueError as e:
         raise UsageError(str(e)) from e
-    layout.claim(config.output.overwrite)
+    resumed = layout.claim(config.output.overwrite, resumable=True)
     plan = source if isinstance(source, InputPlan) else None
     info = run_info("fetch", options, config, plan)
+    info["resumed"] = resumed
     if plan is None:
         info["images_tables"] = list(source.files)
     with launched(options, layout, progress=True) as progress_dir:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ from oibeam.transforms.common.exchange import EXCHANGE_DIR
 from oibeam.transforms.common.filesystem import holds_anything, remove_tree
 from oibeam.transforms.publish.manifest import MANIFEST
 
+_LOG = logging.getLogger(__name__)
 TABLES = "tables"
 SHARDS = "shards"
 
@@ -56,8 +58,11 @@ class RunLayout:
         """(path, schema) of the file to write when a table gets no rows."""
         return f"{self.table_dir(name)}/part-00000.parquet", schema
 
-    def claim(self, overwrite: bool) -> None:
-        """Refuses to mix runs: an earlier run's outputs go only with --overwrite."""
+    def claim(self, overwrite: bool, resumable: bool = False) -> bool:
+        """Refuses to mix runs; returns whether this run resumes an unfinished
+        one. A finished run (it has a manifest) is replaced only with
+        --overwrite. What an unfinished run left is resumed when the command
+        can (`resumable`: fetch keeps its committed shards), else replaced."""
         if "://" not in self.root and os.path.isfile(self.root):
             raise OutputExists(f"--output {self.root} is a file, not a directory")
         earlier = [
@@ -71,11 +76,19 @@ class RunLayout:
             if holds_anything(path)
         ]
         if not earlier:
-            return
-        if not overwrite:
+            return False
+        finished = self.manifest in earlier
+        if finished and not overwrite:
             raise OutputExists(
-                f"{self.root} already holds a run ({', '.join(earlier)}); "
+                f"{self.root} already holds a finished run ({self.manifest}); "
                 "pass --overwrite to replace it, or choose another --output"
             )
+        if resumable and not overwrite:
+            remove_tree(self.exchange)  # what it parked is rebuilt
+            _LOG.info("%s holds an unfinished run: resuming it", self.root)
+            return True
+        if not finished:
+            _LOG.info("%s holds an unfinished run: starting it over", self.root)
         for path in earlier:
             remove_tree(path)
+        return False

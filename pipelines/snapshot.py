@@ -125,6 +125,7 @@ def build_snapshot(
     selected = inputs.images | "SelectImages" >> SelectImages(
         config.selection, trainable
     )
+    per_label = stages.images_per_label(selected, config.selection, trainable)
     refresh_inputs = {"current": selected, "release": inputs.images}
     if launch.previous is not None:
         refresh_inputs["previous"] = root | "ReadPreviousSnapshot" >> (
@@ -179,7 +180,7 @@ def build_snapshot(
     manifest = {
         "written": written | "AllWrittenFiles" >> beam.Flatten(),
         "counts": inputs.counts,
-        "tallies": (fetched["counts"], planned["counts"])
+        "tallies": (fetched["counts"], planned["counts"], per_label)
         | "AllTallies" >> beam.Flatten(),
         "ranges": inputs.ranges,
     } | "WriteManifest" >> WriteManifest(
@@ -257,7 +258,7 @@ def run_snapshot(config: SnapshotConfig, beam_args: list[str]) -> Outcome:
         raise UsageError(str(e)) from e
     with claimed(config.root, config.snapshot.snapshot_id):  # one run per id
         launch = prepare(config)
-        images = launch.config.selection.at_most(launch.plan.image_rows)
+        images = launch.config.selection.expected(launch.plan.image_rows)
         options = for_fetching(options, args, images)
         info = snapshot_info(launch, options)
         dry_run = bool(options.view_as(TestOptions).dry_run)

@@ -4,6 +4,7 @@ read_inputs       ReadOpenImagesCsv, ReadClassDescriptions -> JoinLabelsToImages
                   rejected rows -> ResolveErrorLines       (tables, fetch, snapshot)
 label_statistics  labels tables -> ComputeLabelStats       (tables, fetch, snapshot)
 trainable_side_input  label_stats -> the trainable set      (fetch, snapshot)
+images_per_label  selected images -> Count per --label       (fetch, snapshot)
 fetch_into_shards selected images -> FetchImages           (fetch, snapshot)
 write_statistics  label_counts, label_stats, trainable_labels.csv (tables, snapshot)
 write_errors      tables/errors                             (tables, fetch, snapshot)
@@ -21,7 +22,7 @@ import pyarrow as pa
 from oibeam.pipelines.layout import RunLayout
 from oibeam.pipelines.options.inputs import Inputs
 from oibeam.schemas import tables as schemas
-from oibeam.schemas.elements import FileCount, RangeLines, WrittenFile
+from oibeam.schemas.elements import Count, FileCount, RangeLines, WrittenFile
 from oibeam.transforms.common.write_files import WriteParquetTable, write_csv_output
 from oibeam.transforms.fetch.fetch_images import FetchImages
 from oibeam.transforms.fetch.image_tasks import FetchConfig
@@ -31,6 +32,8 @@ from oibeam.transforms.read.csv_inputs import InputPlan
 from oibeam.transforms.read.errors import ResolveErrorLines
 from oibeam.transforms.read.hierarchy import load_hierarchy
 from oibeam.transforms.read.read_csv import ReadOpenImagesCsv
+from oibeam.transforms.select import select_images
+from oibeam.transforms.select.select_images import Selection
 from oibeam.transforms.shard.shard_outputs import ShardOutputs
 from oibeam.transforms.stats.label_stats import ComputeLabelStats
 from oibeam.transforms.stats.tables import trainable_set
@@ -72,7 +75,7 @@ def read_inputs(
 ) -> ReadInputs:
     """Reads, validates and joins the CSV inputs; resolves error lines."""
     buckets = join_buckets(inputs, plan)
-    read = root | "ReadOpenImagesCsv" >> ReadOpenImagesCsv(plan)
+    read = root | "ReadOpenImagesCsv" >> ReadOpenImagesCsv(plan, inputs.max_line_bytes)
     classes = root | "ReadClassDescriptions" >> ReadClassDescriptions(
         plan.of_kind("classes"), plan.ranges_of("classes")
     )
@@ -119,6 +122,20 @@ def label_statistics(
     return label_tables | "ComputeLabelStats" >> ComputeLabelStats(
         rule, classes, box_counts
     )
+
+
+def images_per_label(
+    selected: beam.PCollection[tuple[int, pa.Table]], selection: Selection, trainable
+) -> beam.PCollection[Count]:
+    """Count(LABEL, mid, images) of the selected images each --label
+    qualified (none without --label): a label that selected nothing shows."""
+    if not selection.labels:
+        return selected.pipeline | "NoLabelCounts" >> beam.Create([]).with_output_types(
+            Count
+        )
+    return selected | "CountImagesPerLabel" >> beam.FlatMap(
+        select_images.images_per_label, selection, trainable
+    ).with_output_types(Count)
 
 
 def trainable_side_input(stats: dict[str, beam.PCollection]):

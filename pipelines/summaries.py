@@ -45,8 +45,14 @@ def fetch_summary(manifest_path: str) -> str:
     ok = statuses.get("ok", 0)
     failed = ", ".join(f"{k} {v:,}" for k, v in statuses.items() if k != "ok")
     root = manifest_path.rsplit("/", 1)[0]
+    resumed = manifest.get("resumed") or (manifest.get("snapshot") or {}).get("resumed")
     return "\n".join(
-        [
+        (
+            ["resumed an unfinished run: its committed shards were kept"]
+            if resumed
+            else []
+        )
+        + [
             f"selected images: {counts.get('selected', 0):,}   ok: {ok:,}"
             + (f"   not fetched: {failed}" if failed else ""),
             f"shards: {len(manifest['tables'].get('shards', {}).get('files', [])):,} "
@@ -54,6 +60,7 @@ def fetch_summary(manifest_path: str) -> str:
             f"images table with a status per image: {root}/tables/images/",
             f"manifest: {manifest_path}",
         ]
+        + _labels_without_images(manifest)
     )
 
 
@@ -105,3 +112,14 @@ def snapshot_summary(outcome) -> str:
     if outcome.report:
         lines.append(f"report: {outcome.report}")
     return "\n".join(lines)
+
+
+def _labels_without_images(manifest: dict) -> list[str]:
+    """A line naming the --label values that selected no image, if any."""
+    empty = [m for m, n in manifest.get("images_per_label", {}).items() if n == 0]
+    if not empty:
+        return []
+    return [
+        f"no image was selected by --label {' '.join(empty)}: check the mid, "
+        "--label-source, --min-confidence, --subset and --trainable-only"
+    ]

@@ -72,14 +72,21 @@ class BucketPiece(NamedTuple):
     rows: int
 
 
-# What a run counts about its images (Count.kind).
-SELECTED, STATUS, CHANGE, ACTION = "selected", "status", "change", "action"
+# What a run counts about its images (Count.kind): images selected, and per
+# fetch status, refresh change, refresh action, or --label that selected them.
+SELECTED, STATUS, CHANGE, ACTION, LABEL = (
+    "selected",
+    "status",
+    "change",
+    "action",
+    "label",
+)
 
 
 class Count(NamedTuple):
     """A count for the manifest, summed over the run: images selected, or
     images per fetch status, refresh change or refresh action (`value`)."""
 
-    kind: str  # SELECTED | STATUS | CHANGE | ACTION
-    value: str  # which status, change or action ("" for SELECTED)
+    kind: str  # SELECTED | STATUS | CHANGE | ACTION | LABEL
+    value: str  # which status, change, action or label ("" for SELECTED)
     n: int

@@ -71,6 +71,21 @@ def test_at_most(selection, images, expected):
     assert selection.at_most(images) == expected
 
 
+@pytest.mark.parametrize(
+    ("selection", "expected"),
+    [
+        (Selection(), 1000),
+        (Selection(sample=0.5), 500),
+        (Selection(labels=("/m/a",), max_per_label=30), 30),
+        (Selection(labels=("/m/a",)), None),  # how many carry /m/a: unknown
+        (Selection(trainable_only=True, max_per_label=25), None),  # the demo's
+        (Selection(trainable_only=True, limit=100), 100),
+    ],
+)
+def test_expected_size_before_the_selection_runs(selection, expected):
+    assert selection.expected(1000) == expected
+
+
 def _mode(args, images):
     options = for_fetching(pipeline_options(args), args, images)
     return options.view_as(DirectOptions).direct_running_mode
@@ -86,6 +101,8 @@ def test_processes_only_for_big_local_fetches_with_several_workers():
     assert _mode(chosen, 10**7) == "in_memory"
     chosen = [*two, "--direct_running_mode", "multi_threading"]
     assert _mode(chosen, 10**7) == "multi_threading"
+    # a selection whose size is unknown until it runs stays in threads
+    assert _mode(two, None) == "in_memory"
 
 
 def test_other_runners_are_left_alone():

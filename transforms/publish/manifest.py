@@ -23,6 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 from oibeam.schemas.elements import (
     ACTION,
     CHANGE,
+    LABEL,
     SELECTED,
     STATUS,
     Count,
@@ -126,7 +127,8 @@ def build_manifest(
 def with_tallies(manifest: dict, tallies: dict[str, dict[str, int]]) -> dict:
     """The manifest with the run's image counts: `counts` (selected, and
     status:<status> per status, as every manifest has had them), `statuses`,
-    and for a refresh `changes` and `actions`."""
+    for a refresh `changes` and `actions`, and with --label the images each
+    label selected (`images_per_label`)."""
     if not tallies:
         return manifest
     statuses = tallies.get(STATUS, {})
@@ -138,6 +140,8 @@ def with_tallies(manifest: dict, tallies: dict[str, dict[str, int]]) -> dict:
     if tallies.get(CHANGE):
         manifest["changes"] = tallies[CHANGE]
         manifest["actions"] = tallies.get(ACTION, {})
+    if LABEL in tallies:
+        manifest["images_per_label"] = tallies[LABEL]
     return manifest
 
 

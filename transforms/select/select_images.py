@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from oibeam.schemas.elements import LABEL, Count
 from oibeam.schemas.releases import HUMAN_SOURCES, MACHINE_SOURCES
 from oibeam.transforms.common.arrow_util import combine as _combine
 from oibeam.transforms.common.image_keys import mix64, parse_image_ids
@@ -58,6 +59,15 @@ class Selection:
         if self.max_per_label is not None and self.labels:
             images = min(images, self.max_per_label * len(self.labels))
         return images if self.limit is None else min(images, self.limit)
+
+    def expected(self, images: int) -> int | None:
+        """How many of `images` images this selection picks, as far as can be
+        told before it runs (an upper bound); None when labels decide and
+        nothing but the catalogue bounds them (--trainable-only, --label
+        without --max-per-label...)."""
+        bound = self.at_most(images)
+        capped = self.limit is not None or (self.max_per_label and self.labels)
+        return bound if not self.by_label or capped else None
 
     @property
     def by_label(self) -> bool:
@@ -109,6 +119,26 @@ def qualifying_labels(
         keep &= pc.is_in(label, allowed).to_numpy(zero_copy_only=False)
     where = np.flatnonzero(keep)
     return rows[where], label.take(pa.array(where))
+
+
+def images_per_label(
+    element: tuple[int, pa.Table], selection: Selection, trainable=None
+) -> list[Count]:
+    """Count(LABEL, mid, images) for each --label: how many of the selected
+    images (one bucket) it qualified, 0 included (so the run can say which
+    label selected nothing)."""
+    _, table = element
+    rows, label = qualifying_labels(table, selection, trainable)
+    pairs = pa.table({"row": pa.array(rows), "label": label}).group_by("label")
+    found = pairs.aggregate([("row", "count_distinct")])
+    per_label = dict(
+        zip(
+            found["label"].to_pylist(),
+            found["row_count_distinct"].to_pylist(),
+            strict=True,
+        )
+    )
+    return [Count(LABEL, mid, per_label.get(mid, 0)) for mid in selection.labels]
 
 
 def candidates(

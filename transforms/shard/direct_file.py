@@ -26,8 +26,13 @@ BLOCK = 8 << 20  # 4-16 MiB wrote at the device's rate here; larger ones no fast
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 
 
+class NoSpaceLeft(OSError):
+    """The filesystem of an output is full (ENOSPC), said once and plainly."""
+
+
 class DirectFile:
-    """A write-only local file; `direct` says whether O_DIRECT is in use."""
+    """A write-only local file; `direct` says whether O_DIRECT is in use.
+    After a failed write the file is broken: close() only releases it."""
 
     def __init__(self, path: str, block: int = BLOCK) -> None:
         if block <= 0 or block % mmap.PAGESIZE:
@@ -48,6 +53,8 @@ class DirectFile:
         self._view = memoryview(self._buffer)
         self._block = block
         self._fill = 0
+        self._path = path
+        self._failed = False
         self.closed = False
 
     def write(self, data) -> int:
@@ -69,13 +76,16 @@ class DirectFile:
             return
         self.closed = True
         try:
-            if self._fill:  # not a whole block: O_DIRECT would refuse it
+            if self._fill and not self._failed:  # O_DIRECT refuses a part block
                 self.stop_direct()
                 self._write_all(self._view[: self._fill])
         finally:
-            self._view.release()
-            self._buffer.close()
             os.close(self._fd)
+            try:
+                self._view.release()
+                self._buffer.close()
+            except BufferError:  # a slice is held by a failed write's traceback:
+                pass  # the buffer goes with it; the write's own error stands
 
     def stop_direct(self) -> None:
         """Further writes go through the page cache."""
@@ -92,10 +102,15 @@ class DirectFile:
             try:
                 written = os.write(self._fd, view)
             except OSError as e:  # accepted at open, refused at write (FUSE)
-                if e.errno != errno.EINVAL or not self.direct:
-                    raise
-                self.stop_direct()
-                continue
+                if e.errno == errno.EINVAL and self.direct:
+                    self.stop_direct()
+                    continue
+                self._failed = True
+                if e.errno == errno.ENOSPC:
+                    raise NoSpaceLeft(
+                        errno.ENOSPC, f"no space left on {os.path.dirname(self._path)}"
+                    ) from None
+                raise
             view = view[written:]
 
     def __enter__(self) -> DirectFile:

@@ -16,7 +16,10 @@ from oibeam.transforms.publish.claim import SnapshotClaimed, claim_name, claimed
 def test_a_local_claim_refuses_a_second_run_until_it_ends(tmp_path):
     root = str(tmp_path / "root")
     with claimed(root, "s1"):
-        with pytest.raises(SnapshotClaimed, match=r"snapshot s1 under .* being built by another run \(pid "):
+        with pytest.raises(
+            SnapshotClaimed,
+            match=r"snapshot s1 under .* being built by another run \(pid ",
+        ):
             with claimed(root, "s1"):
                 pass
         with claimed(root, "s2"):  # another id is another claim

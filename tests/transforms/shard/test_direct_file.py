@@ -97,3 +97,31 @@ def test_create_bulk_is_direct_for_local_paths_only(tmp_path):
         assert isinstance(local, DirectFile)
     finally:
         local.close()
+
+
+def test_a_full_disk_is_said_once_and_plainly(tmp_path):
+    """ENOSPC used to come back as BufferError (the buffer still exported to
+    the failed write's traceback) when the writer was closed after it."""
+    from support import tiny_fs
+
+    if tiny_fs.unavailable():
+        pytest.skip(tiny_fs.unavailable())
+    script = (
+        "from oibeam.transforms.shard.direct_file import DirectFile, NoSpaceLeft\n"
+        f"f = DirectFile({str(tmp_path / 'tiny' / 'shard.tar')!r}, block=65536)\n"
+        "try:\n"
+        "    f.write(b'x' * 1_000_000)\n"
+        "except NoSpaceLeft as e:\n"
+        "    print('said:', e)\n"
+        "    f.close()  # as ShardWriter.abort does\n"
+        "    f.close()\n"
+        "    print('closed')\n"
+    )
+    import sys
+
+    done = tiny_fs.run_on_tiny_fs(
+        [sys.executable, "-c", script], tmp_path / "tiny", "256k"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"said: [Errno 28] no space left on {tmp_path / 'tiny'}" in done.stdout
+    assert done.stdout.endswith("closed\n")
