@@ -7,6 +7,7 @@ traceback; `verify` exits 1 when the snapshot has problems.
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import sys
@@ -54,9 +55,23 @@ commands:
 """
 
 
-def _fail(command: str, error: Exception) -> int:
+def _fail(command: str, error: Exception | str, code: int = 2) -> int:
     print(f"oibeam {command}: error: {error}", file=sys.stderr)
-    return 2
+    return code
+
+
+def _no_space_left(error: BaseException) -> bool:
+    """Whether the run stopped on a full disk (ENOSPC), in this process or in
+    a worker whose error reached us as text."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        if "[Errno 28]" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _beam_command(name, parser, config_type, run, summary, errors=()) -> Callable:
@@ -73,6 +88,16 @@ def _beam_command(name, parser, config_type, run, summary, errors=()) -> Callabl
             outcome = run(config, beam_args)
         except (*USER_ERRORS, *errors) as e:
             return _fail(name, e)
+        except Exception as e:
+            if not _no_space_left(e):
+                raise
+            output = config.output.output
+            return _fail(
+                name,
+                f"no space left on the filesystem of {output}: free some space, "
+                "then run the same command again",
+                code=1,
+            )
         print(summary(outcome))
         return 0
 
