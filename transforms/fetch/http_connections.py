@@ -67,6 +67,23 @@ def basic_auth(parts: SplitResult) -> str | None:
     return "Basic " + base64.b64encode(token.encode()).decode("ascii")
 
 
+class _PeerCheckedHTTPS(http.client.HTTPSConnection):
+    """An HTTPS connection that judges the address it reached before the TLS
+    handshake: a name that resolved elsewhere than when it was checked (DNS
+    rebinding) is refused before it is sent anything, not even a ClientHello."""
+
+    def __init__(self, *args, check_peer=None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._check_peer = check_peer
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)  # TCP (and a proxy's tunnel)
+        if self._check_peer is not None:
+            self._check_peer(self.sock)
+        host = self._tunnel_host or self.host
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=host)
+
+
 class Connections:
     """Open connections of one thread, at most one per (scheme, host, port)."""
 
@@ -108,13 +125,21 @@ class Connections:
         conn = self._connect(parts, port, timeout)
         return conn, key, False
 
+    def _check_peer(self, sock) -> None:
+        """The address actually connected to (DNS rebinding): Refused."""
+        host_policy.check_peer(sock, self._allow_private)
+
     def _connect(self, parts: SplitResult, port: int, timeout: float):
         proxy = self.proxy_for(parts)
         https = parts.scheme == "https"
         if proxy is None:
             conn = (
-                http.client.HTTPSConnection(
-                    parts.hostname, port, timeout=timeout, context=self._tls
+                _PeerCheckedHTTPS(
+                    parts.hostname,
+                    port,
+                    timeout=timeout,
+                    context=self._tls,
+                    check_peer=self._check_peer,
                 )
                 if https
                 else http.client.HTTPConnection(parts.hostname, port, timeout=timeout)
@@ -137,9 +162,9 @@ class Connections:
                 )
             conn.oibeam_proxy = proxy
         try:
-            conn.connect()
-            if proxy is None:  # the address actually connected to (DNS rebinding)
-                host_policy.check_peer(conn.sock, self._allow_private)
+            conn.connect()  # https: the peer was judged before the handshake
+            if proxy is None and not https:  # nothing was sent yet either
+                self._check_peer(conn.sock)
         except BaseException:
             conn.close()
             raise

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from oibeam.transforms.fetch import host_policy
 from oibeam.transforms.fetch.fetcher import FetchPolicy, HttpFetcher
 from oibeam.transforms.fetch.http_connections import request_target
 
@@ -209,3 +210,33 @@ def test_request_targets_are_encoded_only_where_needed():
     assert request_target(odd, False) == "/%C3%A4%20b.jpg"
     assert request_target(odd, True) == "http://h.example:8080/%C3%A4%20b.jpg"
     assert request_target(urlsplit("http://h.example"), False) == "/"
+
+
+def test_a_rebound_name_gets_no_tls_handshake(clean_env, monkeypatch):
+    """DNS rebinding: the name resolves to a public address when it is checked
+    and to a private one when it is connected to. The address connected to is
+    judged before anything is sent: no ClientHello (with the name as SNI)
+    reaches it. Standing in for the first lookup, check_host lets it through."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    received = []
+
+    def accept() -> None:
+        conn, _ = listener.accept()
+        conn.settimeout(2)
+        try:
+            received.append(conn.recv(4096))
+        except OSError:
+            received.append(b"")
+        conn.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    monkeypatch.setattr(host_policy, "check_host", lambda host, port, allow: None)
+    port = listener.getsockname()[1]
+    got = HttpFetcher(FetchPolicy(timeout=2, deadline=4, retries=0)).fetch(
+        f"https://localhost:{port}/x.jpg"
+    )
+    thread.join(5)
+    listener.close()
+    assert got.status == "refused" and "non-public" in got.error, got.error
+    assert received == [b""]  # connected, judged, closed: not a byte sent
