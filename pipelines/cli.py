@@ -121,7 +121,7 @@ snapshot_main = _beam_command(
 
 
 def verify_main(argv: list[str]) -> int:
-    from oibeam.tools.verify import verify_snapshot
+    from oibeam.tools.verify.verify_run import verify_snapshot
 
     args = tool_commands.verify_parser().parse_args(argv)
     report = verify_snapshot(args.snapshot, quick=args.quick)

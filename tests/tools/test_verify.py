@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from oibeam.tools.verify import verify_snapshot
+from oibeam.tools.verify.verify_run import verify_snapshot
 
 from support.runs import run_cli
 from support.snapshot_release import FLAGS, Photo, Release
