@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from oibeam.pipelines.summaries import fetch_summary, snapshot_summary, tables_s
 from oibeam.pipelines.tables import run_tables
 from oibeam.transforms.publish.claim import SnapshotClaimed
 from oibeam.transforms.publish.publish_snapshot import LatestMoved
+from oibeam.transforms.publish.reconcile import TooManyRejected
 from oibeam.transforms.read.csv_inputs import InputError
 from oibeam.transforms.read.read_csv import CsvStructureError
 
@@ -60,18 +62,34 @@ def _fail(command: str, error: Exception | str, code: int = 2) -> int:
     return code
 
 
-def _no_space_left(error: BaseException) -> bool:
-    """Whether the run stopped on a full disk (ENOSPC), in this process or in
-    a worker whose error reached us as text."""
+def _chain(error: BaseException | None):
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-            return True
-        if "[Errno 28]" in str(error):
-            return True
+        yield error
         error = error.__cause__ or error.__context__
-    return False
+
+
+def _stopped_by(error: BaseException, output: str) -> tuple[str, int] | None:
+    """(message, exit status) when the run stopped on something that is not a
+    bug: a full disk (1), or an input that rejected too many rows (2); in
+    this process or in a worker whose error reached us as text."""
+    for cause in _chain(error):
+        text = str(cause)
+        if (
+            isinstance(cause, OSError) and cause.errno == errno.ENOSPC
+        ) or "[Errno 28]" in text:
+            return (
+                f"no space left on the filesystem of {output}: free some space, "
+                "then run the same command again",
+                1,
+            )
+        if isinstance(cause, TooManyRejected):
+            return text, 2
+        found = re.search(r"TooManyRejected: (.*?)(?: \[while running|$)", text, re.S)
+        if found:
+            return found.group(1).strip(), 2
+    return None
 
 
 def _beam_command(name, parser, config_type, run, summary, errors=()) -> Callable:
@@ -89,15 +107,10 @@ def _beam_command(name, parser, config_type, run, summary, errors=()) -> Callabl
         except (*USER_ERRORS, *errors) as e:
             return _fail(name, e)
         except Exception as e:
-            if not _no_space_left(e):
+            stopped = _stopped_by(e, config.output.output)
+            if stopped is None:
                 raise
-            output = config.output.output
-            return _fail(
-                name,
-                f"no space left on the filesystem of {output}: free some space, "
-                "then run the same command again",
-                code=1,
-            )
+            return _fail(name, *stopped)
         print(summary(outcome))
         return 0
 

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
@@ -33,7 +34,12 @@ from oibeam.schemas.elements import (
 )
 from oibeam.transforms.common.exchange import remove_exchange
 from oibeam.transforms.common.write_files import write_parquet, write_text
-from oibeam.transforms.publish.reconcile import check_tallies, reconcile, tally
+from oibeam.transforms.publish.reconcile import (
+    check_rejected,
+    check_tallies,
+    reconcile,
+    tally,
+)
 from oibeam.transforms.read.csv_inputs import InputPlan
 
 MANIFEST = "manifest.json"
@@ -169,35 +175,49 @@ def remove_strays(directories: list[str], keep: set[str]) -> None:
             FileSystems.delete(stray)
 
 
-def _finish(
-    _unused,
-    written: list[WrittenFile],
-    counts: list[FileCount],
-    tallies: list[Count],
-    ranges: list[RangeLines],
-    plan: InputPlan,
-    root: str,
-    empty_tables: dict[str, tuple[str, pa.Schema]],
-    info: dict[str, Any],
-    cleanup: list[str],
-    sweep: list[str],
-) -> str:
-    for path in cleanup:
-        remove_exchange(path)
-    written = list(written)
-    present = {w.table for w in written}
-    for table, (path, schema) in sorted(empty_tables.items()):
-        if table not in present:
-            size, md5 = write_parquet(path, schema.empty_table())
-            written.append(WrittenFile(table, path, 0, size, md5))
-    remove_strays(sweep, {w.path for w in written})
-    manifest = build_manifest(plan, written, list(counts), root, info, list(ranges))
-    totals = tally(list(tallies))
-    check_tallies(totals, manifest["rows"])
-    manifest = with_tallies(manifest, totals)
-    path = f"{root.rstrip('/')}/{MANIFEST}"
-    write_text(path, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
-    return path
+@dataclass(frozen=True)
+class _Finish:
+    """The last step of a run, once every file is written and every count is
+    in: check, tidy up, write the manifest (see WriteManifest)."""
+
+    plan: InputPlan
+    root: str
+    empty_tables: dict[str, tuple[str, pa.Schema]]
+    info: dict[str, Any]
+    cleanup: tuple[str, ...]
+    sweep: tuple[str, ...]
+    max_rejected: float | None
+
+    def __call__(
+        self,
+        _unused,
+        written: list[WrittenFile],
+        counts: list[FileCount],
+        tallies: list[Count],
+        ranges: list[RangeLines],
+    ) -> str:
+        if self.max_rejected is not None:  # before anything is touched
+            check_rejected(
+                self.plan, reconcile(self.plan, list(counts)), self.max_rejected
+            )
+        for path in self.cleanup:
+            remove_exchange(path)
+        written = list(written)
+        present = {w.table for w in written}
+        for table, (path, schema) in sorted(self.empty_tables.items()):
+            if table not in present:
+                size, md5 = write_parquet(path, schema.empty_table())
+                written.append(WrittenFile(table, path, 0, size, md5))
+        remove_strays(list(self.sweep), {w.path for w in written})
+        manifest = build_manifest(
+            self.plan, written, list(counts), self.root, self.info, list(ranges)
+        )
+        totals = tally(list(tallies))
+        check_tallies(totals, manifest["rows"])
+        manifest = with_tallies(manifest, totals)
+        path = f"{self.root.rstrip('/')}/{MANIFEST}"
+        write_text(path, json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+        return path
 
 
 class WriteManifest(beam.PTransform):
@@ -210,7 +230,9 @@ class WriteManifest(beam.PTransform):
     manifest (command, options, versions, start time). `cleanup` paths
     (temporary files of the run) are deleted before the manifest is written,
     and so is every file in a `sweep` directory that this run did not write
-    (what an interrupted earlier attempt left behind).
+    (what an interrupted earlier attempt left behind). With `max_rejected`,
+    an input file that rejected more than that share of its rows stops the
+    run before anything is touched (TooManyRejected).
     """
 
     def __init__(
@@ -221,14 +243,18 @@ class WriteManifest(beam.PTransform):
         info: dict[str, Any],
         cleanup: list[str] = (),
         sweep: list[str] = (),
+        max_rejected: float | None = None,
     ) -> None:
         super().__init__()
-        self._sweep = list(sweep)
-        self._plan = plan
-        self._root = root
-        self._empty_tables = empty_tables
-        self._info = info
-        self._cleanup = list(cleanup)
+        self._finish = _Finish(
+            plan,
+            root,
+            empty_tables,
+            info,
+            tuple(cleanup),
+            tuple(sweep),
+            max_rejected,
+        )
 
     def expand(self, inputs: dict[str, beam.PCollection]) -> beam.PCollection[str]:
         root = inputs["written"].pipeline
@@ -243,16 +269,10 @@ class WriteManifest(beam.PTransform):
             | "Once" >> beam.Create([None])
             | "WriteManifestJson"
             >> beam.Map(
-                _finish,
+                self._finish,
                 beam.pvalue.AsList(inputs["written"]),
                 beam.pvalue.AsList(inputs["counts"]),
                 beam.pvalue.AsList(tallies),
                 beam.pvalue.AsList(ranges),
-                plan=self._plan,
-                root=self._root,
-                empty_tables=self._empty_tables,
-                info=self._info,
-                cleanup=self._cleanup,
-                sweep=self._sweep,
             )
         )

@@ -17,6 +17,37 @@ class CountsDoNotReconcile(RuntimeError):
     """Rows read from an input file != rows kept + rows rejected."""
 
 
+class TooManyRejected(ValueError):
+    """An input file rejected more of its rows than the run allows: most
+    likely a file of the wrong kind or release, so nothing is published."""
+
+
+def check_rejected(
+    plan: InputPlan, totals: dict[int, dict[str, Any]], max_share: float
+) -> None:
+    """TooManyRejected naming each input file that rejected more than
+    `max_share` of the rows it read, with its most frequent error codes."""
+    wrong = []
+    for f in plan.files:
+        entry = totals[f.file_id]
+        if not entry["read"] or entry["errors"] / entry["read"] <= max_share:
+            continue
+        codes = sorted(entry["errors_by_code"].items(), key=lambda kv: -kv[1])[:3]
+        wrong.append(
+            f"{f.path} ({f.kind}): {entry['errors']:,} of {entry['read']:,} rows "
+            f"rejected ({entry['errors'] / entry['read']:.0%}; "
+            + ", ".join(f"{code} {n:,}" for code, n in codes)
+            + ")"
+        )
+    if wrong:
+        raise TooManyRejected(
+            "too many rejected rows, nothing was published: "
+            + "; ".join(wrong)
+            + f". Check the file is of that kind and release; --max-rejected "
+            f"(now {max_share:g}) sets the share of rows a file may reject"
+        )
+
+
 def reconcile(plan: InputPlan, counts: list[FileCount]) -> dict[int, dict[str, Any]]:
     """Per input file: read / kept / rejected and rejected rows per code."""
     totals: dict[int, dict[str, Any]] = {

@@ -8,6 +8,8 @@ import pytest
 from oibeam.schemas.elements import Count
 from oibeam.transforms.publish.reconcile import (
     CountsDoNotReconcile,
+    TooManyRejected,
+    check_rejected,
     check_tallies,
     reconcile,
     tally,
@@ -143,3 +145,17 @@ def test_tallies_that_reconcile(tallies, rows):
 def test_tallies_that_do_not_reconcile(tallies, rows):
     with pytest.raises(CountsDoNotReconcile, match=f"selected {tallies['selected']}"):
         check_tallies(_tally(tallies), rows)
+
+
+def test_a_file_that_rejects_more_than_the_share_stops_the_run(plan):
+    totals = reconcile(plan, _counts())  # labels.csv rejects 5 of 300 rows
+    check_rejected(plan, totals, 0.5)
+    check_rejected(plan, totals, 1 / 3)  # images.csv: exactly the share, allowed
+    with pytest.raises(TooManyRejected) as refused:
+        check_rejected(plan, totals, 0.01)
+    text = str(refused.value)
+    assert "images.csv (images): 1 of 3 rows rejected (33%; duplicate_image 1)" in text
+    assert f"labels.csv (labels): 5 of {LABEL_ROWS} rows rejected (2%;" in text
+    assert "unknown_image 4, bad_confidence 1" in text
+    assert "dict.csv" not in text  # it rejected nothing
+    assert "--max-rejected (now 0.01)" in text
