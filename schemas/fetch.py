@@ -20,8 +20,15 @@ STATUSES: dict[str, tuple[bool, str]] = {
     ),
     "timeout": (True, "connect/read timeout, or the per-image deadline passed"),
     "connection_error": (True, "refused, reset or dropped connection, DNS failure"),
-    "too_large": (False, "over --max-bytes, or over --max-pixels (a bomb)"),
-    "not_an_image": (False, "Pillow cannot identify the bytes as an image"),
+    "too_large": (
+        False,
+        "over --max-bytes, over --max-pixels (a bomb), or a full decode needing "
+        "more than --max-decode-memory",
+    ),
+    "not_an_image": (
+        False,
+        "Pillow cannot identify the bytes as an image, or an ICO (not opened)",
+    ),
     "decode_error": (False, "a truncated or corrupt image (full decode failed)"),
     "refused": (
         False,

@@ -71,6 +71,13 @@ FETCH = FlagGroup(
         flag("--concurrency", type=int, help="requests in flight per worker"),
         flag("--max-pixels", type=int, help="larger images are bombs"),
         flag(
+            "--max-decode-memory",
+            type=int,
+            help="bytes one full decode may hold, estimated from the image's "
+            "header; an image that needs more is too_large (a JPEG decodes at "
+            "1/8 scale and needs little)",
+        ),
+        flag(
             "--full-decode",
             action="store_true",
             help="decode every image fully, not only unverifiable ones",

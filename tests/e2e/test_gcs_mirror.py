@@ -4,6 +4,8 @@ import base64
 import csv
 import hashlib
 
+import pytest
+
 from oibeam.transforms.fetch.fetcher import FetchPolicy
 from oibeam.transforms.fetch.gcs_fetch import GcsFetcher
 
@@ -88,3 +90,34 @@ def test_an_unknown_template_column_is_a_clear_error(tmp_path, capsys):
     )
     assert code == 2
     assert "--url-template names unknown column(s) Bucket" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "template, said",
+    [
+        ("http://h/{}", "{} is not a {Column} field"),
+        ("http://h/{0}.jpg", "{0} is not a {Column} field"),
+        ("http://h/{ImageID.x}", "{ImageID.x} is not a {Column} field"),
+        ("http://h/{ImageID[0]}", "{ImageID[0]} is not a {Column} field"),
+        ("http://h/{ImageID!r}", "{ImageID!r} is not a {Column} field"),
+        ("http://h/{ImageID:>20}", "{ImageID:>20} is not a {Column} field"),
+        ("http://h/{ImageID", "expected '}' before end of string"),
+    ],
+)
+def test_a_template_that_is_not_column_fields_is_a_clear_error(
+    tmp_path, capsys, template, said
+):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "images.csv").write_text(V1_IMAGES_HEADER + "\n")
+    code = run_cli(
+        "fetch",
+        "--images",
+        tmp_path / "train" / "images.csv",
+        "--url-template",
+        template,
+        "--output",
+        tmp_path / "o",
+    )
+    err = capsys.readouterr().err
+    assert code == 2, err[-2000:]
+    assert said in err and "Traceback" not in err

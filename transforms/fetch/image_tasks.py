@@ -25,7 +25,12 @@ from apache_beam.io.filesystems import FileSystems
 from oibeam.schemas import fetch as contract
 from oibeam.transforms.fetch.fetcher import Download, FetchPolicy, HttpFetcher
 from oibeam.transforms.fetch.gcs_fetch import GcsFetcher
-from oibeam.transforms.fetch.image_check import DEFAULT_MAX_PIXELS, Verdict, check_image
+from oibeam.transforms.fetch.image_check import (
+    DEFAULT_MAX_DECODE_MEMORY,
+    DEFAULT_MAX_PIXELS,
+    Verdict,
+    check_image,
+)
 
 _LOG = logging.getLogger(__name__)
 
@@ -58,6 +63,8 @@ class FetchConfig:
     concurrency: int = 16  # requests in flight per worker [--concurrency]
     policy: FetchPolicy = field(default_factory=FetchPolicy)
     max_pixels: int = DEFAULT_MAX_PIXELS  # [--max-pixels]
+    # bytes one full decode may hold [--max-decode-memory]
+    max_decode_memory: int = DEFAULT_MAX_DECODE_MEMORY
     full_decode: bool = False  # decode even MD5-verified images [--full-decode]
     shard_bytes: int = 256 << 20  # target bytes per shard [--shard-bytes]
 
@@ -68,12 +75,32 @@ class FetchConfig:
             raise ValueError("--verify is auto, md5 or decode")
         if self.concurrency < 1 or self.shard_bytes < 1:
             raise ValueError("--concurrency and --shard-bytes must be >= 1")
+        if self.max_decode_memory < 1:
+            raise ValueError("--max-decode-memory must be >= 1")
 
     def check_template(self, columns: list[str]) -> None:
-        """ValueError if the URL template names a column the images do not have."""
+        """ValueError unless the URL template is text with {Column} fields that
+        name columns the images have (nothing else: no {}, {0}, {a.b}, {a[0]},
+        conversions or format specs)."""
         if not self.url_template:
             return
-        names = {f for _, f, _, _ in Formatter().parse(self.url_template) if f}
+        try:
+            fields = list(Formatter().parse(self.url_template))
+        except ValueError as e:  # a lone { or }
+            raise ValueError(f"--url-template {self.url_template!r}: {e}") from None
+        names = set()
+        for _, name, spec, conversion in fields:
+            if name is None:
+                continue
+            if not name.isidentifier() or spec or conversion:
+                raise ValueError(
+                    f"--url-template {self.url_template!r}: "
+                    f"{{{name}{'!' + conversion if conversion else ''}"
+                    f"{':' + spec if spec else ''}}} is not a {{Column}} field "
+                    "(write a column name in braces, e.g. {ImageID}; {{ and }} "
+                    "for braces themselves)"
+                )
+            names.add(name)
         unknown = sorted(names - set(columns))
         if unknown:
             raise ValueError(
@@ -90,6 +117,7 @@ class FetchConfig:
                 self.url_template,
                 self.verify,
                 self.max_pixels,
+                self.max_decode_memory,
                 self.full_decode,
             )
         )
@@ -200,6 +228,7 @@ class TaskRunner:
             row.get("OriginalMD5") if md5 else None,
             rotation=row.get("Rotation"),
             max_pixels=self.config.max_pixels,
+            max_decode_memory=self.config.max_decode_memory,
             full_decode=self.config.full_decode,
         )
         status = status_row(url, download, verdict)
