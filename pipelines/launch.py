@@ -28,7 +28,7 @@ from oibeam.pipelines.options.inputs import Inputs
 from oibeam.pipelines.stages import join_buckets
 from oibeam.schemas import fetch as fetch_schema
 from oibeam.transforms.common.exchange import remove_exchange
-from oibeam.transforms.fetch.progress import ProgressPrinter
+from oibeam.transforms.common.progress import ProgressPrinter
 from oibeam.transforms.publish.manifest import EXTRA_INPUTS
 from oibeam.transforms.read.classes import ParsedClasses, parse_classes
 from oibeam.transforms.read.csv_inputs import InputPlan, plan_inputs
@@ -164,6 +164,7 @@ def launched(
     *,
     progress: bool,
     keep_exchange: bool = False,
+    totals: dict[str, int] | None = None,
 ) -> Iterator[str | None]:
     """Around a run: yields the progress directory that local fetches publish
     their counts in (None elsewhere, or without `progress`) while a progress
@@ -172,7 +173,8 @@ def launched(
     local = progress and runner_name(options) == LOCAL_RUNNER
     progress_dir = tempfile.mkdtemp(prefix="oibeam-progress-") if local else None
     try:
-        with ProgressPrinter(progress_dir) if local else contextlib.nullcontext():
+        printer = ProgressPrinter(progress_dir, totals) if local else None
+        with printer or contextlib.nullcontext():
             yield progress_dir
     finally:
         if not keep_exchange:

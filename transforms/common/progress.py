@@ -1,10 +1,15 @@
-"""Live fetch progress: Beam counters on every runner, plus a progress line on
-the command line when the run is local.
+"""Live progress of a local run, stage by stage, with a total and a time
+estimate: CSV bytes read, join buckets joined, images fetched. Beam counters
+carry the same on every runner; this adds a line on the command line when the
+run is local: a bar rewritten in place on a terminal, a log line every 15 s
+when the output is piped.
 
-Local workers may be threads or processes, so each worker process publishes its
-tally to a small JSON file in a progress directory (at most twice a second),
-and the launcher's ProgressPrinter sums the files. The tally is observational
-only: nothing reads it to decide anything, which is why one per process is fine.
+Local workers may be threads or processes, so each worker process publishes
+its counts to a small JSON file in a progress directory (at most twice a
+second), and the launcher's ProgressPrinter sums the files. A total the
+launcher cannot know (the images a selection picks) is published by the
+pipeline as a file of its own. The counts are observational only: nothing
+reads them to decide anything, which is why one counter per process is fine.
 """
 
 from __future__ import annotations
@@ -16,107 +21,170 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 _LOG = logging.getLogger(__name__)
 _PUBLISH_EVERY = 0.5
+_TOTAL = "total-{stage}.json"
+_BAR = 20
+
+READ, JOIN, FETCH = "read", "join", "fetch"
+STAGES = (READ, JOIN, FETCH)  # the order a run goes through them
+_UNITS = {READ: "MB of CSV read", JOIN: "buckets joined", FETCH: "images fetched"}
 
 
 @dataclass
-class Snapshot:
-    images: int = 0
-    ok: int = 0
-    bytes: int = 0
+class StageCounts:
+    done: int = 0  # bytes read, buckets joined, images fetched
+    ok: int = 0  # images fetched and verified
+    bytes: int = 0  # bytes fetched
 
-    def add(self, other: Snapshot) -> None:
-        self.images += other.images
+    def add(self, other: StageCounts) -> None:
+        self.done += other.done
         self.ok += other.ok
         self.bytes += other.bytes
 
 
-def describe(snapshot: Snapshot, seconds: float) -> str:
-    seconds = max(seconds, 1e-9)
-    return (
-        f"fetched {snapshot.images:,} images: ok {snapshot.ok:,}, failed "
-        f"{snapshot.images - snapshot.ok:,}, {snapshot.bytes / 1e6:,.1f} MB, "
-        f"{snapshot.images / seconds:,.0f} images/s, "
-        f"{snapshot.bytes / 1e6 / seconds:,.1f} MB/s"
-    )
-
-
 class ProgressCounter:
-    """Images fetched so far in this process (thread-safe)."""
+    """What this process did so far, per stage (thread-safe)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._publishing = threading.Lock()
         self._name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
         self._published = 0.0
-        self._counts = Snapshot()
+        self._counts = {stage: StageCounts() for stage in STAGES}
         self.started = time.monotonic()
 
-    def add(self, ok: bool, size: int, publish_to: str | None = None) -> None:
+    def add(
+        self,
+        stage: str,
+        done: int = 1,
+        ok: bool = False,
+        size: int = 0,
+        publish_to: str | None = None,
+    ) -> None:
         with self._lock:
-            self._counts.images += 1
-            self._counts.ok += int(ok)
-            self._counts.bytes += size
+            counts = self._counts[stage]
+            counts.done += done
+            counts.ok += int(ok)
+            counts.bytes += size
             due = time.monotonic() - self._published > _PUBLISH_EVERY
         if publish_to and due:
             self.publish(publish_to)
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self) -> dict[str, StageCounts]:
         with self._lock:
-            return Snapshot(self._counts.images, self._counts.ok, self._counts.bytes)
+            return {
+                stage: StageCounts(**asdict(c)) for stage, c in self._counts.items()
+            }
 
     def line(self) -> str:
-        return describe(self.snapshot(), time.monotonic() - self.started)
+        """This process's fetch so far (for log lines from a worker)."""
+        fetched = self.snapshot()[FETCH]
+        return describe(FETCH, fetched, None, time.monotonic() - self.started)
 
     def publish(self, directory: str) -> None:
         """Writes this process's counts to `directory` (atomically replaced)."""
         with self._publishing:  # worker threads of one process share the file
-            counts = self.snapshot()
+            counts = {stage: asdict(c) for stage, c in self.snapshot().items()}
             self._published = time.monotonic()
-            os.makedirs(directory, exist_ok=True)
-            temp = os.path.join(directory, f".{self._name}")
-            with open(temp, "w") as f:
-                json.dump(counts.__dict__, f)
-            os.replace(temp, os.path.join(directory, self._name))
+            _write_json(directory, self._name, counts)
 
 
-TALLY = ProgressCounter()
+PROGRESS = ProgressCounter()
 
 
-def read_published(directory: str) -> Snapshot:
-    """The sum of every worker's published counts."""
-    total = Snapshot()
+def _write_json(directory: str, name: str, value) -> None:
+    os.makedirs(directory, exist_ok=True)
+    temp = os.path.join(directory, f".{name}")
+    with open(temp, "w") as f:
+        json.dump(value, f)
+    os.replace(temp, os.path.join(directory, name))
+
+
+def publish_total(directory: str, stage: str, total: int) -> None:
+    """The total of a stage that only the pipeline knows (images selected)."""
+    _write_json(directory, _TOTAL.format(stage=stage), total)
+
+
+def read_published(directory: str) -> tuple[dict[str, StageCounts], dict[str, int]]:
+    """(the sum of every worker's published counts, totals the pipeline
+    published), per stage."""
+    counts = {stage: StageCounts() for stage in STAGES}
+    totals: dict[str, int] = {}
     try:
         names = [n for n in os.listdir(directory) if n.endswith(".json")]
     except FileNotFoundError:
-        return total
+        return counts, totals
     for name in names:
         try:
             with open(os.path.join(directory, name)) as f:
-                total.add(Snapshot(**json.load(f)))
+                value = json.load(f)
         except (OSError, ValueError):
             continue  # being replaced right now: next time
-    return total
+        if name.startswith("total-"):
+            totals[name.removeprefix("total-").removesuffix(".json")] = int(value)
+            continue
+        for stage, published in value.items():
+            if stage in counts:
+                counts[stage].add(StageCounts(**published))
+    return counts, totals
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def describe(stage: str, counts: StageCounts, total: int | None, seconds: float) -> str:
+    """One stage's progress: a bar and the time left when its total is known."""
+    seconds = max(seconds, 1e-9)
+    done = counts.done
+    if stage == READ:
+        amount = f"{done / 1e6:,.1f}" + (f"/{total / 1e6:,.1f}" if total else "")
+    else:
+        amount = f"{done:,}" + (f"/{total:,}" if total else "")
+    parts = [f"{amount} {_UNITS[stage]}"]
+    if total:
+        share = min(done / total, 1.0)
+        filled = round(share * _BAR)
+        parts.insert(0, f"[{'#' * filled}{'-' * (_BAR - filled)}] {share:4.0%}")
+    if stage == FETCH:
+        parts.append(
+            f"ok {counts.ok:,}, failed {done - counts.ok:,}, "
+            f"{counts.bytes / 1e6:,.1f} MB, {done / seconds:,.0f} images/s, "
+            f"{counts.bytes / 1e6 / seconds:,.1f} MB/s"
+        )
+    if total and 0 < done < total:
+        parts.append(f"{_clock((total - done) * seconds / done)} left")
+    return "  ".join(parts)
 
 
 class ProgressPrinter:
-    """Prints the published counts every `interval` s: one rewritten line on a
-    terminal, else a log line. A context manager around a local run."""
+    """Prints the progress of the latest stage that has begun, every
+    `interval` s: one rewritten line on a terminal, else a log line. `totals`
+    are those the launcher knows (CSV bytes, join buckets). A context manager
+    around a local run."""
 
-    def __init__(self, directory: str, interval: float | None = None, stream=None):
+    def __init__(
+        self,
+        directory: str,
+        totals: dict[str, int] | None = None,
+        interval: float | None = None,
+        stream=None,
+    ):
         self._directory = directory
+        self._totals = dict(totals or {})
         self._stream = stream or sys.stderr
         self._tty = self._stream.isatty()
         self._interval = interval or (0.5 if self._tty else 15.0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self._started = time.monotonic()
+        self._began: dict[str, float] = {}  # when each stage was first seen
+        self._width = 0
 
     def __enter__(self) -> ProgressPrinter:
-        self._started = time.monotonic()
         self._thread.start()
         return self
 
@@ -125,13 +193,28 @@ class ProgressPrinter:
         self._thread.join()
         line = self._line()
         if self._tty and line:
-            self._stream.write("\r" + line + "\n")
+            self._show(line)
+            self._stream.write("\n")
 
     def _line(self) -> str | None:
-        counts = read_published(self._directory)
-        if not counts.images:
+        counts, published = read_published(self._directory)
+        totals = {**self._totals, **published}
+        now = time.monotonic()
+        for stage in STAGES:
+            if counts[stage].done and stage not in self._began:
+                self._began[stage] = now
+        begun = [stage for stage in STAGES if stage in self._began]
+        if not begun:
             return None
-        return describe(counts, time.monotonic() - self._started)
+        stage = begun[-1]
+        seconds = now - self._began[stage]
+        return describe(stage, counts[stage], totals.get(stage), seconds)
+
+    def _show(self, line: str) -> None:
+        padding = " " * max(0, self._width - len(line))  # wipe a longer line
+        self._width = len(line)
+        self._stream.write("\r" + line + padding)
+        self._stream.flush()
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
@@ -139,7 +222,6 @@ class ProgressPrinter:
             if line is None:
                 continue
             if self._tty:
-                self._stream.write("\r" + line)
-                self._stream.flush()
+                self._show(line)
             else:
                 _LOG.info(line)

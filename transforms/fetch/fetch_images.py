@@ -23,8 +23,8 @@ from oibeam.schemas.elements import SELECTED, STATUS, BucketPiece, Count, Writte
 from oibeam.transforms.common.exchange import read_piece, write_piece
 from oibeam.transforms.common.image_keys import mix64, parse_image_ids
 from oibeam.transforms.common.metrics import NAMESPACE
+from oibeam.transforms.common.progress import FETCH, PROGRESS, publish_total
 from oibeam.transforms.fetch.image_tasks import FetchConfig
-from oibeam.transforms.fetch.progress import TALLY
 from oibeam.transforms.fetch.shard_fetch import ShardFetcher
 from oibeam.transforms.shard.shard_outputs import ShardOutputs, fingerprint, read_done
 
@@ -85,6 +85,11 @@ def _selected(totals: tuple[int, int]) -> Count:
     return Count(SELECTED, "", totals[0])
 
 
+def _publish_total(totals: tuple[int, int], progress_dir: str) -> None:
+    """The images to fetch, for the launcher's progress line."""
+    publish_total(progress_dir, FETCH, totals[0])
+
+
 def _missing_shards(shards: int, written: list[WrittenFile], outputs: ShardOutputs):
     """Empty outputs for shard numbers no image hashed to: gap-free sets of
     tars, index parts and images parts."""
@@ -129,7 +134,7 @@ class _FetchShardFn(beam.DoFn):
             done = self._fetcher.fetch(paths, tasks, tasks_fingerprint, self._count)
         images, written = done
         if self._progress_dir:
-            TALLY.publish(self._progress_dir)
+            PROGRESS.publish(self._progress_dir)
         yield from written
         statuses = collections.Counter(images["status"].to_pylist())
         for status, n in sorted(statuses.items()):
@@ -141,10 +146,10 @@ class _FetchShardFn(beam.DoFn):
         self._metrics["images"].inc()
         self._metrics["ok" if ok else "failed"].inc()
         self._metrics["bytes"].inc(status["bytes"])
-        TALLY.add(ok, status["bytes"], publish_to=self._progress_dir)
+        PROGRESS.add(FETCH, 1, ok, status["bytes"], publish_to=self._progress_dir)
         if time.monotonic() - self._logged > 30:
             self._logged = time.monotonic()
-            _LOG.info(TALLY.line())
+            _LOG.info(PROGRESS.line())
 
 
 class _ParkByShardFn(beam.DoFn):
@@ -188,6 +193,7 @@ class FetchImages(beam.PTransform):
         self._config = config
         self._exchange = exchange
         self._outputs = outputs
+        self._progress_dir = progress_dir
         self._shard_fn = _FetchShardFn(config, outputs, progress_dir)
 
     def expand(
@@ -199,6 +205,8 @@ class FetchImages(beam.PTransform):
             | "ExpectedBytes" >> beam.Map(_expected_bytes, self._config)
             | "SumBytes" >> beam.CombineGlobally(_sum_pairs)
         )
+        if self._progress_dir:
+            _ = totals | "PublishTotal" >> beam.Map(_publish_total, self._progress_dir)
         shards = totals | "ShardCount" >> beam.Map(
             shard_count, self._config.shard_bytes
         ).with_output_types(int)

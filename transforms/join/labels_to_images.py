@@ -19,6 +19,7 @@ from oibeam.schemas.tables import KEY
 from oibeam.transforms.common.exchange import read_piece, write_piece
 from oibeam.transforms.common.image_keys import bucket_of
 from oibeam.transforms.common.metrics import NAMESPACE
+from oibeam.transforms.common.progress import JOIN, PROGRESS
 from oibeam.transforms.join.bucket_join import JoinSpec, join_bucket
 from oibeam.transforms.read.csv_inputs import InputPlan
 
@@ -65,7 +66,10 @@ class _JoinBucketFn(beam.DoFn):
     'box_counts' = pa.Table (BOX_COUNTS) when the run reads box files.
     """
 
-    def __init__(self, plan: InputPlan, closure: pa.Table | None) -> None:
+    def __init__(
+        self, plan: InputPlan, closure: pa.Table | None, progress_dir: str | None
+    ) -> None:
+        self._progress_dir = progress_dir
         files = {f.file_id: f for f in plan.files}
         self._range_file = {r.range_id: r.file_id for r in plan.ranges}
         self._spec = JoinSpec(
@@ -91,6 +95,9 @@ class _JoinBucketFn(beam.DoFn):
         )
         self._images.inc(joined.images.num_rows)
         self._labels.inc(joined.labels.num_rows)
+        if self._progress_dir:  # a bucket is a big step: say it at once
+            PROGRESS.add(JOIN)
+            PROGRESS.publish(self._progress_dir)
         yield bucket, joined.images
         yield beam.pvalue.TaggedOutput("labels", (bucket, joined.labels))
         if joined.errors.num_rows:
@@ -112,8 +119,10 @@ class JoinLabelsToImages(beam.PTransform):
     schemas). Side input: class names (pa.Table LabelName, DisplayName).
     `exchange` is a directory for the bucket files (deleted by the caller when
     the run is done); `closure` (LabelName, Ancestor) expands labels to their
-    ancestors. Output dict: images / labels = PCollection[(bucket, pa.Table)],
-    errors = PCollection[pa.Table], counts = PCollection[FileCount],
+    ancestors; local runs give a `progress_dir` where buckets joined are
+    counted for the progress line. Output dict: images / labels =
+    PCollection[(bucket, pa.Table)], errors = PCollection[pa.Table], counts =
+    PCollection[FileCount],
     box_counts = PCollection[pa.Table] (BOX_COUNTS, one per bucket with boxes).
     """
 
@@ -124,8 +133,10 @@ class JoinLabelsToImages(beam.PTransform):
         classes,
         exchange: str,
         closure: pa.Table | None = None,
+        progress_dir: str | None = None,
     ) -> None:
         super().__init__()
+        self._progress_dir = progress_dir
         self._plan = plan
         self._buckets = buckets
         self._classes = classes
@@ -150,7 +161,7 @@ class JoinLabelsToImages(beam.PTransform):
             | "GroupByBucket" >> beam.GroupByKey()
             | "JoinBuckets"
             >> beam.ParDo(
-                _JoinBucketFn(self._plan, self._closure),
+                _JoinBucketFn(self._plan, self._closure, self._progress_dir),
                 beam.pvalue.AsSingleton(self._classes),
             )
             .with_output_types(

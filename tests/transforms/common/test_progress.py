@@ -1,27 +1,51 @@
-"""The live progress line of a local fetch."""
+"""The live progress line of a local run: counts of several worker processes
+add up, stage by stage, with a bar and the time left where the total is
+known."""
 
 import io
 import time
 
-from oibeam.transforms.fetch.progress import (
+from oibeam.transforms.common.progress import (
+    FETCH,
+    JOIN,
+    READ,
     ProgressCounter,
     ProgressPrinter,
+    StageCounts,
+    describe,
+    publish_total,
     read_published,
 )
 
 
-def test_tallies_published_by_several_workers_add_up(tmp_path):
+def test_counts_published_by_several_workers_add_up(tmp_path):
     first, second = ProgressCounter(), ProgressCounter()
     for ok, size in ((True, 1_000_000), (False, 0), (True, 500_000)):
-        first.add(ok, size)
-    second.add(True, 250_000)
+        first.add(FETCH, 1, ok, size)
+    second.add(FETCH, 1, True, 250_000)
+    second.add(READ, 4_000_000)
     first.publish(str(tmp_path))
     second.publish(str(tmp_path))
-    total = read_published(str(tmp_path))
-    assert (total.images, total.ok, total.bytes) == (4, 3, 1_750_000)
+    publish_total(str(tmp_path), FETCH, 10)
+    counts, totals = read_published(str(tmp_path))
+    assert counts[FETCH] == StageCounts(done=4, ok=3, bytes=1_750_000)
+    assert counts[READ] == StageCounts(done=4_000_000)
+    assert counts[JOIN] == StageCounts()
+    assert totals == {FETCH: 10}
     line = first.line()
-    assert line.startswith("fetched 3 images: ok 2, failed 1, 1.5 MB,")
-    assert "images/s" in line and "MB/s" in line
+    assert line.startswith("3 images fetched  ok 2, failed 1, 1.5 MB,")
+
+
+def test_a_stage_with_a_total_has_a_bar_and_the_time_left():
+    line = describe(JOIN, StageCounts(done=5), 20, seconds=10.0)
+    assert line.startswith("[#####---------------]  25%  5/20 buckets joined")
+    assert line.endswith("0:00:30 left")  # 15 more at 2 s each
+    line = describe(READ, StageCounts(done=150_000_000), 600_000_000, 30.0)
+    assert "150.0/600.0 MB of CSV read" in line and "0:01:30 left" in line
+    done = describe(FETCH, StageCounts(done=8, ok=8, bytes=8_000_000), 8, 4.0)
+    assert "100%" in done and "left" not in done
+    unknown = describe(FETCH, StageCounts(done=3, ok=3), None, 1.0)
+    assert "[" not in unknown and "left" not in unknown
 
 
 class _Tty(io.StringIO):
@@ -29,12 +53,34 @@ class _Tty(io.StringIO):
         return True
 
 
-def test_printer_rewrites_one_line_on_a_terminal(tmp_path):
+def test_printer_shows_the_latest_stage_on_one_rewritten_line(tmp_path):
     stream = _Tty()
-    tally = ProgressCounter()
-    with ProgressPrinter(str(tmp_path), interval=0.05, stream=stream):
-        tally.add(True, 100, publish_to=str(tmp_path))
+    counter = ProgressCounter()
+    totals = {READ: 1_000_000, JOIN: 4}
+    with ProgressPrinter(str(tmp_path), totals, interval=0.05, stream=stream):
+        counter.add(READ, 1_000_000, publish_to=str(tmp_path))
+        time.sleep(0.2)
+        counter.add(JOIN, 2)
+        counter.publish(str(tmp_path))
+        time.sleep(0.2)
+        publish_total(str(tmp_path), FETCH, 2)
+        counter.add(FETCH, 1, True, 100)
+        counter.publish(str(tmp_path))
         time.sleep(0.2)
     text = stream.getvalue()
-    assert text.count("\r") >= 2 and text.endswith("\n")
-    assert "fetched 1 images: ok 1, failed 0" in text
+    assert text.count("\r") >= 3 and text.endswith("\n")
+    assert "1.0/1.0 MB of CSV read" in text
+    assert "2/4 buckets joined" in text
+    last = text.rstrip("\n").rsplit("\r", 1)[1]
+    assert last.startswith("[##########----------]  50%  1/2 images fetched")
+
+
+def test_printer_logs_when_the_output_is_not_a_terminal(tmp_path, caplog):
+    counter = ProgressCounter()
+    counter.add(JOIN, 1, publish_to=str(tmp_path))
+    with caplog.at_level("INFO"):
+        with ProgressPrinter(
+            str(tmp_path), {JOIN: 2}, interval=0.05, stream=io.StringIO()
+        ):
+            time.sleep(0.2)
+    assert "1/2 buckets joined" in caplog.text
