@@ -74,16 +74,11 @@ class QuietBeamNoise(logging.Filter):
     """Drops Beam log lines that are wrong or harmless for oibeam's local runs:
     that in_memory mode ignores direct_num_workers (FnApiRunner does run those
     workers, as threads: measured 1.3-1.4x), that worker processes have no
-    semi-persistent directory (oibeam registers no schema or logical type),
-    and a full disk or an input that rejected too many rows, logged with a
-    traceback by the step they stopped (the command says it once, in one
-    line)."""
+    semi-persistent directory (oibeam registers no schema or logical type)."""
 
     NOISE = (
         "direct_num_workers is not equal to 1",
         "No semi_persistent_directory found",
-        "[Errno 28]",
-        "TooManyRejected",
     )
 
     def filter(self, record: logging.LogRecord) -> bool:

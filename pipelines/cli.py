@@ -33,8 +33,8 @@ from oibeam.pipelines.tables import run_tables
 from oibeam.transforms.publish.claim import SnapshotClaimed
 from oibeam.transforms.publish.publish_snapshot import LatestMoved
 from oibeam.transforms.publish.reconcile import TooManyRejected
+from oibeam.transforms.read.csv_blocks import CsvStructureError
 from oibeam.transforms.read.csv_inputs import InputError
-from oibeam.transforms.read.read_csv import CsvStructureError
 
 # Errors that are the user's to fix: a message, exit status 2, no traceback.
 USER_ERRORS = (InputError, OutputExists, BeamFlagError, UsageError, CsvStructureError)
@@ -90,6 +90,19 @@ def _stopped_by(error: BaseException, output: str) -> tuple[str, int] | None:
         if found:
             return found.group(1).strip(), 2
     return None
+
+
+class _OneLineErrors(logging.Filter):
+    """Drops the traceback a Beam step logs for an error the command reports
+    itself, in one line (a damaged input, a full disk, too many rejected
+    rows...): the user sees it once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is None:
+            return True
+        reported = any(isinstance(cause, USER_ERRORS) for cause in _chain(error))
+        return not (reported or _stopped_by(error, "") is not None)
 
 
 def _beam_command(name, parser, config_type, run, summary, errors=()) -> Callable:
@@ -248,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:
         handler.addFilter(QuietBeamNoise())
+        handler.addFilter(_OneLineErrors())
     if argv and argv[0] in ("-h", "--help"):
         print(_USAGE)
         return 0

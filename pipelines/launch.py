@@ -178,6 +178,9 @@ def launched(
             yield progress_dir
     finally:
         if not keep_exchange:
-            remove_exchange(layout.exchange)
+            try:
+                remove_exchange(layout.exchange)
+            except Exception as e:  # never in place of the run's own error
+                _LOG.warning("could not remove %s: %s", layout.exchange, e)
         if progress_dir:
             shutil.rmtree(progress_dir, ignore_errors=True)

@@ -8,6 +8,7 @@ from oibeam.pipelines.options.flags import FlagGroup, flag
 from oibeam.schemas.releases import SOURCE_KINDS
 from oibeam.transforms.common.write_files import DEFAULT_COMPRESSION
 from oibeam.transforms.read.csv_inputs import DEFAULT_SPLIT_BYTES
+from oibeam.transforms.read.csv_lines import DEFAULT_MAX_LINE_BYTES, MIN_MAX_LINE_BYTES
 from oibeam.transforms.stats.trainable import PRESETS, make_rule
 
 
@@ -23,6 +24,7 @@ class Inputs:
     expand_ancestors: bool = False
     split_bytes: int = DEFAULT_SPLIT_BYTES
     join_buckets: int = 0  # 0: chosen from the input size
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES  # longer lines: line_too_long
 
     def __post_init__(self) -> None:
         if not self.images:
@@ -31,6 +33,8 @@ class Inputs:
             raise ValueError("--expand-ancestors needs --hierarchy FILE")
         if self.join_buckets < 0:
             raise ValueError("--join-buckets must be >= 0")
+        if self.max_line_bytes < MIN_MAX_LINE_BYTES:
+            raise ValueError(f"--max-line-bytes must be at least {MIN_MAX_LINE_BYTES}")
 
     def require_labels(self) -> None:
         if not self.labels:
@@ -115,6 +119,12 @@ def inputs_group(labels_required: bool) -> FlagGroup[Inputs]:
                 "--join-buckets",
                 type=int,
                 help="ImageID buckets of the join (0: ~1 per 256 MiB of input)",
+            ),
+            flag(
+                "--max-line-bytes",
+                type=int,
+                help="a longer line (a CR before its newline counts) is not "
+                "parsed: its row goes to errors as line_too_long",
             ),
         ),
     )

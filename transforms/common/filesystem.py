@@ -8,6 +8,11 @@ delete by prefix there, and by path on local disks.
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
+import time
+
 from apache_beam.io.filesystems import FileSystems
 
 
@@ -32,5 +37,18 @@ def remove_tree(path: str) -> None:
         if FileSystems.exists(path):
             FileSystems.delete([path])
         FileSystems.delete([f"{path}/"])  # recursive under the prefix
-    elif FileSystems.exists(path):
-        FileSystems.delete([path])
+    elif os.path.isdir(path):
+        # A worker of a failed run may still add a file while this walks the
+        # tree (ENOTEMPTY): walk it again.
+        for attempt in range(5):
+            try:
+                shutil.rmtree(path)
+                return
+            except FileNotFoundError:
+                return
+            except OSError as e:
+                if e.errno != errno.ENOTEMPTY or attempt == 4:
+                    raise
+                time.sleep(0.1)
+    elif os.path.lexists(path):
+        os.remove(path)

@@ -130,12 +130,11 @@ class _ReadClassesFn(beam.DoFn):
             stream, raw = open_hashed(f.path, f.compressed)
             with stream:
                 data = stream.read()
+                md5 = raw.finish()
             range_id = self._range_of[f.file_id]
             parse_classes(data, f.file_id, range_id, parsed)
             lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
-            yield beam.pvalue.TaggedOutput(
-                "lines", RangeLines(range_id, lines, raw.finish())
-            )
+            yield beam.pvalue.TaggedOutput("lines", RangeLines(range_id, lines, md5))
         yield parsed.table()
         if parsed.errors:
             yield beam.pvalue.TaggedOutput(

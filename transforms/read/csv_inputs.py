@@ -19,14 +19,11 @@ from apache_beam.io.filesystems import FileSystems
 
 from oibeam.schemas import releases
 from oibeam.schemas.elements import CsvFile, CsvRange
+from oibeam.transforms.read.input_files import InputError, read_head
 
 DEFAULT_SPLIT_BYTES = 64 << 20
 MIN_SPLIT_BYTES = 4096
 _HEAD_BYTES = 1 << 20
-
-
-class InputError(ValueError):
-    """An input that cannot be read: the message names the file and the fix."""
 
 
 @dataclass(frozen=True)
@@ -38,13 +35,17 @@ class InputPlan:
     # Rows in the images files, estimated from the lines of their first MiB
     # (compressed files: from their compressed size, so fewer than there are).
     image_rows: int = 0
+    # Bytes of CSV text in all files, compressed ones inflated (estimated from
+    # how their first MiB inflated); 0: not known, the files' sizes.
+    text_bytes: int = 0
 
     def of_kind(self, kind: str) -> tuple[CsvFile, ...]:
         return tuple(f for f in self.files if f.kind == kind)
 
     @property
     def total_bytes(self) -> int:
-        return sum(f.size for f in self.files)
+        """Bytes of CSV text to read (what the join's buckets are sized by)."""
+        return self.text_bytes or sum(f.size for f in self.files)
 
     def ranges_of(self, *kinds: str) -> tuple[CsvRange, ...]:
         kind_of = {f.file_id: f.kind for f in self.files}
@@ -84,7 +85,7 @@ def plan_inputs(
         _describe(file_id, kind, path, size)
         for file_id, (kind, path, size) in enumerate(matched)
     ]
-    files = tuple(f for f, _ in described)
+    files = tuple(f for f, _, _ in described)
     ranges: list[CsvRange] = []
     for f in files:
         splittable = f.kind in ("labels", "boxes") and not f.compressed
@@ -95,7 +96,8 @@ def plan_inputs(
         ranges=tuple(ranges),
         image_extras=_union_extras(f for f in files if f.kind == "images"),
         label_extras=_union_extras(f for f in files if f.kind == "labels"),
-        image_rows=sum(rows for f, rows in described if f.kind == "images"),
+        image_rows=sum(rows for f, rows, _ in described if f.kind == "images"),
+        text_bytes=sum(text for _, _, text in described),
     )
 
 
@@ -126,18 +128,21 @@ def _rows_estimate(head: bytes, header_bytes: int, size: int) -> int:
     return round((size - header_bytes) * lines / len(body)) if lines else 1
 
 
-def _describe(file_id: int, kind: str, path: str, size: int) -> tuple[CsvFile, int]:
-    """The file, checked, and its estimated number of data rows."""
+def _describe(
+    file_id: int, kind: str, path: str, size: int
+) -> tuple[CsvFile, int, int]:
+    """The file, checked; its estimated number of data rows and bytes of text."""
     compressed = CompressionTypes.detect_compression_type(path) != (
         CompressionTypes.UNCOMPRESSED
     )
-    head = _read_head(path)
+    head, text_bytes = _read_head(path, compressed, size)
     if not head.strip():
         raise InputError(f"{path}: the file is empty; expected a CSV {kind} file")
     if b"\x00" in head:
         raise InputError(f"{path}: binary content (NUL bytes): not a CSV file")
     if kind == "classes":
-        return CsvFile(file_id, path, kind, size, compressed, None, 0, None), 0
+        described = CsvFile(file_id, path, kind, size, compressed, None, 0, None)
+        return described, 0, text_bytes
     newline = head.find(b"\n")
     if newline < 0 and len(head) >= _HEAD_BYTES:
         raise InputError(f"{path}: no line break in the first 1 MiB: not a CSV file")
@@ -171,17 +176,19 @@ def _describe(file_id: int, kind: str, path: str, size: int) -> tuple[CsvFile, i
     described = CsvFile(
         file_id, path, kind, size, compressed, layout, len(header_line), subset
     )
-    return described, _rows_estimate(head, len(header_line), size)
+    return described, _rows_estimate(head, len(header_line), size), text_bytes
 
 
-def _read_head(path: str) -> bytes:
+def _read_head(path: str, compressed: bool, size: int) -> tuple[bytes, int]:
+    """The first MiB of the file's content and its estimated size (see
+    input_files.read_head); DamagedInput when a compressed file is damaged
+    within it."""
     try:
-        with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
-            return f.read(_HEAD_BYTES)
+        return read_head(path, compressed, _HEAD_BYTES, size)
+    except InputError:
+        raise
     except OSError as e:
         raise InputError(f"{path}: cannot read: {e}") from e
-    except Exception as e:  # e.g. a .gz file that is not gzip
-        raise InputError(f"{path}: cannot read as CSV: {e}") from e
 
 
 def _union_extras(files) -> tuple[str, ...]:

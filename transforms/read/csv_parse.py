@@ -16,6 +16,7 @@ that turns pyarrow's record numbers into physical lines, its hardest part.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -24,7 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pv
 
-STREAM_BLOCK_BYTES = 64 << 20
+# Blocks of a whole file read as a stream; a record may be about as long. Small
+# on purpose: pyarrow's streaming reader reads up to 32 blocks ahead.
+STREAM_BLOCK_BYTES = 4 << 20
 
 
 @dataclass
@@ -37,17 +40,33 @@ class ParsedRows:
     invalid: list[tuple[int, str, int]] = field(default_factory=list)
     bad_utf8: np.ndarray | None = None  # bool per row: text was not UTF-8
     line_count: int = 0  # physical lines the block covered
+    # Records with an over-long line (see csv_lines): (line, raw, reason).
+    too_long: list[tuple[int, str, str]] = field(default_factory=list)
 
 
 class _InvalidRows:
-    """invalid_row_handler that remembers (record number, text, fields), skips."""
+    """invalid_row_handler that remembers (record number, text, fields), skips;
+    notes the row that is `end_marker` (see iter_stream_blocks)."""
 
-    def __init__(self) -> None:
+    def __init__(self, end_marker: str | None = None) -> None:
         self.rows: list[tuple[int | None, str, int]] = []
+        self._end_marker = end_marker
+        self.saw_end_marker = False
 
     def __call__(self, row) -> str:
-        self.rows.append((row.number, row.text, row.actual_columns))
+        if self._end_marker is not None and row.text == self._end_marker:
+            self.saw_end_marker = True
+        else:
+            self.rows.append((row.number, row.text, row.actual_columns))
         return "skip"
+
+
+class OpenQuoteAtEnd(ValueError):
+    """The input ended inside a quoted field of the record on `line`."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(f"the input ends inside a quoted field (line {line})")
+        self.line = line
 
 
 def _string_types(columns: tuple[str, ...]) -> dict[str, pa.DataType]:
@@ -56,6 +75,10 @@ def _string_types(columns: tuple[str, ...]) -> dict[str, pa.DataType]:
 
 def _empty(columns: tuple[str, ...]) -> pa.Table:
     return pa.table({c: pa.array([], pa.string()) for c in columns})
+
+
+def no_rows(columns: tuple[str, ...]) -> ParsedRows:
+    return ParsedRows(table=_empty(columns), lines=np.zeros(0, dtype=np.int64))
 
 
 def parse_line_block(
@@ -224,7 +247,7 @@ class _RecordNumbering:
             record += take
         self.next_record = record
         # Physical lines: add the newlines held inside values of earlier records.
-        inner = _newlines_per_row(table)
+        inner = newlines_per_row(table)
         events_num = np.concatenate(
             [numbers, np.array([p[0] for p in placed], dtype=np.int64)]
         )
@@ -250,28 +273,44 @@ class _RecordNumbering:
 
 
 def iter_stream_blocks(
-    stream, columns: tuple[str, ...], block_bytes: int = STREAM_BLOCK_BYTES
+    stream,
+    columns: tuple[str, ...],
+    block_bytes: int = STREAM_BLOCK_BYTES,
+    end_marker: str | None = None,
 ) -> Iterator[ParsedRows]:
     """Parses a whole CSV file (header on line 1) block by block, as strings.
 
     Quoted values may hold newlines. `line_count` of the last block is the
-    number of physical lines of the file.
+    number of physical lines of the file. With `end_marker`, the stream ends
+    with a line holding it (no input holds it): that row is dropped, and
+    OpenQuoteAtEnd is raised when it did not come back as a row of its own
+    (a quoted field swallowed it: the input ended inside that field).
     """
-    handler = _InvalidRows()
+    handler = _InvalidRows(end_marker)
     try:
         reader = _open_stream(stream, columns, block_bytes, handler)
     except pa.ArrowInvalid as e:  # a header alone, with or without its newline
         if "Empty CSV file" not in str(e) and "Could not skip initial" not in str(e):
             raise
+        if end_marker is not None:  # the header swallowed the marker line
+            raise OpenQuoteAtEnd(1) from e
         yield ParsedRows(_empty(columns), np.zeros(0, dtype=np.int64), line_count=1)
         return
     numbering = _RecordNumbering(first_record=2)  # the header is record 1
-    for batch in reader:
+    blocks, last = 0, 1  # blocks yielded, the line of the last record
+    tables = (pa.Table.from_batches([batch]) for batch in reader)
+    for table in itertools.chain(tables, [None]):
+        if table is None:  # after the last batch: rows rejected there, if any
+            if blocks and not handler.rows and not numbering.pending:
+                break
+            table = _empty(columns)
         rejected, handler.rows = handler.rows, []
-        yield numbering.add_block(pa.Table.from_batches([batch]), rejected)
-    if handler.rows or numbering.pending:  # rejected rows after the last batch
-        rejected, handler.rows = handler.rows, []
-        yield numbering.add_block(_empty(columns), rejected)
+        parsed = numbering.add_block(table, rejected)
+        last = max([last, *parsed.lines[-1:].tolist(), *(r[0] for r in parsed.invalid)])
+        blocks += 1
+        yield parsed
+    if end_marker is not None and not handler.saw_end_marker:
+        raise OpenQuoteAtEnd(last)
 
 
 def _open_stream(stream, columns, block_bytes, handler):
@@ -299,7 +338,7 @@ def _open_stream(stream, columns, block_bytes, handler):
     )
 
 
-def _newlines_per_row(table: pa.Table) -> np.ndarray:
+def newlines_per_row(table: pa.Table) -> np.ndarray:
     total = np.zeros(table.num_rows, dtype=np.int64)
     for column in table.columns:
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):

@@ -8,55 +8,22 @@ across ranges) and every file how many rows it held (to reconcile counts).
 
 from __future__ import annotations
 
-import hashlib
-
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 
 from oibeam.schemas.elements import CsvFile, CsvRange, FileCount, RangeLines
 from oibeam.schemas.tables import ERRORS_INTERNAL, LINE, REF_LINE, REF_SRC, SRC
 from oibeam.transforms.common.csv_text import line_texts, record_texts
 from oibeam.transforms.common.metrics import NAMESPACE
 from oibeam.transforms.read import csv_parse, validate_boxes, validate_rows
+from oibeam.transforms.read.csv_blocks import WholeFile, range_block
 from oibeam.transforms.read.csv_inputs import InputPlan
-from oibeam.transforms.read.input_files import PlainStream, open_hashed
+from oibeam.transforms.read.csv_lines import DEFAULT_MAX_LINE_BYTES
 
-_READ_MORE = 1 << 16
-
-
-def read_range_bytes(
-    path: str, start: int, end: int, header_bytes: int
-) -> tuple[bytes, str]:
-    """The whole lines whose first byte lies in [start, end) of a file, and the
-    MD5 (hex) of the file's bytes [start, end).
-
-    Range 0 starts after the header. A line that crosses `end` is read to its
-    end; the partial line at `start` belongs to the previous range.
-    """
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        begin = 0 if start == 0 else start - 1
-        f.seek(begin)
-        data = f.read(max(end - begin, 0))
-        digest = hashlib.md5(memoryview(data)[start - begin :]).hexdigest()
-        while data and not data.endswith(b"\n"):
-            more = f.read(_READ_MORE)
-            if not more:
-                break
-            cut = more.find(b"\n")
-            data += more if cut < 0 else more[: cut + 1]
-            if cut >= 0:
-                break
-    if start == 0:
-        return data[header_bytes:], digest
-    first = data.find(b"\n")
-    return (b"" if first < 0 else data[first + 1 :]), digest
-
-
-class CsvStructureError(ValueError):
-    """A whole file whose quoting cannot be parsed (not one bad row)."""
+# Tables of a whole file go out in pieces of about this size: fewer, bigger
+# exchange files for the join than one per read block.
+_OUTPUT_BYTES = 32 << 20
 
 
 def checked_block(
@@ -93,31 +60,39 @@ def checked_block(
 
 def _error_rows(f, parsed, problems, range_id, line_base, data) -> pa.Table:
     """ERRORS_INTERNAL rows: rows that failed a check, then rows with a wrong
-    number of fields."""
+    number of fields, then records with an over-long line."""
     bad_lines = parsed.lines[problems.rows]
     if data is not None:
         raw = line_texts(data, bad_lines)
     else:
         raw = record_texts(parsed.table, problems.rows)
     invalid = parsed.invalid  # (line, text, fields found)
-    count = len(bad_lines) + len(invalid)
+    too_long = parsed.too_long  # (line, raw, reason)
+    count = len(bad_lines) + len(invalid) + len(too_long)
     expected = len(f.layout.columns)
     wrong_count = [f"has {i[2]} field(s), expected {expected}" for i in invalid]
-    lines = np.concatenate([bad_lines, np.array([i[0] for i in invalid], np.int64)])
+    lines = np.concatenate(
+        [
+            bad_lines,
+            np.array([i[0] for i in invalid], np.int64),
+            np.array([t[0] for t in too_long], np.int64),
+        ]
+    )
+    codes = ["wrong_field_count"] * len(invalid) + ["line_too_long"] * len(too_long)
     return pa.table(
         {
             SRC: pa.array(np.full(count, range_id, np.int32)),
             LINE: pa.array(lines + line_base, pa.int64()),
-            "code": pa.concat_arrays(
+            "code": pa.concat_arrays([problems.codes, pa.array(codes, pa.string())]),
+            "reason": pa.concat_arrays(
                 [
-                    problems.codes,
-                    pa.array(["wrong_field_count"] * len(invalid), pa.string()),
+                    problems.reasons,
+                    pa.array(wrong_count + [t[2] for t in too_long], pa.string()),
                 ]
             ),
-            "reason": pa.concat_arrays(
-                [problems.reasons, pa.array(wrong_count, pa.string())]
+            "raw": pa.array(
+                raw + [i[1] for i in invalid] + [t[1] for t in too_long], pa.string()
             ),
-            "raw": pa.array(raw + [i[1] for i in invalid], pa.string()),
             REF_SRC: pa.nulls(count, pa.int32()),
             REF_LINE: pa.nulls(count, pa.int64()),
         },
@@ -125,67 +100,73 @@ def _error_rows(f, parsed, problems, range_id, line_base, data) -> pa.Table:
     )
 
 
-class _WholeFile:
-    """The parsed blocks of a whole file read as one stream (compressed, or a
-    kind that is not split); its MD5 once every block was read."""
+class _Gathered:
+    """Tables gathered into outputs of about `size` bytes."""
 
-    def __init__(self, f: CsvFile) -> None:
-        self._f = f
-        self.md5: str | None = None
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._tables: list[pa.Table] = []
+        self._bytes = 0
 
-    def __iter__(self):
-        stream, raw = open_hashed(self._f.path, self._f.compressed)
-        with stream:
-            try:
-                yield from csv_parse.iter_stream_blocks(
-                    PlainStream(stream), self._f.layout.columns
-                )
-            except pa.ArrowInvalid as e:
-                raise CsvStructureError(
-                    f"{self._f.path}: the CSV structure breaks down ({e}); a quote "
-                    "is probably unbalanced: fix the file, then run again"
-                ) from e
-            self.md5 = raw.finish()
+    def add(self, table: pa.Table) -> pa.Table | None:
+        """The tables gathered so far, once they reach the size; else None."""
+        if table.num_rows:
+            self._tables.append(table)
+            self._bytes += table.nbytes
+        return self.flush() if self._bytes >= self._size else None
+
+    def flush(self) -> pa.Table | None:
+        """The tables gathered so far (None if none)."""
+        if not self._tables:
+            return None
+        out = pa.concat_tables(self._tables)
+        self._tables, self._bytes = [], 0
+        return out
 
 
 class _ReadCsvRangeFn(beam.DoFn):
-    """Parses and validates one CsvRange.
+    """Parses and validates one CsvRange (a whole file: block by block, its
+    tables sent on ~32 MiB at a time).
 
     Outputs: 'images' / 'boxes' / main ('labels') = pa.Table in the internal
     schema of that kind; 'errors' = pa.Table (ERRORS_INTERNAL); 'lines' = RangeLines;
     'counts' = FileCount(file_id, "read" and "lines", rows).
     """
 
-    def __init__(self, plan: InputPlan) -> None:
+    def __init__(self, plan: InputPlan, max_line_bytes: int) -> None:
         self._files = {f.file_id: f for f in plan.files}
         self._extras = {"images": plan.image_extras, "labels": plan.label_extras}
+        self._max_line_bytes = max_line_bytes
         self._rows = beam.metrics.Metrics.counter(NAMESPACE, "csv_rows_read")
         self._bad = beam.metrics.Metrics.counter(NAMESPACE, "csv_rows_rejected")
 
     def process(self, item: CsvRange):
         f = self._files[item.file_id]
         if item.whole:
-            blocks = _WholeFile(f)
+            blocks = WholeFile(f, self._max_line_bytes)
             line_base, data = 0, None
         else:
-            data, md5 = read_range_bytes(f.path, item.start, item.end, f.header_bytes)
-            fast = validate_rows.LABEL_FAST_TYPES if f.kind == "labels" else {}
-            blocks = [csv_parse.parse_line_block(data, f.layout.columns, fast)]
+            data, parsed, md5 = range_block(f, item, self._max_line_bytes)
+            blocks = [parsed]
             line_base = 1 if item.start == 0 else 0  # the header is line 1
+        gathered = {
+            f.kind: _Gathered(_OUTPUT_BYTES),
+            "errors": _Gathered(_OUTPUT_BYTES),
+        }
         rows_read, line_count = 0, line_base
         for parsed in blocks:
-            rows_read += parsed.table.num_rows + len(parsed.invalid)
+            rows_read += (
+                parsed.table.num_rows + len(parsed.invalid) + len(parsed.too_long)
+            )
             line_count = parsed.line_count + line_base
             good, errors = checked_block(
                 f, parsed, item.range_id, line_base, data, self._extras.get(f.kind, ())
             )
-            if good.num_rows and f.kind in ("images", "boxes"):
-                yield beam.pvalue.TaggedOutput(f.kind, good)
-            elif good.num_rows:
-                yield good  # the main output: labels
-            if errors.num_rows:
-                self._bad.inc(errors.num_rows)
-                yield beam.pvalue.TaggedOutput("errors", errors)
+            self._bad.inc(errors.num_rows)
+            yield from _outputs(f.kind, gathered[f.kind].add(good))
+            yield from _outputs("errors", gathered["errors"].add(errors))
+        for name, tables in gathered.items():
+            yield from _outputs(name, tables.flush())
         self._rows.inc(rows_read)
         md5 = blocks.md5 if item.whole else md5
         yield beam.pvalue.TaggedOutput(
@@ -199,6 +180,13 @@ class _ReadCsvRangeFn(beam.DoFn):
         )
 
 
+def _outputs(tag: str, table: pa.Table | None):
+    """The output of `table` (none for None): labels are the main output."""
+    if table is None:
+        return
+    yield table if tag == "labels" else beam.pvalue.TaggedOutput(tag, table)
+
+
 class ReadOpenImagesCsv(beam.PTransform):
     """Reads the planned images, labels and boxes files.
 
@@ -209,9 +197,12 @@ class ReadOpenImagesCsv(beam.PTransform):
       counts: FileCount ("read" per file).
     """
 
-    def __init__(self, plan: InputPlan) -> None:
+    def __init__(
+        self, plan: InputPlan, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    ) -> None:
         super().__init__()
         self._plan = plan
+        self._max_line_bytes = max_line_bytes
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         parsed = (
@@ -220,7 +211,7 @@ class ReadOpenImagesCsv(beam.PTransform):
             >> beam.Create(list(self._plan.ranges_of("images", "labels", "boxes")))
             | "SpreadRanges" >> beam.Reshuffle()
             | "ParseRanges"
-            >> beam.ParDo(_ReadCsvRangeFn(self._plan))
+            >> beam.ParDo(_ReadCsvRangeFn(self._plan, self._max_line_bytes))
             .with_output_types(
                 pa.Table,
                 images=pa.Table,
