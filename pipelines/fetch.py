@@ -60,7 +60,9 @@ def build_fetch(
     manifest_inputs: dict[str, beam.PCollection] = {}
     written = []
     if isinstance(source, InputPlan):
-        inputs = stages.read_inputs(root, config.inputs, source, layout.exchange)
+        inputs = stages.read_inputs(
+            root, config.inputs, source, layout.exchange, progress_dir
+        )
         images, classes, box_counts = inputs.images, inputs.classes, inputs.box_counts
         extras, label_tables = source.image_extras, inputs.label_tables()
         written.append(stages.write_errors(inputs.errors, layout, compression))
@@ -137,7 +139,8 @@ def run_fetch(config: FetchRunConfig, beam_args: list[str]) -> str:
     info["resumed"] = resumed
     if plan is None:
         info["images_tables"] = list(source.files)
-    with launched(options, layout, progress=True) as progress_dir:
+    totals = stages.progress_totals(config.inputs, plan) if plan else None
+    with launched(options, layout, totals=totals) as progress_dir:
         with beam.Pipeline(options=options) as root:
             build_fetch(root, config, source, info, progress_dir)
     return layout.manifest

@@ -162,15 +162,14 @@ def launched(
     options: PipelineOptions,
     layout: RunLayout,
     *,
-    progress: bool,
     keep_exchange: bool = False,
     totals: dict[str, int] | None = None,
 ) -> Iterator[str | None]:
-    """Around a run: yields the progress directory that local fetches publish
-    their counts in (None elsewhere, or without `progress`) while a progress
-    line is printed; afterwards removes it and the run's exchange files
-    (unless `keep_exchange`: a dry run has none to remove)."""
-    local = progress and runner_name(options) == LOCAL_RUNNER
+    """Around a run: yields the progress directory that a local run's workers
+    publish their counts in (None on other runners) while a progress line is
+    printed (`totals`: those known before the run); afterwards removes it and
+    the run's exchange files (unless `keep_exchange`: a dry run has none)."""
+    local = runner_name(options) == LOCAL_RUNNER
     progress_dir = tempfile.mkdtemp(prefix="oibeam-progress-") if local else None
     try:
         printer = ProgressPrinter(progress_dir, totals) if local else None

@@ -115,7 +115,9 @@ def build_snapshot(
     config, plan = launch.config, launch.plan
     layout = RunLayout(config.directory)
     compression = config.output.parquet_compression
-    inputs = stages.read_inputs(root, config.inputs, plan, layout.exchange)
+    inputs = stages.read_inputs(
+        root, config.inputs, plan, layout.exchange, progress_dir
+    )
     stats = stages.label_statistics(
         inputs.label_tables(), config.rule, inputs.classes, inputs.box_counts
     )
@@ -263,8 +265,9 @@ def run_snapshot(config: SnapshotConfig, beam_args: list[str]) -> Outcome:
         info = snapshot_info(launch, options)
         dry_run = bool(options.view_as(TestOptions).dry_run)
         layout = RunLayout(launch.config.directory)
+        totals = stages.progress_totals(config.inputs, launch.plan)
         with launched(
-            options, layout, progress=True, keep_exchange=dry_run
+            options, layout, keep_exchange=dry_run, totals=totals
         ) as progress_dir:
             root = beam.Pipeline(options=options)
             build_snapshot(root, launch, info, progress_dir)

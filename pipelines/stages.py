@@ -23,6 +23,7 @@ from oibeam.pipelines.layout import RunLayout
 from oibeam.pipelines.options.inputs import Inputs
 from oibeam.schemas import tables as schemas
 from oibeam.schemas.elements import Count, FileCount, RangeLines, WrittenFile
+from oibeam.transforms.common.progress import JOIN, READ
 from oibeam.transforms.common.write_files import WriteParquetTable, write_csv_output
 from oibeam.transforms.fetch.fetch_images import FetchImages
 from oibeam.transforms.fetch.image_tasks import FetchConfig
@@ -70,12 +71,25 @@ def join_buckets(inputs: Inputs, plan: InputPlan) -> int:
     return inputs.join_buckets or choose_buckets(plan.total_bytes)
 
 
+def progress_totals(inputs: Inputs, plan: InputPlan) -> dict[str, int]:
+    """What the progress line counts up to before the pipeline says more:
+    bytes of the images, labels and boxes files, and join buckets."""
+    read = sum(f.size for f in plan.files if f.kind in ("images", "labels", "boxes"))
+    return {READ: read, JOIN: join_buckets(inputs, plan)}
+
+
 def read_inputs(
-    root: beam.Pipeline, inputs: Inputs, plan: InputPlan, exchange: str
+    root: beam.Pipeline,
+    inputs: Inputs,
+    plan: InputPlan,
+    exchange: str,
+    progress_dir: str | None = None,
 ) -> ReadInputs:
     """Reads, validates and joins the CSV inputs; resolves error lines."""
     buckets = join_buckets(inputs, plan)
-    read = root | "ReadOpenImagesCsv" >> ReadOpenImagesCsv(plan, inputs.max_line_bytes)
+    read = root | "ReadOpenImagesCsv" >> ReadOpenImagesCsv(
+        plan, inputs.max_line_bytes, progress_dir
+    )
     classes = root | "ReadClassDescriptions" >> ReadClassDescriptions(
         plan.of_kind("classes"), plan.ranges_of("classes")
     )
@@ -87,7 +101,7 @@ def read_inputs(
         "labels": read["labels"],
         "boxes": read["boxes"],
     } | "JoinLabelsToImages" >> JoinLabelsToImages(
-        plan, buckets, classes["classes"], exchange, closure
+        plan, buckets, classes["classes"], exchange, closure, progress_dir
     )
     errors = (
         (read["errors"], joined["errors"], classes["errors"])

@@ -31,11 +31,14 @@ def build_tables(
     config: TablesConfig,
     plan: InputPlan,
     info: dict[str, Any],
+    progress_dir: str | None = None,
 ) -> None:
     """Wires the tables pipeline onto `root` (nothing runs until root.run())."""
     layout = RunLayout(config.output.output)
     compression = config.output.parquet_compression
-    inputs = stages.read_inputs(root, config.inputs, plan, layout.exchange)
+    inputs = stages.read_inputs(
+        root, config.inputs, plan, layout.exchange, progress_dir
+    )
     stats = stages.label_statistics(
         inputs.label_tables(), config.rule, inputs.classes, inputs.box_counts
     )
@@ -80,7 +83,8 @@ def run_tables(config: TablesConfig, beam_args: list[str]) -> str:
     plan = plan_csv_inputs(config.inputs)
     layout.claim(config.output.overwrite)
     info = run_info("tables", options, config, plan)
-    with launched(options, layout, progress=False):
+    totals = stages.progress_totals(config.inputs, plan)
+    with launched(options, layout, totals=totals) as progress_dir:
         with beam.Pipeline(options=options) as root:
-            build_tables(root, config, plan, info)
+            build_tables(root, config, plan, info, progress_dir)
     return layout.manifest

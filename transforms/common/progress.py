@@ -137,8 +137,15 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def describe(stage: str, counts: StageCounts, total: int | None, seconds: float) -> str:
-    """One stage's progress: a bar and the time left when its total is known."""
+def describe(
+    stage: str,
+    counts: StageCounts,
+    total: int | None,
+    seconds: float,
+    rate: float | None = None,
+) -> str:
+    """One stage's progress: a bar and the time left when its total is known
+    (at `rate` units a second, else at the average rate over `seconds`)."""
     seconds = max(seconds, 1e-9)
     done = counts.done
     if stage == READ:
@@ -156,8 +163,9 @@ def describe(stage: str, counts: StageCounts, total: int | None, seconds: float)
             f"{counts.bytes / 1e6:,.1f} MB, {done / seconds:,.0f} images/s, "
             f"{counts.bytes / 1e6 / seconds:,.1f} MB/s"
         )
-    if total and 0 < done < total:
-        parts.append(f"{_clock((total - done) * seconds / done)} left")
+    rate = done / seconds if rate is None else rate
+    if total and 0 < done < total and rate > 0:
+        parts.append(f"{_clock((total - done) / rate)} left")
     return "  ".join(parts)
 
 
@@ -181,7 +189,7 @@ class ProgressPrinter:
         self._interval = interval or (0.5 if self._tty else 15.0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self._began: dict[str, float] = {}  # when each stage was first seen
+        self._began: dict[str, tuple[float, int]] = {}  # first seen: (time, done)
         self._width = 0
 
     def __enter__(self) -> ProgressPrinter:
@@ -202,13 +210,17 @@ class ProgressPrinter:
         now = time.monotonic()
         for stage in STAGES:
             if counts[stage].done and stage not in self._began:
-                self._began[stage] = now
+                self._began[stage] = (now, counts[stage].done)
         begun = [stage for stage in STAGES if stage in self._began]
         if not begun:
             return None
         stage = begun[-1]
-        seconds = now - self._began[stage]
-        return describe(stage, counts[stage], totals.get(stage), seconds)
+        since, first = self._began[stage]
+        seconds = now - since
+        # The rate since the stage was first seen: what came before may have
+        # arrived at once (a worker publishes twice a second at most).
+        rate = (counts[stage].done - first) / seconds if seconds > 0.5 else 0.0
+        return describe(stage, counts[stage], totals.get(stage), seconds, rate)
 
     def _show(self, line: str) -> None:
         padding = " " * max(0, self._width - len(line))  # wipe a longer line

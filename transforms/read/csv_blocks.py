@@ -120,11 +120,18 @@ class WholeFile:
     def __init__(self, f: CsvFile, max_line_bytes: int) -> None:
         self._f = f
         self._limit = max_line_bytes
+        self._raw = None
         self.md5: str | None = None
+
+    @property
+    def position(self) -> int:
+        """Bytes of the file as stored read so far (for progress)."""
+        return self._raw.position if self._raw is not None else 0
 
     def __iter__(self) -> Iterator[csv_parse.ParsedRows]:
         path, columns = self._f.path, self._f.layout.columns
         stream, raw = open_hashed(path, self._f.compressed)
+        self._raw = raw
         cutter = LineCutter(self._limit, first_line=2)  # the header is line 1
         marker = csv_lines.end_marker()
         text = csv_lines.CutStream(stream, cutter, self._f.header_bytes, marker)

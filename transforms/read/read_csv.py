@@ -16,6 +16,7 @@ from oibeam.schemas.elements import CsvFile, CsvRange, FileCount, RangeLines
 from oibeam.schemas.tables import ERRORS_INTERNAL, LINE, REF_LINE, REF_SRC, SRC
 from oibeam.transforms.common.csv_text import line_texts, record_texts
 from oibeam.transforms.common.metrics import NAMESPACE
+from oibeam.transforms.common.progress import PROGRESS, READ
 from oibeam.transforms.read import csv_parse, validate_boxes, validate_rows
 from oibeam.transforms.read.csv_blocks import WholeFile, range_block
 from oibeam.transforms.read.csv_inputs import InputPlan
@@ -133,7 +134,10 @@ class _ReadCsvRangeFn(beam.DoFn):
     'counts' = FileCount(file_id, "read" and "lines", rows).
     """
 
-    def __init__(self, plan: InputPlan, max_line_bytes: int) -> None:
+    def __init__(
+        self, plan: InputPlan, max_line_bytes: int, progress_dir: str | None
+    ) -> None:
+        self._progress_dir = progress_dir
         self._files = {f.file_id: f for f in plan.files}
         self._extras = {"images": plan.image_extras, "labels": plan.label_extras}
         self._max_line_bytes = max_line_bytes
@@ -153,8 +157,12 @@ class _ReadCsvRangeFn(beam.DoFn):
             f.kind: _Gathered(_OUTPUT_BYTES),
             "errors": _Gathered(_OUTPUT_BYTES),
         }
-        rows_read, line_count = 0, line_base
+        rows_read, line_count, reported = 0, line_base, 0
         for parsed in blocks:
+            if item.whole and self._progress_dir:  # a big file: say it as it goes
+                PROGRESS.add(READ, blocks.position - reported)
+                reported = blocks.position
+                PROGRESS.publish(self._progress_dir)
             rows_read += (
                 parsed.table.num_rows + len(parsed.invalid) + len(parsed.too_long)
             )
@@ -168,6 +176,12 @@ class _ReadCsvRangeFn(beam.DoFn):
         for name, tables in gathered.items():
             yield from _outputs(name, tables.flush())
         self._rows.inc(rows_read)
+        if self._progress_dir:
+            size = (
+                self._files[item.file_id].size if item.whole else item.end - item.start
+            )
+            PROGRESS.add(READ, size - reported)
+            PROGRESS.publish(self._progress_dir)
         md5 = blocks.md5 if item.whole else md5
         yield beam.pvalue.TaggedOutput(
             "lines", RangeLines(item.range_id, line_count, md5)
@@ -198,11 +212,15 @@ class ReadOpenImagesCsv(beam.PTransform):
     """
 
     def __init__(
-        self, plan: InputPlan, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+        self,
+        plan: InputPlan,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        progress_dir: str | None = None,
     ) -> None:
         super().__init__()
         self._plan = plan
         self._max_line_bytes = max_line_bytes
+        self._progress_dir = progress_dir
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
         parsed = (
@@ -211,7 +229,9 @@ class ReadOpenImagesCsv(beam.PTransform):
             >> beam.Create(list(self._plan.ranges_of("images", "labels", "boxes")))
             | "SpreadRanges" >> beam.Reshuffle()
             | "ParseRanges"
-            >> beam.ParDo(_ReadCsvRangeFn(self._plan, self._max_line_bytes))
+            >> beam.ParDo(
+                _ReadCsvRangeFn(self._plan, self._max_line_bytes, self._progress_dir)
+            )
             .with_output_types(
                 pa.Table,
                 images=pa.Table,
