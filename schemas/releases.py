@@ -95,6 +95,37 @@ def normalise_header(names: list[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+_FLAGS = {"images": "--images", "labels": "--labels", "boxes": "--boxes"}
+
+
+def looks_like(columns: tuple[str, ...]) -> str | None:
+    """The kind of Open Images CSV a header is, by its columns: a box file has
+    box coordinates, an images file URLs and MD5s, a labels file the four
+    label columns only; None when it is none of them."""
+    from oibeam.schemas.boxes import BOX_COORDINATES
+
+    have = set(columns)
+    if set(BOX_COORDINATES) <= have:
+        return "boxes"
+    if {"ImageID", "OriginalURL", "OriginalMD5"} <= have:
+        return "images"
+    if set(LABEL_COLUMNS) <= have:
+        return "labels"
+    return None
+
+
+def _wrong_kind(path: str, columns: tuple[str, ...], expected: str) -> str:
+    """What to say of a header that is not of the `expected` kind."""
+    kind = looks_like(columns)
+    if kind is not None and kind != expected:
+        return (
+            f"{path}: given as {_FLAGS[expected]}, but it looks like an Open "
+            f"Images {kind} file (it has {', '.join(columns)}): give it as "
+            f"{_FLAGS[kind]}"
+        )
+    return ""
+
+
 def images_layout(path: str, names: list[str]) -> CsvLayout:
     """The layout of an images file, or HeaderError naming what is missing."""
     columns = normalise_header(names)
@@ -102,7 +133,8 @@ def images_layout(path: str, names: list[str]) -> CsvLayout:
     missing = [c for c in IMAGE_REQUIRED if c not in columns]
     if missing:
         raise HeaderError(
-            f"{path}: not an Open Images images file: missing column(s) "
+            _wrong_kind(path, columns, "images")
+            or f"{path}: not an Open Images images file: missing column(s) "
             f"{', '.join(missing)}; it has {', '.join(columns) or 'no columns'}"
         )
     known = set(IMAGE_COLUMNS)
@@ -123,6 +155,9 @@ def labels_layout(path: str, names: list[str]) -> CsvLayout:
     """The layout of an image-level labels file, or HeaderError."""
     columns = normalise_header(names)
     _check_unique(path, columns)
+    wrong = _wrong_kind(path, columns, "labels")
+    if wrong:  # a box or images file has the label columns too
+        raise HeaderError(wrong)
     missing = [c for c in LABEL_COLUMNS if c not in columns]
     if missing:
         raise HeaderError(
@@ -145,7 +180,8 @@ def boxes_layout(path: str, names: list[str]) -> CsvLayout:
     missing = [c for c in BOX_REQUIRED if c not in columns]
     if missing:
         raise HeaderError(
-            f"{path}: not an Open Images box file: missing column(s) "
+            _wrong_kind(path, columns, "boxes")
+            or f"{path}: not an Open Images box file: missing column(s) "
             f"{', '.join(missing)}; it has {', '.join(columns) or 'no columns'}"
         )
     flags = [c for c in BOX_FLAGS if c in columns]

@@ -128,6 +128,36 @@ def _rows_estimate(head: bytes, header_bytes: int, size: int) -> int:
     return round((size - header_bytes) * lines / len(body)) if lines else 1
 
 
+def _check_classes_head(path: str, head: bytes) -> None:
+    """InputError unless the file starts like class descriptions: a mid
+    (`/m/0abc,Name` or `"/m/0abc","Name"`) or a LabelName,DisplayName header;
+    saying what it looks like instead."""
+    text = head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
+    first = text.splitlines()[0] if text else ""
+    if first.lstrip('"').startswith("/") or first.startswith("LabelName"):
+        return
+    if first.startswith(("{", "[")):
+        raise InputError(
+            f"{path}: given as --classes, but it is JSON (a label hierarchy? "
+            "give it as --hierarchy); --classes takes dict.csv or "
+            "class-descriptions*.csv"
+        )
+    try:
+        columns = releases.normalise_header(next(csv.reader([first])))
+    except csv.Error:
+        columns = ()
+    kind = releases.looks_like(columns)
+    if kind is not None:
+        raise InputError(
+            f"{path}: given as --classes, but it looks like an Open Images {kind} "
+            f"file (it has {', '.join(columns)}): give it as --{kind}"
+        )
+    raise InputError(
+        f"{path}: given as --classes, but its first line {first[:80]!r} is neither "
+        "a mid with a name (/m/0abc,Name) nor a LabelName,DisplayName header"
+    )
+
+
 def _describe(
     file_id: int, kind: str, path: str, size: int
 ) -> tuple[CsvFile, int, int]:
@@ -141,6 +171,7 @@ def _describe(
     if b"\x00" in head:
         raise InputError(f"{path}: binary content (NUL bytes): not a CSV file")
     if kind == "classes":
+        _check_classes_head(path, head)
         described = CsvFile(file_id, path, kind, size, compressed, None, 0, None)
         return described, 0, text_bytes
     newline = head.find(b"\n")
