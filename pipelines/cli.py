@@ -85,7 +85,7 @@ def _stopped_by(error: BaseException, output: str) -> tuple[str, int] | None:
                 1,
             )
         if isinstance(cause, TooManyRejected):
-            return text, 2
+            return text.split(" [while running")[0].strip(), 2
         found = re.search(r"TooManyRejected: (.*?)(?: \[while running|$)", text, re.S)
         if found:
             return found.group(1).strip(), 2

@@ -103,7 +103,13 @@ def build_fetch(
         "tallies": (fetched["counts"], per_label) | "AllTallies" >> beam.Flatten(),
         **manifest_inputs,
     } | "WriteManifest" >> WriteManifest(
-        plan, layout.root, empty_tables, info, [layout.exchange], sweep
+        plan,
+        layout.root,
+        empty_tables,
+        info,
+        [layout.exchange],
+        sweep,
+        max_rejected=config.inputs.max_rejected,
     )
 
 

@@ -186,7 +186,13 @@ def build_snapshot(
         | "AllTallies" >> beam.Flatten(),
         "ranges": inputs.ranges,
     } | "WriteManifest" >> WriteManifest(
-        plan, config.directory, empty_tables, info, [layout.exchange], sweep
+        plan,
+        config.directory,
+        empty_tables,
+        info,
+        [layout.exchange],
+        sweep,
+        max_rejected=config.inputs.max_rejected,
     )
     _ = manifest | "PublishSnapshot" >> PublishSnapshot(
         config.root, config.snapshot.snapshot_id, launch.latest
@@ -208,8 +214,8 @@ def prepare(config: SnapshotConfig) -> Launch:
     same_bytes = previous is None or config.fetch.same_bytes_as(previous.fetch_options)
     if not same_bytes:
         _LOG.warning(
-            "the previous snapshot was fetched with other --source/--url-template/"
-            "--verify options: every image is fetched again"
+            "the previous snapshot was fetched with other --image-source/"
+            "--url-template/--verify options: every image is fetched again"
         )
     resumed = claim_snapshot(config.directory)
     return Launch(

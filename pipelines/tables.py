@@ -72,7 +72,12 @@ def build_tables(
         "counts": inputs.counts,
         "ranges": inputs.ranges,
     } | "WriteManifest" >> WriteManifest(
-        plan, layout.root, empty_tables, info, cleanup=[layout.exchange]
+        plan,
+        layout.root,
+        empty_tables,
+        info,
+        cleanup=[layout.exchange],
+        max_rejected=config.inputs.max_rejected,
     )
 
 

@@ -25,6 +25,7 @@ class Inputs:
     split_bytes: int = DEFAULT_SPLIT_BYTES
     join_buckets: int = 0  # 0: chosen from the input size
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES  # longer lines: line_too_long
+    max_rejected: float = 0.5  # an input that rejects more of its rows stops
 
     def __post_init__(self) -> None:
         if not self.images:
@@ -33,6 +34,8 @@ class Inputs:
             raise ValueError("--expand-ancestors needs --hierarchy FILE")
         if self.join_buckets < 0:
             raise ValueError("--join-buckets must be >= 0")
+        if not 0.0 <= self.max_rejected <= 1.0:
+            raise ValueError("--max-rejected is a share of rows, within [0, 1]")
         if self.max_line_bytes < MIN_MAX_LINE_BYTES:
             raise ValueError(f"--max-line-bytes must be at least {MIN_MAX_LINE_BYTES}")
 
@@ -119,6 +122,15 @@ def inputs_group(labels_required: bool) -> FlagGroup[Inputs]:
                 "--join-buckets",
                 type=int,
                 help="ImageID buckets of the join (0: ~1 per 256 MiB of input)",
+            ),
+            flag(
+                "--max-rejected",
+                type=float,
+                metavar="SHARE",
+                help="stop, publishing nothing, when an input file rejects more "
+                "than this share of its rows (most likely a file of the wrong "
+                "kind or release); unknown_image rows do not count, but a file "
+                "none of whose rows joins an image stops the run below 1",
             ),
             flag(
                 "--max-line-bytes",

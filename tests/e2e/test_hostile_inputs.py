@@ -269,6 +269,8 @@ def baseline_peak(tmp_path_factory) -> int:
         root / "labels.csv",
         "--output",
         root / "out",
+        "--max-rejected",
+        "1",  # its labels name no image of V3_IMAGES: still a whole run
     )
     assert run["exit_code"] == 0, run["stderr"][-2000:]
     return run["peak_rss"]

@@ -195,7 +195,12 @@ def _write_bad_release(root):
 def test_bad_rows_go_to_errors_with_file_line_and_reason(run_tables, tmp_path):
     _write_bad_release(tmp_path)
     run = run_tables(
-        "--images", tmp_path / "images.csv", "--labels", tmp_path / "labels.csv"
+        "--images",
+        tmp_path / "images.csv",
+        "--labels",
+        tmp_path / "labels.csv",
+        "--max-rejected",
+        "1",  # most of this file is bad on purpose
     )
     assert run.exit_code == 0
     errors = {(e["file"].rsplit("/", 1)[1], e["line"]): e for e in run.rows("errors")}
@@ -469,6 +474,8 @@ def test_review_cases_end_in_clear_rows_not_crashes(run_tables, tmp_path, capsys
         tmp_path / "b.csv",
         "--split-bytes",
         "4096",
+        "--max-rejected",
+        "1",  # most of these files are bad on purpose
     )
     assert run.exit_code == 0, capsys.readouterr().err
     errors = {

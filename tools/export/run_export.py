@@ -54,7 +54,7 @@ class ExportConfig:
         if unknown or not self.formats:
             raise ValueError(f"--format must be among {', '.join((*FORMATS, 'all'))}")
         if self.source not in SOURCE_KINDS:
-            raise ValueError(f"--source must be one of {', '.join(SOURCE_KINDS)}")
+            raise ValueError(f"--label-source must be one of {', '.join(SOURCE_KINDS)}")
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError("--min-confidence must be within [0, 1]")
         if self.bucket_rows < 1:

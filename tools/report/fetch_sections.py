@@ -104,7 +104,7 @@ def hosts_section(facts: FetchFacts) -> Section:
                 else f"Images by host ({len(facts.hosts):,})."
             )
             + " The host is that of the URL requested (`url`: OriginalURL unless "
-            "--source thumbnail or --url-template chose another), or of "
+            "--image-source thumbnail or --url-template chose another), or of "
             "OriginalURL where nothing was requested.",
             "lead",
         ),

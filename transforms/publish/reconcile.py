@@ -26,19 +26,33 @@ def check_rejected(
     plan: InputPlan, totals: dict[int, dict[str, Any]], max_share: float
 ) -> None:
     """TooManyRejected naming each input file that rejected more than
-    `max_share` of the rows it read, with its most frequent error codes."""
+    `max_share` of the rows it read, with its most frequent error codes.
+
+    Rows whose image is not in the images files (`unknown_image`) do not
+    count toward the share: labels for a sample of the images are normal.
+    A file none of whose rows joins an image is refused all the same (below
+    a share of 1): it is from another release or subset."""
     wrong = []
     for f in plan.files:
         entry = totals[f.file_id]
-        if not entry["read"] or entry["errors"] / entry["read"] <= max_share:
+        read, by_code = entry["read"], entry["errors_by_code"]
+        unknown = by_code.get("unknown_image", 0)
+        if not read:
             continue
-        codes = sorted(entry["errors_by_code"].items(), key=lambda kv: -kv[1])[:3]
-        wrong.append(
-            f"{f.path} ({f.kind}): {entry['errors']:,} of {entry['read']:,} rows "
-            f"rejected ({entry['errors'] / entry['read']:.0%}; "
-            + ", ".join(f"{code} {n:,}" for code, n in codes)
-            + ")"
-        )
+        if (entry["errors"] - unknown) / read > max_share:
+            codes = sorted(by_code.items(), key=lambda kv: -kv[1])[:3]
+            wrong.append(
+                f"{f.path} ({f.kind}): {entry['errors']:,} of {read:,} rows "
+                f"rejected ({entry['errors'] / read:.0%}; "
+                + ", ".join(f"{code} {n:,}" for code, n in codes)
+                + ")"
+            )
+        elif unknown == read and max_share < 1:
+            wrong.append(
+                f"{f.path} ({f.kind}): none of its {read:,} rows names an image "
+                "in the images files (unknown_image): is it from the same "
+                "release and subset?"
+            )
     if wrong:
         raise TooManyRejected(
             "too many rejected rows, nothing was published: "

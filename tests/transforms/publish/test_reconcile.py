@@ -152,10 +152,25 @@ def test_a_file_that_rejects_more_than_the_share_stops_the_run(plan):
     check_rejected(plan, totals, 0.5)
     check_rejected(plan, totals, 1 / 3)  # images.csv: exactly the share, allowed
     with pytest.raises(TooManyRejected) as refused:
-        check_rejected(plan, totals, 0.01)
+        check_rejected(plan, totals, 0.004)
+    assert "labels.csv" not in str(refused.value)  # unknown_image does not count
+    with pytest.raises(TooManyRejected) as refused:
+        check_rejected(plan, totals, 0.002)  # ... but bad_confidence 1 of 300 does
     text = str(refused.value)
     assert "images.csv (images): 1 of 3 rows rejected (33%; duplicate_image 1)" in text
     assert f"labels.csv (labels): 5 of {LABEL_ROWS} rows rejected (2%;" in text
     assert "unknown_image 4, bad_confidence 1" in text
     assert "dict.csv" not in text  # it rejected nothing
-    assert "--max-rejected (now 0.01)" in text
+    assert "--max-rejected (now 0.002)" in text
+
+
+def test_a_file_none_of_whose_rows_joins_an_image_stops_the_run(plan):
+    totals = reconcile(plan, _counts())
+    labels = totals[1]
+    labels["errors"] = labels["read"]
+    labels["rows"] = 0
+    labels["errors_by_code"] = {"unknown_image": labels["read"]}
+    with pytest.raises(TooManyRejected) as refused:
+        check_rejected(plan, totals, 0.5)
+    assert f"none of its {LABEL_ROWS} rows names an image" in str(refused.value)
+    check_rejected(plan, totals, 1)  # --max-rejected 1 lets it through
