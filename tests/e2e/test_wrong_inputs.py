@@ -3,6 +3,7 @@ run with a message that says what the file looks like; nothing is published."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -79,3 +80,26 @@ def test_a_file_that_rejects_most_of_its_rows_stops_before_publishing(tmp_path, 
     assert not (out / "manifest.json").exists()
     assert run_cli("tables", *args, "--max-rejected", "0.8", "--overwrite") == 0
     assert (out / "manifest.json").exists()
+
+
+def test_labels_for_more_images_than_given_are_fine_but_none_is_refused(
+    tmp_path, capsys
+):
+    """A sample of the images with the whole labels file is a normal run;
+    a labels file none of whose rows names one of the images is not."""
+    sample = tmp_path / "images.csv"
+    with open(V3_IMAGES) as f:
+        lines = list(f)
+    sample.write_text(lines[0] + lines[4])  # an image with 116 of the 1,000 labels
+    args = ("--images", sample, "--labels", V3_HUMAN)
+    assert run_cli("tables", *args, "--output", tmp_path / "sample") == 0
+    manifest = json.loads((tmp_path / "sample" / "manifest.json").read_text())
+    assert manifest["rejected_by_code"] == {"unknown_image": 884}
+    stranger = tmp_path / "labels.csv"
+    stranger.write_text(LABELS_HEADER + "\n0123456789abcdef,machine,/m/0jbk,0.9\n")
+    out = tmp_path / "none"
+    code = run_cli("tables", "--images", sample, "--labels", stranger, "--output", out)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "none of its 1 rows names an image in the images files" in err
+    assert not (out / "manifest.json").exists()
