@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from oibeam.schemas import releases
+from oibeam.schemas.tables import KEY
 from oibeam.transforms.common.arrow_util import combine as _combine
 from oibeam.transforms.common.image_keys import parse_image_ids
 
@@ -152,3 +153,20 @@ def check_label(check: Checker, table: pa.Table) -> pa.Array:
         label,
     )
     return label
+
+
+def kept_label_columns(
+    keys: np.ndarray,
+    good: np.ndarray,
+    source: pa.Array,
+    label: pa.Array,
+    confidence: np.ndarray,
+) -> dict[str, pa.Array]:
+    """The key and label columns of the rows at `good` (a label or box row)."""
+    take = pa.array(good)
+    return {
+        KEY: pa.array(keys[good], pa.uint64()),
+        "Source": as_text(source.take(take)),
+        "LabelName": as_text(label.take(take)),
+        "Confidence": pa.array(confidence[good], pa.float64()),
+    }

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from oibeam.schemas.boxes import BOX_FLAGS
-from oibeam.schemas.tables import KEY, LINE, SRC, boxes_internal_schema
+from oibeam.schemas.tables import LINE, SRC, boxes_internal_schema
 from oibeam.transforms.common.arrow_util import combine as _combine
 from oibeam.transforms.read.row_checks import (
     Problems,
@@ -15,6 +15,7 @@ from oibeam.transforms.read.row_checks import (
     check_label,
     first_checks,
     is_in,
+    kept_label_columns,
     matches,
     to_float,
 )
@@ -77,12 +78,7 @@ def check_boxes(
         )
     good = np.flatnonzero(~check.bad)
     take = pa.array(good)
-    columns: dict[str, pa.Array] = {
-        KEY: pa.array(keys[good], pa.uint64()),
-        "Source": as_text(source.take(take)),
-        "LabelName": as_text(label.take(take)),
-        "Confidence": pa.array(confidence[good], pa.float64()),
-    }
+    columns = kept_label_columns(keys, good, source, label, confidence)
     for name, values in coords.items():
         columns[name] = pa.array(values[good], pa.float64())
     for name in BOX_FLAGS:

@@ -29,6 +29,7 @@ from oibeam.transforms.read.row_checks import (
     first_checks,
     is_empty,
     is_in,
+    kept_label_columns,
     matches,
     to_float,
 )
@@ -173,12 +174,7 @@ def check_labels(
     )
     good = np.flatnonzero(~check.bad)
     take = pa.array(good)
-    columns: dict[str, pa.Array] = {
-        KEY: pa.array(keys[good], pa.uint64()),
-        "Source": as_text(source.take(take)),
-        "LabelName": as_text(label.take(take)),
-        "Confidence": pa.array(confidence[good], pa.float64()),
-    }
+    columns = kept_label_columns(keys, good, source, label, confidence)
     for name in extras:  # another labels file's extra columns are null here
         columns[name] = (
             as_text(table[name]).take(take)
