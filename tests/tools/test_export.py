@@ -25,16 +25,10 @@ from oibeam.tools.export.attribution import Attribution, license_name
 from oibeam.tools.export.training_list import LabelRule, positive_labels
 
 from support.runs import run_cli
-from support.snapshot_release import Photo, Release
+from support.snapshot_release import FLAGS, Photo, Release
 
 SNAPSHOT_FLAGS = [
-    "--allow-private-hosts",
-    "--retries",
-    "1",
-    "--timeout",
-    "5",
-    "--direct_running_mode",
-    "in_memory",
+    *FLAGS,
     "--shard-bytes",
     "2500",
     # Trainable: a train machine positive. /m/car has none (it is on
