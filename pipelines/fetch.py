@@ -66,7 +66,9 @@ def build_fetch(
         images, classes, box_counts = inputs.images, inputs.classes, inputs.box_counts
         extras, label_tables = source.image_extras, inputs.label_tables()
         written.append(stages.write_errors(inputs.errors, layout, compression))
-        manifest_inputs.update(counts=inputs.counts, ranges=inputs.ranges)
+        manifest_inputs.update(
+            counts=inputs.counts, ranges=inputs.ranges, checked=inputs.checked
+        )
         plan = source
     else:
         images = root | "ReadImagesTables" >> ReadImagesTables(source)
@@ -87,7 +89,13 @@ def build_fetch(
     selected = images | "SelectImages" >> SelectImages(config.selection, trainable)
     per_label = stages.images_per_label(selected, config.selection, trainable)
     fetched = stages.fetch_into_shards(
-        selected, config.fetch, layout, extras, compression, progress_dir
+        selected,
+        config.fetch,
+        layout,
+        extras,
+        compression,
+        progress_dir,
+        after=manifest_inputs.get("checked"),
     )
     written.append(fetched["written"])
     empty_tables = {"errors": layout.empty_table("errors", schemas.ERRORS)}
@@ -109,7 +117,6 @@ def build_fetch(
         info,
         [layout.exchange],
         sweep,
-        max_rejected=config.inputs.max_rejected,
     )
 
 

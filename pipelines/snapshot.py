@@ -143,6 +143,7 @@ def build_snapshot(
         plan.image_extras,
         compression,
         progress_dir,
+        after=inputs.checked,
     )
     labels = {
         "labels": inputs.labels,
@@ -185,6 +186,7 @@ def build_snapshot(
         "tallies": (fetched["counts"], planned["counts"], per_label)
         | "AllTallies" >> beam.Flatten(),
         "ranges": inputs.ranges,
+        "checked": inputs.checked,
     } | "WriteManifest" >> WriteManifest(
         plan,
         config.directory,
@@ -192,7 +194,6 @@ def build_snapshot(
         info,
         [layout.exchange],
         sweep,
-        max_rejected=config.inputs.max_rejected,
     )
     _ = manifest | "PublishSnapshot" >> PublishSnapshot(
         config.root, config.snapshot.snapshot_id, launch.latest

@@ -28,6 +28,7 @@ from oibeam.transforms.common.write_files import WriteParquetTable, write_csv_ou
 from oibeam.transforms.fetch.fetch_images import FetchImages
 from oibeam.transforms.fetch.image_tasks import FetchConfig
 from oibeam.transforms.join.labels_to_images import JoinLabelsToImages, choose_buckets
+from oibeam.transforms.publish.rejected import CheckRejected
 from oibeam.transforms.read.classes import ReadClassDescriptions
 from oibeam.transforms.read.csv_inputs import InputPlan
 from oibeam.transforms.read.errors import ResolveErrorLines
@@ -55,6 +56,7 @@ class ReadInputs:
     ranges: beam.PCollection[RangeLines]  # lines and MD5 of every read range
     box_counts: beam.PCollection[pa.Table] | None  # BOX_COUNTS; None: no boxes
     buckets: int
+    checked: beam.PCollection[int]  # CheckRejected: complete once inputs pass
 
     def label_tables(self) -> beam.PCollection[pa.Table]:
         return self.labels | "LabelTables" >> beam.Map(_value).with_output_types(
@@ -123,6 +125,7 @@ def read_inputs(
         ranges=(read["lines"], classes["lines"]) | "AllRanges" >> beam.Flatten(),
         box_counts=joined["box_counts"] if plan.of_kind("boxes") else None,
         buckets=buckets,
+        checked=counts | "CheckRejected" >> CheckRejected(plan, inputs.max_rejected),
     )
 
 
@@ -166,9 +169,11 @@ def fetch_into_shards(
     image_extras: tuple[str, ...],
     compression: str,
     progress_dir: str | None,
+    after: beam.PCollection | None = None,
 ) -> dict[str, beam.PCollection]:
     """FetchImages into RUN/shards/ and RUN/tables/images/ (images columns plus
-    status columns): written (WrittenFile), counts (Count), shards (one int)."""
+    status columns): written (WrittenFile), counts (Count), shards (one int).
+    No image is fetched before `after` is complete (the input check)."""
     outputs = ShardOutputs(
         layout.shards,
         layout.table_dir("images"),
@@ -176,7 +181,7 @@ def fetch_into_shards(
         compression,
     )
     return tasks | "FetchImages" >> FetchImages(
-        fetch, outputs, layout.exchange, progress_dir
+        fetch, outputs, layout.exchange, progress_dir, after
     )
 
 

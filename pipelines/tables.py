@@ -71,13 +71,9 @@ def build_tables(
         "written": written | "AllWrittenFiles" >> beam.Flatten(),
         "counts": inputs.counts,
         "ranges": inputs.ranges,
+        "checked": inputs.checked,
     } | "WriteManifest" >> WriteManifest(
-        plan,
-        layout.root,
-        empty_tables,
-        info,
-        cleanup=[layout.exchange],
-        max_rejected=config.inputs.max_rejected,
+        plan, layout.root, empty_tables, info, cleanup=[layout.exchange]
     )
 
 

@@ -129,8 +129,9 @@ def inputs_group(labels_required: bool) -> FlagGroup[Inputs]:
                 metavar="SHARE",
                 help="stop, publishing nothing, when an input file rejects more "
                 "than this share of its rows (most likely a file of the wrong "
-                "kind or release); unknown_image rows do not count, but a file "
-                "none of whose rows joins an image stops the run below 1",
+                "kind or release); unknown_image and duplicate_* rows do not "
+                "count, but a file none of whose rows joins an image stops the "
+                "run below 1",
             ),
             flag(
                 "--max-line-bytes",

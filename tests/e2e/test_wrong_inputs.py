@@ -11,6 +11,7 @@ import pytest
 from support.headers import LABELS_HEADER
 from support.paths import REAL, V3_CLASSES, V3_HUMAN, V3_IMAGES
 from support.runs import run_cli
+from support.snapshot_release import FLAGS, Photo, Release
 
 BOXES = REAL / "v3_2017_11" / "train" / "annotations-human-bbox.csv"
 HIERARCHY = REAL / "bbox_labels_600_hierarchy.json"
@@ -103,3 +104,23 @@ def test_labels_for_more_images_than_given_are_fine_but_none_is_refused(
     assert code == 2
     assert "none of its 1 rows names an image in the images files" in err
     assert not (out / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("command", ["fetch", "snapshot"])
+def test_a_refused_input_fetches_no_image(tmp_path, capsys, fault_server, command):
+    """The share of rejected rows is checked as soon as the inputs are read:
+    a run about to be refused sends no request."""
+    release = Release(fault_server, tmp_path / "release", f"refused-{command}")
+    for i in range(8):
+        release.add(Photo(f"{i + 1:016x}", seed=i))
+    flags = release.write()
+    labels = release.directory / "labels.csv"
+    with labels.open("a") as f:  # 8 good rows, 24 bad ones: 75% rejected
+        f.writelines(f"{i + 1:016x},machine,/m/cat,high\n" for i in range(24))
+    out = tmp_path / "out"
+    code = run_cli(command, *flags, "--output", out, *FLAGS)
+    err = capsys.readouterr().err
+    assert code == 2, err[-2000:]
+    assert "labels.csv (labels): 24 of 32 rows rejected (75%; bad_confidence 24)" in err
+    assert sum(release.requests_for(p) for p in release.photos) == 0
+    assert not list(out.rglob("manifest.json")) and not list(out.rglob("_SUCCESS"))

@@ -173,6 +173,10 @@ class _ParkByShardFn(beam.DoFn):
             )
 
 
+def _shard_count(totals: tuple[int, int], shard_bytes: int, _after=()) -> int:
+    return shard_count(totals, shard_bytes)
+
+
 class FetchImages(beam.PTransform):
     """PCollection[(bucket, pa.Table)] of selected images (optionally planned
     by a refresh, see image_tasks) -> dict: written = WrittenFile of every tar
@@ -180,7 +184,9 @@ class FetchImages(beam.PTransform):
     go, the images columns plus status columns), counts = Count per status and
     "selected",
     shards = the shard count (one int). Local runs give a `progress_dir` on
-    this machine, where workers publish their counts for the progress line."""
+    this machine, where workers publish their counts for the progress line.
+    Nothing is fetched before `after` (if given) is complete: the step that
+    checks the inputs, so that a run about to be refused fetches nothing."""
 
     def __init__(
         self,
@@ -188,8 +194,10 @@ class FetchImages(beam.PTransform):
         outputs: ShardOutputs,
         exchange: str,
         progress_dir: str | None = None,
+        after: beam.PCollection | None = None,
     ) -> None:
         super().__init__()
+        self._after = after
         self._config = config
         self._exchange = exchange
         self._outputs = outputs
@@ -207,8 +215,9 @@ class FetchImages(beam.PTransform):
         )
         if self._progress_dir:
             _ = totals | "PublishTotal" >> beam.Map(_publish_total, self._progress_dir)
+        after = [beam.pvalue.AsList(self._after)] if self._after is not None else []
         shards = totals | "ShardCount" >> beam.Map(
-            shard_count, self._config.shard_bytes
+            _shard_count, self._config.shard_bytes, *after
         ).with_output_types(int)
         fetched = (
             selected

@@ -35,7 +35,6 @@ from oibeam.schemas.elements import (
 from oibeam.transforms.common.exchange import remove_exchange
 from oibeam.transforms.common.write_files import write_parquet, write_text
 from oibeam.transforms.publish.reconcile import (
-    check_rejected,
     check_tallies,
     reconcile,
     tally,
@@ -186,7 +185,6 @@ class _Finish:
     info: dict[str, Any]
     cleanup: tuple[str, ...]
     sweep: tuple[str, ...]
-    max_rejected: float | None
 
     def __call__(
         self,
@@ -195,11 +193,8 @@ class _Finish:
         counts: list[FileCount],
         tallies: list[Count],
         ranges: list[RangeLines],
+        _checked: list[int],
     ) -> str:
-        if self.max_rejected is not None:  # before anything is touched
-            check_rejected(
-                self.plan, reconcile(self.plan, list(counts)), self.max_rejected
-            )
         for path in self.cleanup:
             remove_exchange(path)
         written = list(written)
@@ -222,17 +217,16 @@ class _Finish:
 
 class WriteManifest(beam.PTransform):
     """{"written": PCollection[WrittenFile], "counts": PCollection[FileCount],
-    "tallies": PCollection[Count], "ranges": PCollection[RangeLines] (both
-    optional)} -> the manifest path.
+    "tallies": PCollection[Count], "ranges": PCollection[RangeLines], "checked":
+    the output of CheckRejected (the last three optional)} -> the manifest path.
 
     `empty_tables` maps a table name to (path, schema) of the empty file to
     write when that table got no file at all. `info` is copied into the
     manifest (command, options, versions, start time). `cleanup` paths
     (temporary files of the run) are deleted before the manifest is written,
     and so is every file in a `sweep` directory that this run did not write
-    (what an interrupted earlier attempt left behind). With `max_rejected`,
-    an input file that rejected more than that share of its rows stops the
-    run before anything is touched (TooManyRejected).
+    (what an interrupted earlier attempt left behind). Nothing is touched
+    before "checked" is complete: a run CheckRejected stops writes no manifest.
     """
 
     def __init__(
@@ -243,17 +237,10 @@ class WriteManifest(beam.PTransform):
         info: dict[str, Any],
         cleanup: list[str] = (),
         sweep: list[str] = (),
-        max_rejected: float | None = None,
     ) -> None:
         super().__init__()
         self._finish = _Finish(
-            plan,
-            root,
-            empty_tables,
-            info,
-            tuple(cleanup),
-            tuple(sweep),
-            max_rejected,
+            plan, root, empty_tables, info, tuple(cleanup), tuple(sweep)
         )
 
     def expand(self, inputs: dict[str, beam.PCollection]) -> beam.PCollection[str]:
@@ -264,6 +251,9 @@ class WriteManifest(beam.PTransform):
         ranges = inputs.get("ranges")
         if ranges is None:
             ranges = root | "NoRanges" >> beam.Create([]).with_output_types(RangeLines)
+        checked = inputs.get("checked")
+        if checked is None:
+            checked = root | "NoInputCheck" >> beam.Create([]).with_output_types(int)
         return (
             root
             | "Once" >> beam.Create([None])
@@ -274,5 +264,6 @@ class WriteManifest(beam.PTransform):
                 beam.pvalue.AsList(inputs["counts"]),
                 beam.pvalue.AsList(tallies),
                 beam.pvalue.AsList(ranges),
+                beam.pvalue.AsList(checked),
             )
         )

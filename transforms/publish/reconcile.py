@@ -22,24 +22,34 @@ class TooManyRejected(ValueError):
     likely a file of the wrong kind or release, so nothing is published."""
 
 
+# Rows rejected for what other rows say, not for what they hold: a label of an
+# image outside the images files (labels for a sample of the images are
+# normal), a row another row already gave (overlapping class files are normal).
+_NOT_THE_FILES_FAULT = (
+    "unknown_image",
+    "duplicate_image",
+    "duplicate_label",
+    "duplicate_class",
+)
+
+
 def check_rejected(
     plan: InputPlan, totals: dict[int, dict[str, Any]], max_share: float
 ) -> None:
     """TooManyRejected naming each input file that rejected more than
-    `max_share` of the rows it read, with its most frequent error codes.
-
-    Rows whose image is not in the images files (`unknown_image`) do not
-    count toward the share: labels for a sample of the images are normal.
-    A file none of whose rows joins an image is refused all the same (below
-    a share of 1): it is from another release or subset."""
+    `max_share` of the rows it read for what they hold (codes in
+    _NOT_THE_FILES_FAULT do not count), with its most frequent error codes.
+    A file that kept no row and whose rows name no image of the images files
+    is refused all the same (below a share of 1): it is from another release
+    or subset."""
     wrong = []
     for f in plan.files:
         entry = totals[f.file_id]
         read, by_code = entry["read"], entry["errors_by_code"]
-        unknown = by_code.get("unknown_image", 0)
         if not read:
             continue
-        if (entry["errors"] - unknown) / read > max_share:
+        excused = sum(by_code.get(code, 0) for code in _NOT_THE_FILES_FAULT)
+        if (entry["errors"] - excused) / read > max_share:
             codes = sorted(by_code.items(), key=lambda kv: -kv[1])[:3]
             wrong.append(
                 f"{f.path} ({f.kind}): {entry['errors']:,} of {read:,} rows "
@@ -47,7 +57,7 @@ def check_rejected(
                 + ", ".join(f"{code} {n:,}" for code, n in codes)
                 + ")"
             )
-        elif unknown == read and max_share < 1:
+        elif not entry["rows"] and by_code.get("unknown_image") and max_share < 1:
             wrong.append(
                 f"{f.path} ({f.kind}): none of its {read:,} rows names an image "
                 "in the images files (unknown_image): is it from the same "

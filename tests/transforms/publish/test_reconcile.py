@@ -148,20 +148,25 @@ def test_tallies_that_do_not_reconcile(tallies, rows):
 
 
 def test_a_file_that_rejects_more_than_the_share_stops_the_run(plan):
-    totals = reconcile(plan, _counts())  # labels.csv rejects 5 of 300 rows
+    # labels.csv rejects 5 of 300 rows: unknown_image 4 (not counted) and
+    # bad_confidence 1; images.csv 1 of 3: duplicate_image (not counted).
+    totals = reconcile(plan, _counts())
     check_rejected(plan, totals, 0.5)
-    check_rejected(plan, totals, 1 / 3)  # images.csv: exactly the share, allowed
+    check_rejected(plan, totals, 1 / LABEL_ROWS)  # exactly the share, allowed
     with pytest.raises(TooManyRejected) as refused:
-        check_rejected(plan, totals, 0.004)
-    assert "labels.csv" not in str(refused.value)  # unknown_image does not count
-    with pytest.raises(TooManyRejected) as refused:
-        check_rejected(plan, totals, 0.002)  # ... but bad_confidence 1 of 300 does
+        check_rejected(plan, totals, 0.002)
     text = str(refused.value)
-    assert "images.csv (images): 1 of 3 rows rejected (33%; duplicate_image 1)" in text
     assert f"labels.csv (labels): 5 of {LABEL_ROWS} rows rejected (2%;" in text
     assert "unknown_image 4, bad_confidence 1" in text
+    assert "images.csv" not in text  # its duplicate does not count
     assert "dict.csv" not in text  # it rejected nothing
     assert "--max-rejected (now 0.002)" in text
+    totals[0]["errors_by_code"] = {"bad_md5": 1}  # a row bad in itself does
+    with pytest.raises(TooManyRejected) as refused:
+        check_rejected(plan, totals, 0.3)
+    assert "images.csv (images): 1 of 3 rows rejected (33%; bad_md5 1)" in str(
+        refused.value
+    )
 
 
 def test_a_file_none_of_whose_rows_joins_an_image_stops_the_run(plan):
@@ -174,3 +179,20 @@ def test_a_file_none_of_whose_rows_joins_an_image_stops_the_run(plan):
         check_rejected(plan, totals, 0.5)
     assert f"none of its {LABEL_ROWS} rows names an image" in str(refused.value)
     check_rejected(plan, totals, 1)  # --max-rejected 1 lets it through
+    # One row rejected for its content beside them: still nothing joined.
+    labels["errors_by_code"] = {"unknown_image": LABEL_ROWS - 1, "bad_confidence": 1}
+    with pytest.raises(TooManyRejected, match="none of its"):
+        check_rejected(plan, totals, 0.5)
+
+
+def test_rows_another_file_already_gave_do_not_count(plan):
+    """A second class file that repeats the first (class-descriptions.csv
+    and its boxable subset) rejects all of its rows as duplicates: fine."""
+    totals = reconcile(plan, _counts())
+    classes = totals[2]
+    classes["errors"], classes["rows"] = classes["read"], 0
+    classes["errors_by_code"] = {"duplicate_class": classes["read"]}
+    check_rejected(plan, totals, 0.5)
+    classes["errors_by_code"] = {"empty_display_name": classes["read"]}
+    with pytest.raises(TooManyRejected, match="dict.csv"):
+        check_rejected(plan, totals, 0.5)
