@@ -37,7 +37,31 @@ from oibeam.transforms.read.csv_blocks import CsvStructureError
 from oibeam.transforms.read.csv_inputs import InputError
 
 # Errors that are the user's to fix: a message, exit status 2, no traceback.
-USER_ERRORS = (InputError, OutputExists, BeamFlagError, UsageError, CsvStructureError)
+USER_ERRORS = (
+    InputError,
+    OutputExists,
+    BeamFlagError,
+    UsageError,
+    CsvStructureError,
+    TooManyRejected,
+)
+
+
+def _and_subclasses(classes) -> list[type]:
+    found = []
+    for cls in classes:
+        found += [cls, *_and_subclasses(cls.__subclasses__())]
+    return found
+
+
+# A user error raised in a worker process reaches the launcher as text: the
+# last line of a traceback, `module.Class: message`, maybe with Beam's
+# ` [while running 'Step']` after it.
+_WHILE_RUNNING = re.compile(r" \[while running '[^\n]*?'\]$")
+_USER_ERROR_NAMES = "|".join(sorted({c.__name__ for c in _and_subclasses(USER_ERRORS)}))
+_USER_ERROR_TEXT = re.compile(
+    rf"\b(?:{_USER_ERROR_NAMES}): ([^\n]+?)(?: \[while running [^\n]*)?$", re.M
+)
 
 _USAGE = """usage: oibeam COMMAND [flags]    (oibeam --version)
 
@@ -58,7 +82,8 @@ commands:
 
 
 def _fail(command: str, error: Exception | str, code: int = 2) -> int:
-    print(f"oibeam {command}: error: {error}", file=sys.stderr)
+    message = _WHILE_RUNNING.sub("", str(error))
+    print(f"oibeam {command}: error: {message}", file=sys.stderr)
     return code
 
 
@@ -70,39 +95,51 @@ def _chain(error: BaseException | None):
         error = error.__cause__ or error.__context__
 
 
+def _user_error(error: BaseException) -> str | None:
+    """The message of a user error in `error`'s chain, raised in this process
+    or in a worker whose error reached us as text."""
+    for cause in _chain(error):
+        if isinstance(cause, USER_ERRORS):
+            return str(cause)
+        found = _USER_ERROR_TEXT.search(str(cause))
+        if found:
+            return found.group(1)
+    return None
+
+
 def _stopped_by(error: BaseException, output: str) -> tuple[str, int] | None:
     """(message, exit status) when the run stopped on something that is not a
-    bug: a full disk (1), or an input that rejected too many rows (2); in
-    this process or in a worker whose error reached us as text."""
-    for cause in _chain(error):
-        text = str(cause)
-        if (
-            isinstance(cause, OSError) and cause.errno == errno.ENOSPC
-        ) or "[Errno 28]" in text:
-            return (
-                f"no space left on the filesystem of {output}: free some space, "
-                "then run the same command again",
-                1,
-            )
-        if isinstance(cause, TooManyRejected):
-            return text.split(" [while running")[0].strip(), 2
-        found = re.search(r"TooManyRejected: (.*?)(?: \[while running|$)", text, re.S)
-        if found:
-            return found.group(1).strip(), 2
+    bug: a user error (2), or a full disk (1); in this process or in a worker
+    whose error reached us as text."""
+    message = _user_error(error)
+    if message is not None:
+        return message, 2
+    if any(
+        (isinstance(cause, OSError) and cause.errno == errno.ENOSPC)
+        or "[Errno 28]" in str(cause)
+        for cause in _chain(error)
+    ):
+        return (
+            f"no space left on the filesystem of {output}: free some space, "
+            "then run the same command again",
+            1,
+        )
     return None
 
 
 class _OneLineErrors(logging.Filter):
     """Drops the traceback a Beam step logs for an error the command reports
     itself, in one line (a damaged input, a full disk, too many rejected
-    rows...): the user sees it once."""
+    rows...): the user sees it once. Worker processes log theirs as text."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if error is None:
-            return True
-        reported = any(isinstance(cause, USER_ERRORS) for cause in _chain(error))
-        return not (reported or _stopped_by(error, "") is not None)
+        if error is not None:
+            return _stopped_by(error, "") is None
+        return (
+            record.levelno < logging.ERROR
+            or _USER_ERROR_TEXT.search(record.getMessage()) is None
+        )
 
 
 def _beam_command(name, parser, config_type, run, summary, errors=()) -> Callable:
