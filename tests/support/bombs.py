@@ -1,16 +1,15 @@
 """Hostile but valid inputs, generated: a gzip "bomb" of valid images rows (a
-small file that inflates a hundredfold) and peak memory of a CLI run measured
-in a child process."""
+small file that inflates a hundredfold) and the peak memory of a CLI run,
+measured in a fresh process (support/peak_memory.py)."""
 
 from __future__ import annotations
 
 import gzip
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from support.headers import LABELS_HEADER, V1_IMAGES_HEADER
+from support.peak_memory import run_fresh
 
 _ROWS_PER_WRITE = 4096
 
@@ -55,24 +54,19 @@ def write_labels(path: Path, rows: int) -> None:
 
 
 _MEASURE = """
-import json, resource, sys
+import json, sys
 from oibeam.pipelines.cli import main
+from support.peak_memory import peak_rss
 code = main(sys.argv[1:])
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"exit_code": code, "peak_rss": peak}))
+print(json.dumps({"exit_code": code, "peak_rss": peak_rss()}))
 """
 
 
 def measured_cli(*args: str, timeout: float = 900) -> dict:
     """Runs `oibeam ARGS` in a fresh Python process; {"exit_code", "peak_rss"
-    (bytes, the process's maximum resident set), "stderr"}."""
-    done = subprocess.run(
-        [sys.executable, "-c", _MEASURE, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    (bytes, that process's peak resident set since it started: workers in
+    processes of their own are not counted), "stderr"}."""
+    done = run_fresh(_MEASURE, *map(str, args), timeout=timeout)
     last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "{}"
     try:
         result = json.loads(last)

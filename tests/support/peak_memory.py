@@ -1,62 +1,96 @@
-"""Peak memory of one image check, measured in a fresh Python process.
+"""Peak memory measured in a fresh Python process: of one image check here, of a
+whole CLI run in support/bombs.py.
 
-Pillow allocates pixels in C, out of tracemalloc's sight, so the measure is
-the process's peak resident set after the call minus its resident set before
-(Linux: /proc/self/status, with the peak reset first through clear_refs). A
-fresh process, so that nothing the test run decoded earlier hides a peak;
-`ru_maxrss` will not do, as Linux carries the parent's peak over into the
-child. Pillow's plugins are imported before the first reading.
+Pillow allocates pixels in C and a run's Arrow buffers live there too, out of
+tracemalloc's sight, so the measure is the process's peak resident set (Linux:
+VmHWM in /proc/self/status). A fresh process, so that nothing the test run did
+earlier hides a peak: exec starts a new address space whose peak starts at
+zero. `ru_maxrss` will not do, as Linux carries the parent's peak over into the
+child. Within the process the peak can start again (clear_refs), so that one
+step's growth is measured alone. Pillow's plugins are imported before the first
+reading.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from oibeam.transforms.fetch.image_check import Verdict
 
+# A fresh process imports `support` from here, as the tests do.
+_TESTS = Path(__file__).resolve().parents[1]
+
+
+def _status(field: str) -> int:
+    """A field of /proc/self/status, in bytes."""
+    with open("/proc/self/status") as lines:
+        line = next(line for line in lines if line.startswith(field + ":"))
+    return int(line.split()[1]) * 1024
+
+
+def peak_rss() -> int:
+    """This process's peak resident set in bytes: since it started, or since
+    the last `restart_peak`."""
+    return _status("VmHWM")
+
+
+def restart_peak() -> int:
+    """Starts the peak again from now; returns the resident set it starts from
+    (the peak so far where the kernel does not allow a restart)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")  # VmHWM starts again from VmRSS
+    except OSError:
+        return peak_rss()
+    return _status("VmRSS")
+
+
+def run_fresh(code: str, *args: str, timeout: float) -> subprocess.CompletedProcess:
+    """Runs `code` in a fresh Python process (`sys.argv[1:]` = `args`) that can
+    import `support`; its output is captured as text."""
+    path = [str(_TESTS), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(path)},
+    )
+
+
 _PRELUDE = """
 import dataclasses, hashlib, json, sys
 from PIL import Image
 from oibeam.transforms.fetch import image_check
+from support.peak_memory import peak_rss, restart_peak
 Image.init()
 args = json.loads(sys.argv[1])
 data = open(args.pop("path"), "rb").read()
-def status(field):  # bytes
-    with open("/proc/self/status") as lines:
-        line = next(line for line in lines if line.startswith(field + ":"))
-    return int(line.split()[1]) * 1024
-def start():
-    try:
-        with open("/proc/self/clear_refs", "w") as clear:
-            clear.write("5")  # the peak (VmHWM) starts again from now
-    except OSError:  # not allowed here: count from the peak so far
-        return status("VmHWM")
-    return status("VmRSS")
-def peak():
-    return status("VmHWM")
 """
 
 _CHECK = """
 digest = hashlib.md5(data).digest()
 md5 = image_check.md5_base64(digest) if args.pop("with_md5") else None
-before = start()
+before = restart_peak()
 verdict = image_check.check_image(
     data, digest, len(data) if md5 else None, md5, **args
 )
-result = {"verdict": dataclasses.asdict(verdict), "growth": peak() - before}
+result = {"verdict": dataclasses.asdict(verdict), "growth": peak_rss() - before}
 """
 
 _DECODE = """
 import io
 image = Image.open(io.BytesIO(data))
-before = start()
+before = restart_peak()
 estimate = image_check.plan_decode(image, data)
 image.load()
-result = {"estimate": estimate, "growth": peak() - before}
+result = {"estimate": estimate, "growth": peak_rss() - before}
 """
 _PRINT = "print(json.dumps(result))\n"
 
@@ -68,12 +102,7 @@ class Checked:
 
 
 def _run(code: str, **args) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-c", _PRELUDE + code + _PRINT, json.dumps(args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_fresh(_PRELUDE + code + _PRINT, json.dumps(args), timeout=300)
     if done.returncode != 0:
         raise AssertionError(f"the measuring process failed:\n{done.stderr}")
     return json.loads(done.stdout)
