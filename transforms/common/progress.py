@@ -10,6 +10,9 @@ second), and the launcher's ProgressPrinter sums the files. A total the
 launcher cannot know (the images a selection picks) is published by the
 pipeline as a file of its own. The counts are observational only: nothing
 reads them to decide anything, which is why one counter per process is fine.
+It serves one run at a time: its counts start again from zero when the next
+run's progress directory comes into use (runs in one process, e.g. the in_memory
+DirectRunner's threads, would otherwise start from the last run's counts).
 """
 
 from __future__ import annotations
@@ -46,15 +49,28 @@ class StageCounts:
 
 
 class ProgressCounter:
-    """What this process did so far, per stage (thread-safe)."""
+    """What this process did so far in the current run, per stage (thread-safe).
+    A run is known by its progress directory: the first `add` or `publish`
+    naming another directory than the last starts the counts again."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._publishing = threading.Lock()
         self._name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+        self._directory: str | None = None  # the run's, once named
+        self._start()
+
+    def _start(self) -> None:
         self._published = 0.0
         self._counts = {stage: StageCounts() for stage in STAGES}
         self.started = time.monotonic()
+
+    def _use(self, directory: str) -> None:
+        """Counts from zero when another run names its directory (under _lock);
+        what was counted before any directory was named belongs to the first."""
+        if self._directory not in (None, directory):
+            self._start()
+        self._directory = directory
 
     def add(
         self,
@@ -63,13 +79,19 @@ class ProgressCounter:
         ok: bool = False,
         size: int = 0,
         publish_to: str | None = None,
+        at_once: bool = False,
     ) -> None:
+        """Counts work done; publishes to `publish_to` (if given) at most
+        twice a second, or now with `at_once`. Without `publish_to`, counts
+        towards the run whose directory was named last."""
         with self._lock:
+            if publish_to:
+                self._use(publish_to)
             counts = self._counts[stage]
             counts.done += done
             counts.ok += int(ok)
             counts.bytes += size
-            due = time.monotonic() - self._published > _PUBLISH_EVERY
+            due = at_once or time.monotonic() - self._published > _PUBLISH_EVERY
         if publish_to and due:
             self.publish(publish_to)
 
@@ -87,8 +109,10 @@ class ProgressCounter:
     def publish(self, directory: str) -> None:
         """Writes this process's counts to `directory` (atomically replaced)."""
         with self._publishing:  # worker threads of one process share the file
-            counts = {stage: asdict(c) for stage, c in self.snapshot().items()}
-            self._published = time.monotonic()
+            with self._lock:
+                self._use(directory)
+                counts = {stage: asdict(c) for stage, c in self._counts.items()}
+                self._published = time.monotonic()
             _write_json(directory, self._name, counts)
 
 

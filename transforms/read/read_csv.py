@@ -160,9 +160,10 @@ class _ReadCsvRangeFn(beam.DoFn):
         rows_read, line_count, reported = 0, line_base, 0
         for parsed in blocks:
             if item.whole and self._progress_dir:  # a big file: say it as it goes
-                PROGRESS.add(READ, blocks.position - reported)
+                PROGRESS.add(
+                    READ, blocks.position - reported, publish_to=self._progress_dir
+                )
                 reported = blocks.position
-                PROGRESS.publish(self._progress_dir)
             rows_read += (
                 parsed.table.num_rows + len(parsed.invalid) + len(parsed.too_long)
             )
@@ -176,12 +177,11 @@ class _ReadCsvRangeFn(beam.DoFn):
         for name, tables in gathered.items():
             yield from _outputs(name, tables.flush())
         self._rows.inc(rows_read)
-        if self._progress_dir:
-            size = (
-                self._files[item.file_id].size if item.whole else item.end - item.start
+        if self._progress_dir:  # at once: the total of a finished read is exact
+            size = f.size if item.whole else item.end - item.start
+            PROGRESS.add(
+                READ, size - reported, publish_to=self._progress_dir, at_once=True
             )
-            PROGRESS.add(READ, size - reported)
-            PROGRESS.publish(self._progress_dir)
         md5 = blocks.md5 if item.whole else md5
         yield beam.pvalue.TaggedOutput(
             "lines", RangeLines(item.range_id, line_count, md5)

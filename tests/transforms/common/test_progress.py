@@ -84,3 +84,37 @@ def test_printer_logs_when_the_output_is_not_a_terminal(tmp_path, caplog):
         ):
             time.sleep(0.2)
     assert "1/2 buckets joined" in caplog.text
+
+
+def test_two_runs_in_one_process_do_not_see_each_others_counts(tmp_path):
+    counter = ProgressCounter()  # one per process, as PROGRESS is
+    first, second = str(tmp_path / "first"), str(tmp_path / "second")
+    counter.add(READ, 5_000_000, publish_to=first)
+    counter.add(JOIN)
+    counter.add(FETCH, 1, True, 300, publish_to=first, at_once=True)
+    # The second run reads CSVs: no fetch, no join, and only its own bytes.
+    counter.add(READ, 1_000_000, publish_to=second)
+    counts, _ = read_published(second)
+    assert counts == {
+        READ: StageCounts(done=1_000_000),
+        JOIN: StageCounts(),
+        FETCH: StageCounts(),
+    }
+    assert read_published(first)[0][FETCH] == StageCounts(done=1, ok=1, bytes=300)
+    assert counter.line().startswith("0 images fetched")
+
+
+def test_counts_before_a_directory_is_named_belong_to_the_first_run(tmp_path):
+    counter = ProgressCounter()
+    counter.add(JOIN, 2)
+    counter.publish(str(tmp_path))
+    assert read_published(str(tmp_path))[0][JOIN] == StageCounts(done=2)
+
+
+def test_publishing_is_throttled_unless_at_once(tmp_path):
+    counter = ProgressCounter()
+    for _ in range(3):
+        counter.add(READ, 10, publish_to=str(tmp_path))
+    assert read_published(str(tmp_path))[0][READ] == StageCounts(done=10)
+    counter.add(READ, 10, publish_to=str(tmp_path), at_once=True)
+    assert read_published(str(tmp_path))[0][READ] == StageCounts(done=40)

@@ -3,10 +3,12 @@
 import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
+from oibeam.transforms.common.progress import READ, StageCounts, read_published
 from oibeam.transforms.read.csv_inputs import plan_inputs
 from oibeam.transforms.read.read_csv import ReadOpenImagesCsv
 
 from support.headers import LABELS_HEADER, V1_IMAGES_HEADER
+from support.runs import local_pipeline
 
 IMAGES = (
     f"{V1_IMAGES_HEADER}\n"
@@ -80,3 +82,19 @@ def test_read_composite_outputs(pipeline, tmp_path):
         assert_that(
             read, equal_to([((0, "read"), 2), ((1, "read"), 800)]), label="counts"
         )
+
+
+def test_each_run_publishes_exactly_the_bytes_it_read(tmp_path):
+    """Two runs in this process (in-process runner, one progress counter): each
+    progress directory holds the bytes of its own run, whole, not the sum."""
+    (tmp_path / "images.csv").write_text(IMAGES)
+    (tmp_path / "labels.csv").write_text(LABELS)
+    plan = plan_inputs(
+        [str(tmp_path / "images.csv")], [str(tmp_path / "labels.csv")], split_bytes=4096
+    )
+    size = len(IMAGES.encode()) + len(LABELS.encode())
+    for run in ("first", "second"):
+        progress = str(tmp_path / run)
+        with local_pipeline() as p:
+            _ = p | ReadOpenImagesCsv(plan, progress_dir=progress)
+        assert read_published(progress)[0][READ] == StageCounts(done=size)
