@@ -16,7 +16,6 @@ that turns pyarrow's record numbers into physical lines, its hardest part.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -60,6 +59,11 @@ class _InvalidRows:
             self.rows.append((row.number, row.text, row.actual_columns))
         return "skip"
 
+    def take(self) -> list[tuple[int | None, str, int]]:
+        """The rows remembered since the last take."""
+        rows, self.rows = self.rows, []
+        return rows
+
 
 class OpenQuoteAtEnd(ValueError):
     """The input ended inside a quoted field of the record on `line`."""
@@ -77,8 +81,13 @@ def _empty(columns: tuple[str, ...]) -> pa.Table:
     return pa.table({c: pa.array([], pa.string()) for c in columns})
 
 
-def no_rows(columns: tuple[str, ...]) -> ParsedRows:
-    return ParsedRows(table=_empty(columns), lines=np.zeros(0, dtype=np.int64))
+def no_rows(columns: tuple[str, ...], line_count: int = 0) -> ParsedRows:
+    """A block without rows (of `line_count` physical lines)."""
+    return ParsedRows(
+        table=_empty(columns),
+        lines=np.zeros(0, dtype=np.int64),
+        line_count=line_count,
+    )
 
 
 def parse_line_block(
@@ -94,7 +103,7 @@ def parse_line_block(
     a block, a lone CR) are split in Python.
     """
     if not data:
-        return ParsedRows(table=_empty(columns), lines=np.zeros(0, dtype=np.int64))
+        return no_rows(columns)
     if data.count(b"\r") != data.count(b"\r\n"):
         return _parse_each_line(data, columns)  # pyarrow ends a record at a lone CR
     lines_in_block = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
@@ -217,6 +226,7 @@ class _RecordNumbering:
         self.next_record = first_record
         self.extra_newlines = 0  # newlines inside values of records numbered so far
         self.pending: list[tuple[int, str, int]] = []  # rejected, not yet placed
+        self.last_line = first_record - 1  # where the last record numbered begins
 
     def add_block(
         self, table: pa.Table, rejected: list[tuple[int | None, str, int]]
@@ -260,6 +270,8 @@ class _RecordNumbering:
         lines = np.empty_like(lines_sorted)
         lines[order] = lines_sorted
         self.extra_newlines += int(events_nl.sum())
+        if len(lines):
+            self.last_line = max(self.last_line, int(lines.max()))
         return ParsedRows(
             table=table,
             lines=lines[:n],
@@ -294,23 +306,19 @@ def iter_stream_blocks(
             raise
         if end_marker is not None:  # the header swallowed the marker line
             raise OpenQuoteAtEnd(1) from e
-        yield ParsedRows(_empty(columns), np.zeros(0, dtype=np.int64), line_count=1)
+        yield no_rows(columns, line_count=1)
         return
     numbering = _RecordNumbering(first_record=2)  # the header is record 1
-    blocks, last = 0, 1  # blocks yielded, the line of the last record
-    tables = (pa.Table.from_batches([batch]) for batch in reader)
-    for table in itertools.chain(tables, [None]):
-        if table is None:  # after the last batch: rows rejected there, if any
-            if blocks and not handler.rows and not numbering.pending:
-                break
-            table = _empty(columns)
-        rejected, handler.rows = handler.rows, []
-        parsed = numbering.add_block(table, rejected)
-        last = max([last, *parsed.lines[-1:].tolist(), *(r[0] for r in parsed.invalid)])
+    blocks = 0
+    for batch in reader:
         blocks += 1
-        yield parsed
+        yield numbering.add_block(pa.Table.from_batches([batch]), handler.take())
+    # Rows the reader rejected after its last batch need a block of their own,
+    # as does a file without a batch.
+    if not blocks or handler.rows or numbering.pending:
+        yield numbering.add_block(_empty(columns), handler.take())
     if end_marker is not None and not handler.saw_end_marker:
-        raise OpenQuoteAtEnd(last)
+        raise OpenQuoteAtEnd(numbering.last_line)
 
 
 def _open_stream(stream, columns, block_bytes, handler):
