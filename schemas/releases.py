@@ -95,7 +95,12 @@ def normalise_header(names: list[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-_FLAGS = {"images": "--images", "labels": "--labels", "boxes": "--boxes"}
+_FLAGS = {
+    "images": "--images",
+    "labels": "--labels",
+    "boxes": "--boxes",
+    "classes": "--classes",
+}
 
 
 def looks_like(columns: tuple[str, ...]) -> str | None:
@@ -114,8 +119,10 @@ def looks_like(columns: tuple[str, ...]) -> str | None:
     return None
 
 
-def _wrong_kind(path: str, columns: tuple[str, ...], expected: str) -> str:
-    """What to say of a header that is not of the `expected` kind."""
+def wrong_kind(path: str, columns: tuple[str, ...], expected: str) -> str:
+    """What to say of a header that is not of the `expected` kind (images,
+    labels, boxes or classes) but of another Open Images kind: the flag it
+    goes with; "" otherwise."""
     kind = looks_like(columns)
     if kind is not None and kind != expected:
         return (
@@ -133,7 +140,7 @@ def images_layout(path: str, names: list[str]) -> CsvLayout:
     missing = [c for c in IMAGE_REQUIRED if c not in columns]
     if missing:
         raise HeaderError(
-            _wrong_kind(path, columns, "images")
+            wrong_kind(path, columns, "images")
             or f"{path}: not an Open Images images file: missing column(s) "
             f"{', '.join(missing)}; it has {', '.join(columns) or 'no columns'}"
         )
@@ -155,7 +162,7 @@ def labels_layout(path: str, names: list[str]) -> CsvLayout:
     """The layout of an image-level labels file, or HeaderError."""
     columns = normalise_header(names)
     _check_unique(path, columns)
-    wrong = _wrong_kind(path, columns, "labels")
+    wrong = wrong_kind(path, columns, "labels")
     if wrong:  # a box or images file has the label columns too
         raise HeaderError(wrong)
     missing = [c for c in LABEL_COLUMNS if c not in columns]
@@ -180,7 +187,7 @@ def boxes_layout(path: str, names: list[str]) -> CsvLayout:
     missing = [c for c in BOX_REQUIRED if c not in columns]
     if missing:
         raise HeaderError(
-            _wrong_kind(path, columns, "boxes")
+            wrong_kind(path, columns, "boxes")
             or f"{path}: not an Open Images box file: missing column(s) "
             f"{', '.join(missing)}; it has {', '.join(columns) or 'no columns'}"
         )

@@ -3,8 +3,9 @@
 Accepts V1 `dict.csv` (every field quoted, no header) and V2+
 `class-descriptions*.csv` (mixed CRLF/LF endings, quoted names with commas, an
 optional header). Files are small (tens of thousands of rows) and read whole in
-one step, in the order given: the first description of a mid wins, later ones
-are `duplicate_class` errors. Rows without a usable mid or name are errors too.
+one step (more than MAX_CLASS_BYTES of text is refused), in the order given:
+the first description of a mid wins, later ones are `duplicate_class` errors.
+Rows without a usable mid or name are errors too.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from oibeam.schemas import releases
 from oibeam.schemas.elements import CsvFile, CsvRange, FileCount, RangeLines
 from oibeam.schemas.tables import ERRORS_INTERNAL, LINE, REF_LINE, REF_SRC, SRC
 from oibeam.transforms.common.csv_text import csv_line
-from oibeam.transforms.read.input_files import open_hashed
+from oibeam.transforms.read.input_files import InputError, open_hashed, read_full
 
 CLASSES = pa.schema(
     [
@@ -33,6 +34,40 @@ CLASSES = pa.schema(
 _MID = re.compile(releases.LABEL_NAME_PATTERN)
 # Headers seen in class description files (V5+: LabelName,DisplayName).
 _HEADERS = [["labelname", "displayname"], ["id", "name"], ["mid", "name"]]
+# Open Images' largest class file has ~1 MB of text, Tencent's dictionary
+# ~1.5 MB: more is not class descriptions (or a compressed "bomb").
+MAX_CLASS_BYTES = 256 << 20
+
+
+def _is_header(fields: list[str]) -> bool:
+    return [f.strip().lower() for f in fields] in _HEADERS
+
+
+def starts_like_classes(first_line: str) -> bool:
+    """Whether a file whose first line (no BOM) is `first_line` reads as class
+    descriptions: a header parse_classes skips, or a row whose first field is
+    a mid (`/m/0abc,Name` or `"/m/0abc","Name"`)."""
+    try:
+        fields = next(csv.reader([first_line]), [])
+    except csv.Error:
+        return False
+    return _is_header(fields) or bool(fields and _MID.match(fields[0].strip()))
+
+
+def read_class_file(path: str, compressed: bool) -> tuple[bytes, str]:
+    """A class file's text (inflated when compressed) and the MD5 of the file
+    as stored; DamagedInput when it is cut short or corrupt, InputError when
+    it has more than MAX_CLASS_BYTES of text (both name the file)."""
+    stream, raw = open_hashed(path, compressed)
+    with stream:
+        data = read_full(stream, MAX_CLASS_BYTES + 1)
+        if len(data) > MAX_CLASS_BYTES:
+            raise InputError(
+                f"{path}: more than {MAX_CLASS_BYTES:,} bytes of text, too much "
+                "for class descriptions (Open Images' class files have a few MB "
+                "at most): is it the right file?"
+            )
+        return data, raw.finish()
 
 
 @dataclass
@@ -62,7 +97,7 @@ def parse_classes(data: bytes, file_id: int, range_id: int, out: ParsedClasses) 
     out.rows.setdefault(file_id, 0)
     for index, fields in enumerate(reader):
         line, previous_end = previous_end + 1, reader.line_num
-        if index == 0 and [f.strip().lower() for f in fields] in _HEADERS:
+        if index == 0 and _is_header(fields):
             continue  # a header such as LabelName,DisplayName
         out.read[file_id] += 1
         raw = csv_line(fields)
@@ -127,10 +162,7 @@ class _ReadClassesFn(beam.DoFn):
     def process(self, _unused):
         parsed = ParsedClasses()
         for f in self._files:
-            stream, raw = open_hashed(f.path, f.compressed)
-            with stream:
-                data = stream.read()
-                md5 = raw.finish()
+            data, md5 = read_class_file(f.path, f.compressed)
             range_id = self._range_of[f.file_id]
             parse_classes(data, f.file_id, range_id, parsed)
             lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)

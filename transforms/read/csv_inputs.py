@@ -14,12 +14,12 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from oibeam.schemas import releases
 from oibeam.schemas.elements import CsvFile, CsvRange
-from oibeam.transforms.read.input_files import InputError, read_head
+from oibeam.transforms.read.classes import starts_like_classes
+from oibeam.transforms.read.input_files import InputError, is_compressed, read_head
 
 DEFAULT_SPLIT_BYTES = 64 << 20
 MIN_SPLIT_BYTES = 4096
@@ -33,7 +33,7 @@ class InputPlan:
     image_extras: tuple[str, ...]  # extra image columns over all images files
     label_extras: tuple[str, ...]
     # Rows in the images files, estimated from the lines of their first MiB
-    # (compressed files: from their compressed size, so fewer than there are).
+    # of text (and, compressed, the size their text is estimated at).
     image_rows: int = 0
     # Bytes of CSV text in all files, compressed ones inflated (estimated from
     # how their first MiB inflated); 0: not known, the files' sizes.
@@ -120,7 +120,8 @@ def _split(size: int, split_bytes: int | None) -> list[tuple[int, int]]:
 
 
 def _rows_estimate(head: bytes, header_bytes: int, size: int) -> int:
-    """Data rows in a file of `size` bytes whose first bytes are `head`."""
+    """Data rows in `size` bytes of CSV text (a compressed file's inflated)
+    whose first bytes are `head`."""
     body = head[header_bytes:]
     lines = body.count(b"\n")
     if len(head) >= size:  # the whole file
@@ -129,12 +130,11 @@ def _rows_estimate(head: bytes, header_bytes: int, size: int) -> int:
 
 
 def _check_classes_head(path: str, head: bytes) -> None:
-    """InputError unless the file starts like class descriptions: a mid
-    (`/m/0abc,Name` or `"/m/0abc","Name"`) or a LabelName,DisplayName header;
-    saying what it looks like instead."""
+    """InputError unless the file starts like class descriptions (as
+    classes.starts_like_classes tells), saying what it looks like instead."""
     text = head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
     first = text.splitlines()[0] if text else ""
-    if first.lstrip('"').startswith("/") or first.startswith("LabelName"):
+    if starts_like_classes(first):
         return
     if first.startswith(("{", "[")):
         raise InputError(
@@ -146,12 +146,9 @@ def _check_classes_head(path: str, head: bytes) -> None:
         columns = releases.normalise_header(next(csv.reader([first])))
     except csv.Error:
         columns = ()
-    kind = releases.looks_like(columns)
-    if kind is not None:
-        raise InputError(
-            f"{path}: given as --classes, but it looks like an Open Images {kind} "
-            f"file (it has {', '.join(columns)}): give it as --{kind}"
-        )
+    wrong = releases.wrong_kind(path, columns, "classes")
+    if wrong:
+        raise InputError(wrong)
     raise InputError(
         f"{path}: given as --classes, but its first line {first[:80]!r} is neither "
         "a mid with a name (/m/0abc,Name) nor a LabelName,DisplayName header"
@@ -162,9 +159,7 @@ def _describe(
     file_id: int, kind: str, path: str, size: int
 ) -> tuple[CsvFile, int, int]:
     """The file, checked; its estimated number of data rows and bytes of text."""
-    compressed = CompressionTypes.detect_compression_type(path) != (
-        CompressionTypes.UNCOMPRESSED
-    )
+    compressed = is_compressed(path)
     head, text_bytes = _read_head(path, compressed, size)
     if not head.strip():
         raise InputError(f"{path}: the file is empty; expected a CSV {kind} file")
@@ -207,7 +202,8 @@ def _describe(
     described = CsvFile(
         file_id, path, kind, size, compressed, layout, len(header_line), subset
     )
-    return described, _rows_estimate(head, len(header_line), size), text_bytes
+    rows = _rows_estimate(head, len(header_line), text_bytes)
+    return described, rows, text_bytes
 
 
 def _read_head(path: str, compressed: bool, size: int) -> tuple[bytes, int]:
