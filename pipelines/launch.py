@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from importlib import metadata
 from typing import Any, TypeVar
 
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -30,9 +29,14 @@ from oibeam.schemas import fetch as fetch_schema
 from oibeam.transforms.common.exchange import remove_exchange
 from oibeam.transforms.common.progress import ProgressPrinter
 from oibeam.transforms.publish.manifest import EXTRA_INPUTS
-from oibeam.transforms.read.classes import ParsedClasses, parse_classes
+from oibeam.transforms.read.classes import (
+    ParsedClasses,
+    parse_classes,
+    read_class_file,
+)
 from oibeam.transforms.read.csv_inputs import InputPlan, plan_inputs
 from oibeam.transforms.read.hierarchy import load_hierarchy, with_descendants
+from oibeam.transforms.read.input_files import InputError, is_compressed
 from oibeam.transforms.select.select_images import resolve_labels
 
 _LOG = logging.getLogger(__name__)
@@ -62,21 +66,22 @@ def plan_csv_inputs(inputs: Inputs) -> InputPlan:
 
 
 def load_class_names(paths: tuple[str, ...]) -> dict[str, str]:
-    """mid -> display name from class description files (read where we launch)."""
+    """mid -> display name from class description files (read where we launch,
+    as the pipeline reads them: DamagedInput or InputError names a file that
+    is cut short or too big)."""
     parsed = ParsedClasses()
     for file_id, path in enumerate(paths):
         for match in FileSystems.match([path])[0].metadata_list:
-            with FileSystems.open(
-                match.path, compression_type=CompressionTypes.AUTO
-            ) as handle:
-                parse_classes(handle.read(), file_id, file_id, parsed)
+            data, _ = read_class_file(match.path, is_compressed(match.path))
+            parse_classes(data, file_id, file_id, parsed)
     return parsed.names
 
 
 def resolve_labels_of(config: C) -> C:
     """The config with its --label names turned into mids in its selection and,
     with --with-descendants, every label under them added (UsageError for a
-    name that is unknown or ambiguous)."""
+    name that is unknown or ambiguous, InputError for a class file that
+    cannot be read)."""
     names = config.labels.names
     try:
         mids = names
@@ -88,6 +93,8 @@ def resolve_labels_of(config: C) -> C:
             mids = resolve_labels(names, load_class_names(config.inputs.classes))
         if config.labels.with_descendants:
             mids = with_descendants(mids, load_hierarchy(config.inputs.hierarchy))
+    except InputError:
+        raise  # a ValueError too, but the input's, not the flags'
     except ValueError as e:
         raise UsageError(str(e)) from e
     return dataclasses.replace(

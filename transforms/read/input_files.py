@@ -219,6 +219,13 @@ def read_full(stream, size: int) -> bytes:
     return b"".join(pieces)
 
 
+def is_compressed(path: str) -> bool:
+    """Whether a file is read inflated: by its name, as Beam's filesystems
+    tell (.gz, .bz2, .xz, .zst, .deflate...)."""
+    kind = CompressionTypes.detect_compression_type(path)
+    return kind != CompressionTypes.UNCOMPRESSED
+
+
 def open_hashed(path: str, compressed: bool):
     """(stream of the file's content, the reader hashing its stored bytes).
 
