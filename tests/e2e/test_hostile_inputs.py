@@ -328,8 +328,11 @@ def test_a_gzip_bomb_streams_in_bounded_memory(tmp_path):
         assert _image_rows(out) >= inflated // 2000
         shutil.rmtree(out)
         peaks[inflated] = run["peak_rss"]
+    # Identical runs differ by up to ~110 MiB (549-657 MiB measured for the
+    # 100 MB bomb); reading the inflated text into memory added ~2.4 bytes per
+    # byte (700+ MiB here).
     growth = peaks[400 * MiB] - peaks[100 * MiB]
-    assert growth < 128 * MiB, f"{growth / MiB:.0f} MiB more for 300 MB more text"
+    assert growth < 200 * MiB, f"{growth / MiB:.0f} MiB more for 300 MB more text"
 
 
 def _image_rows(out) -> int:
