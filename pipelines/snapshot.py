@@ -4,7 +4,10 @@ atomically.
 ReadOpenImagesCsv -> JoinLabelsToImages -> images, labels (bucketed)
     -> ComputeLabelStats -> label_counts, label_stats, trainable_labels.csv
     -> SelectImages -> PlanRefresh (against ReadPreviousSnapshot, if any)
-    -> FetchImages (fetch / copy / keep) -> tables/images, shards, shards/index
+    -> FetchImages (fetch / copy / keep) -> tables/images, shards/index, and
+       new shards in ROOT/pool/ID/
+    -> ShareShards (share: bytes left in the pool) -> tables/images,
+       shards/index, tables/deleted
     -> LabelsOfSelected -> tables/labels;  PlanRefresh -> tables/diff
     -> WriteManifest (last; sweeps what an interrupted attempt left)
     -> PublishSnapshot: _SUCCESS, then ROOT/LATEST
@@ -30,6 +33,7 @@ from oibeam.pipelines.launch import (
 )
 from oibeam.pipelines.layout import TABLES, OutputExists, RunLayout, UsageError
 from oibeam.pipelines.options.beam_commands import SnapshotConfig
+from oibeam.schemas import fetch as fetch_schema
 from oibeam.schemas import snapshot as snapshot_schema
 from oibeam.schemas import tables as schemas
 from oibeam.transforms.common.exchange import remove_exchange
@@ -50,11 +54,25 @@ from oibeam.transforms.refresh.previous_snapshot import (
     PreviousSnapshot,
     ReadPreviousSnapshot,
 )
+from oibeam.transforms.refresh.share_shards import ShareShards
 from oibeam.transforms.select.select_images import SelectImages
 from oibeam.transforms.select.selected_labels import LabelsOfSelected
 
 _LOG = logging.getLogger(__name__)
-SNAPSHOT_TABLES = ("images", "labels", "label_counts", "label_stats", "errors", "diff")
+SNAPSHOT_TABLES = (
+    "images",
+    "labels",
+    "label_counts",
+    "label_stats",
+    "errors",
+    "diff",
+    "deleted",
+)
+
+
+def pool_dir(root: str, snapshot_id: str) -> str:
+    """Where snapshot `snapshot_id` writes its shards: ROOT/pool/ID."""
+    return f"{root.rstrip('/')}/{snapshot_schema.POOL}/{snapshot_id}"
 
 
 @dataclass(frozen=True)
@@ -130,12 +148,13 @@ def build_snapshot(
     per_label = stages.images_per_label(selected, config.selection, trainable)
     refresh_inputs = {"current": selected, "release": inputs.images}
     if launch.previous is not None:
-        refresh_inputs["previous"] = root | "ReadPreviousSnapshot" >> (
+        refresh_inputs |= root | "ReadPreviousSnapshot" >> (
             ReadPreviousSnapshot(launch.previous, inputs.buckets, layout.exchange)
         )
     planned = refresh_inputs | "PlanRefresh" >> PlanRefresh(
         launch.rules, schemas.images_schema(plan.image_extras)
     )
+    snapshot_id = config.snapshot.snapshot_id
     fetched = stages.fetch_into_shards(
         planned["tasks"],
         config.fetch,
@@ -144,6 +163,19 @@ def build_snapshot(
         compression,
         progress_dir,
         after=inputs.checked,
+        pool=(pool_dir(config.root, snapshot_id), snapshot_id),
+    )
+    shared = {
+        "shared": planned["shared"],
+        "dead": planned["dead"],
+    } | "ShareShards" >> ShareShards(
+        config.directory,
+        layout.table_dir("images"),
+        layout.shard_index,
+        schemas.images_with_status_schema(plan.image_extras),
+        compression,
+        launch.previous.pooled_files if launch.previous else {},
+        inputs.buckets,
     )
     labels = {
         "labels": inputs.labels,
@@ -152,6 +184,14 @@ def build_snapshot(
     label_schema = schemas.labels_schema(plan.label_extras)
     written = [
         fetched["written"],
+        shared["written"],
+        stages.write_table(
+            "deleted",
+            stages.bucket_parts("deleted", shared["deleted"], inputs.buckets),
+            layout,
+            snapshot_schema.DELETED,
+            compression,
+        ),
         stages.write_table(
             "labels",
             stages.bucket_parts("labels", labels, inputs.buckets),
@@ -170,6 +210,14 @@ def build_snapshot(
         *stages.write_statistics(stats, layout, compression),
     ]
     empty_tables = {
+        "images": layout.empty_table(
+            "images", schemas.images_with_status_schema(plan.image_extras)
+        ),
+        "shard_index": (
+            f"{layout.shard_index}/part-00000.parquet",
+            fetch_schema.SHARD_INDEX,
+        ),
+        "deleted": layout.empty_table("deleted", snapshot_schema.DELETED),
         "labels": layout.empty_table("labels", label_schema),
         "diff": layout.empty_table("diff", snapshot_schema.DIFF),
         "errors": layout.empty_table("errors", schemas.ERRORS),
@@ -179,11 +227,12 @@ def build_snapshot(
         *(layout.table_dir(name) for name in SNAPSHOT_TABLES),
         layout.shards,
         layout.shard_index,
+        pool_dir(config.root, snapshot_id),
     ]
     manifest = {
         "written": written | "AllWrittenFiles" >> beam.Flatten(),
         "counts": inputs.counts,
-        "tallies": (fetched["counts"], planned["counts"], per_label)
+        "tallies": (fetched["counts"], shared["counts"], planned["counts"], per_label)
         | "AllTallies" >> beam.Flatten(),
         "ranges": inputs.ranges,
         "checked": inputs.checked,

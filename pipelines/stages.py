@@ -170,18 +170,27 @@ def fetch_into_shards(
     compression: str,
     progress_dir: str | None,
     after: beam.PCollection | None = None,
+    pool: tuple[str, str] | None = None,
 ) -> dict[str, beam.PCollection]:
-    """FetchImages into RUN/shards/ and RUN/tables/images/ (images columns plus
-    status columns): written (WrittenFile), counts (Count), shards (one int).
-    No image is fetched before `after` is complete (the input check)."""
+    """FetchImages into RUN/shards/ (or `pool`: (ROOT/pool/ID, ID), a
+    snapshot's) and RUN/tables/images/ (images columns plus status columns):
+    written (WrittenFile), counts (Count), shards (one int). No image is
+    fetched before `after` is complete (the input check). A snapshot with
+    nothing to fetch writes no shard."""
     outputs = ShardOutputs(
         layout.shards,
         layout.table_dir("images"),
         schemas.images_with_status_schema(image_extras),
         compression,
+        pool,
     )
     return tasks | "FetchImages" >> FetchImages(
-        fetch, outputs, layout.exchange, progress_dir, after
+        fetch,
+        outputs,
+        layout.exchange,
+        progress_dir,
+        after,
+        least_shards=0 if pool else 1,
     )
 
 

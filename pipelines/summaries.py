@@ -37,6 +37,25 @@ def tables_summary(manifest_path: str) -> str:
     return "\n".join(lines)
 
 
+def _shards_line(manifest: dict, root: str) -> str:
+    """How many shards the run uses, where they are and what it wrote."""
+    files = manifest["tables"].get("shards", {}).get("files", [])
+    pooled = [f for f in files if f["path"].startswith("../")]
+    if not pooled:
+        return (
+            f"shards: {len(files):,} in {root}/shards/ (WebDataset tar, index in "
+            "shards/index/)"
+        )
+    snapshot_id = (manifest.get("snapshot") or {}).get("id", "")
+    new = [f for f in pooled if f["path"].startswith(f"../pool/{snapshot_id}/")]
+    written = sum(f["bytes"] for f in new)
+    return (
+        f"shards: {len(files):,} in {root.rsplit('/', 1)[0]}/pool/ "
+        f"({len(new):,} new, {written:,} bytes written; the others shared with "
+        "earlier snapshots; index in shards/index/)"
+    )
+
+
 def fetch_summary(manifest_path: str) -> str:
     """Selected and ok images, failures by status, where the shards are."""
     manifest = _manifest(manifest_path)
@@ -55,8 +74,7 @@ def fetch_summary(manifest_path: str) -> str:
         + [
             f"selected images: {counts.get('selected', 0):,}   ok: {ok:,}"
             + (f"   not fetched: {failed}" if failed else ""),
-            f"shards: {len(manifest['tables'].get('shards', {}).get('files', [])):,} "
-            f"in {root}/shards/ (WebDataset tar, index in shards/index/)",
+            _shards_line(manifest, root),
             f"images table with a status per image: {root}/tables/images/",
             f"manifest: {manifest_path}",
         ]

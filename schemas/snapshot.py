@@ -8,24 +8,32 @@ took, and the `reason` for both.
 
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
 
 SUCCESS = "_SUCCESS"  # written after the manifest: the snapshot is complete
 LATEST = "LATEST"  # under the snapshot root: the id of the newest snapshot
+POOL = "pool"  # under the snapshot root: shards shared by its snapshots
+SNAPSHOT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+RESERVED_IDS = (LATEST, POOL)  # names under the root that are not snapshots
 
 # change -> meaning
 CHANGES: dict[str, str] = {
     "added": "selected now, not in the previous snapshot",
     "removed": "in the previous snapshot, not selected now (see reason)",
     "changed": "its OriginalMD5/OriginalSize, labels or metadata changed",
-    "carried": "unchanged; the previous outcome carries over (bytes copied)",
+    "carried": "unchanged; the previous outcome carries over",
     "refetched": "unchanged, but fetched again (an earlier failure, or new options)",
 }
 
 # action -> meaning
 ACTIONS: dict[str, str] = {
     "fetch": "downloaded (and verified) in this run",
-    "copy": "bytes copied from the previous snapshot's shard and verified again",
+    "share": "bytes left where they are, in a shard of the pool the previous "
+    "snapshot also uses",
+    "copy": "bytes copied from the previous snapshot's own shard (one written "
+    "before shards were pooled) into this snapshot's, and verified again",
     "keep": "a final failure of the previous snapshot, kept as it was",
     "drop": "left out of this snapshot",
 }
@@ -55,5 +63,16 @@ DIFF = pa.schema(
         pa.field("changed_columns", pa.list_(pa.string())),
         pa.field("previous_status", pa.string()),
         pa.field("previous_shard", pa.string()),
+    ]
+)
+
+# tables/deleted: images whose bytes sit in a shard this snapshot uses but
+# which are not part of it (removed, or fetched again into a newer shard).
+# Every reader of the snapshot skips them; `oibeam gc` erases their bytes once
+# no kept snapshot has them.
+DELETED = pa.schema(
+    [
+        pa.field("ImageID", pa.string(), nullable=False),
+        pa.field("shard", pa.string(), nullable=False),
     ]
 )

@@ -24,6 +24,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from oibeam.transforms.publish.manifest import MANIFEST
 from oibeam.transforms.publish.publish_snapshot import read_latest
+from oibeam.transforms.shard.locations import from_run_relative, listed_path
 
 BATCH_ROWS = 65_536
 
@@ -80,7 +81,10 @@ def path_problem(path: Any) -> str | None:
     """Why a path a manifest lists must not be read (None: it may). Only a
     relative path of plain names stays inside the run's directory: nothing
     absolute, no scheme, no empty, `.` or `..` segment, no backslash or
-    control character."""
+    control character; or a shard of the snapshot root's pool
+    (`../pool/ID/NAME.tar`, see transforms/shard/locations)."""
+    if isinstance(path, str) and from_run_relative(path) is not None:
+        return None
     if (
         not isinstance(path, str)
         or not path
@@ -100,7 +104,7 @@ def inside(directory: str, path: Any) -> str:
     problem = path_problem(path)
     if problem:
         raise BadManifest(f"{directory}/{MANIFEST}: {problem}")
-    return f"{directory.rstrip('/')}/{path}"
+    return listed_path(directory, path)
 
 
 def parse_manifest(data: bytes) -> dict[str, Any]:

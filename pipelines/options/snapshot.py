@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import datetime
-import re
 from dataclasses import dataclass, field
 
 from oibeam.pipelines.options.flags import FlagGroup, flag
-from oibeam.schemas.snapshot import LATEST
-
-_SNAPSHOT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+from oibeam.schemas.snapshot import RESERVED_IDS, SNAPSHOT_ID
 
 
 def default_snapshot_id(now: datetime.datetime | None = None) -> str:
@@ -28,10 +25,14 @@ class SnapshotOptions:
     report: bool = True  # [--no-report]
 
     def __post_init__(self) -> None:
-        if not _SNAPSHOT_ID.fullmatch(self.snapshot_id) or self.snapshot_id == LATEST:
+        if (
+            not SNAPSHOT_ID.fullmatch(self.snapshot_id)
+            or self.snapshot_id in RESERVED_IDS
+        ):
             raise ValueError(
                 f"--snapshot-id {self.snapshot_id!r}: use letters, digits, '.', "
-                "'_' and '-' (up to 128, not starting with a symbol), not LATEST"
+                "'_' and '-' (up to 128, not starting with a symbol), not "
+                f"{' or '.join(RESERVED_IDS)}"
             )
 
 

@@ -26,7 +26,7 @@ from support.headers import BOXES_HEADER, LABELS_HEADER, V4_IMAGES_HEADER
 from support.hierarchy_walk import bbox_edges, transitive
 from support.paths import REAL
 from support.runs import run_cli
-from support.snapshot_release import md5_b64
+from support.snapshot_release import md5_b64, shard_paths
 
 V3 = REAL / "v3_2017_11" / "train"
 FLAGS = ("IsOccluded", "IsTruncated", "IsGroupOf", "IsDepiction", "IsInside")
@@ -315,7 +315,7 @@ def test_snapshot_converts_boxes_to_pixels_with_rotation(fault_server, tmp_path)
         r["ImageID"]: r for r in pq.read_table(snap / "tables" / "images").to_pylist()
     }
     members = {}
-    for path in (snap / "shards").glob("*.tar"):
+    for path in shard_paths(snap):
         with tarfile.open(path) as tar:
             for member in tar.getmembers():
                 members[member.name] = tar.extractfile(member).read()

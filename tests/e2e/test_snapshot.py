@@ -23,6 +23,7 @@ from support.snapshot_release import (
     diff_rows,
     manifest,
     shard_members,
+    shard_paths,
 )
 
 
@@ -121,10 +122,10 @@ def test_refreshes_fetch_only_what_changed(release, tmp_path, fault_server):
         gone: ("carried", "keep", "final_failure"),
         down: ("refetched", "fetch", "retryable_failure"),
         replaced: ("changed", "fetch", "bytes_changed"),
-        relabelled: ("changed", "copy", "metadata_changed"),
+        relabelled: ("changed", "share", "metadata_changed"),
         dropped: ("removed", "drop", "not_in_release"),
         **{i: ("added", "fetch", "new") for i in added},
-        **{i: ("carried", "copy", "unchanged") for i in unchanged},
+        **{i: ("carried", "share", "unchanged") for i in unchanged},
     }
     assert {
         k: (r["change"], r["action"], r["reason"]) for k, r in diff.items()
@@ -157,15 +158,16 @@ def test_refreshes_fetch_only_what_changed(release, tmp_path, fault_server):
 
     # The refresh equals a full snapshot of the same inputs.
     assert snapshot(release.write(), tmp_path / "full", "f2") == 0
+    full = tmp_path / "full" / "f2"
     for table in ("images", "labels", "label_stats"):
-        assert comparable(s2, table).equals(comparable(tmp_path / "full" / "f2", table))
+        assert comparable(s2, table, False).equals(comparable(full, table, False))
     assert shard_members(s2) == shard_members(tmp_path / "full" / "f2")
 
     # s3, unchanged inputs: nothing is fetched.
     fault_server.reset_log()
     assert snapshot(release.write(), root, "s3", "--previous", "latest") == 0
     m = manifest(root / "s3")
-    assert m["actions"] == {"copy": 10, "keep": 1}
+    assert m["actions"] == {"share": 10, "keep": 1}
     assert m["changes"] == {"carried": 11}
     assert fault_server.requests() == []
     assert shard_members(root / "s3") == shard_members(s2)
@@ -174,7 +176,7 @@ def test_refreshes_fetch_only_what_changed(release, tmp_path, fault_server):
     assert snapshot(release.write(), root, "s4", "--previous", "s3", "--retry-all") == 0
     diff = diff_rows(root / "s4")
     assert diff[gone]["action"] == "fetch" and diff[gone]["reason"] == "retry_all"
-    assert manifest(root / "s4")["actions"] == {"copy": 10, "fetch": 1}
+    assert manifest(root / "s4")["actions"] == {"share": 10, "fetch": 1}
     assert [r.path.rsplit("/", 1)[-1] for r in fault_server.requests()] == [
         release.name(gone)
     ]
@@ -186,12 +188,16 @@ def test_same_inputs_same_snapshot(release, tmp_path):
         release.add(Photo(image_id, seed=i, labels=[("/m/car", 0.7)]))
     flags = release.write()
     assert snapshot(flags, tmp_path / "a", "x", "--shard-bytes", "2000") == 0
-    assert snapshot(flags, tmp_path / "b", "y", "--shard-bytes", "2000") == 0
-    a, b = tmp_path / "a" / "x", tmp_path / "b" / "y"
-    tars = sorted(p.name for p in (a / "shards").glob("*.tar"))
+    assert snapshot(flags, tmp_path / "b", "x", "--shard-bytes", "2000") == 0
+    a, b = tmp_path / "a" / "x", tmp_path / "b" / "x"
+    tars = shard_paths(a)
     assert len(tars) > 1
-    for name in tars:
-        assert (a / "shards" / name).read_bytes() == (b / "shards" / name).read_bytes()
+    assert [p.name for p in tars] == [p.name for p in shard_paths(b)]
+    for path in tars:
+        assert (
+            path.read_bytes()
+            == (tmp_path / "b" / "pool" / "x" / path.name).read_bytes()
+        )
     for table in ("images", "labels", "label_counts", "label_stats", "diff", "errors"):
         assert comparable(a, table).equals(comparable(b, table)), table
 
@@ -203,37 +209,40 @@ def test_verify_finds_what_is_wrong(release, tmp_path, capsys):
     good = tmp_path / "root" / "s1"
 
     def broken(name: str, damage) -> str:
-        copy = tmp_path / name
-        shutil.copytree(good, copy)
+        """Damages a copy of the whole root (pool and all): its s1 dir."""
+        shutil.copytree(tmp_path / "root", tmp_path / name)
+        copy = tmp_path / name / "s1"
         damage(copy)
         capsys.readouterr()
         assert run_cli("verify", copy) == 1
         return capsys.readouterr().out
 
     def flip_a_byte(snapshot_dir):
-        tar = next((snapshot_dir / "shards").glob("*.tar"))
+        tar = shard_paths(snapshot_dir)[0]
         data = bytearray(tar.read_bytes())
         data[1024] ^= 0xFF  # inside the first image's bytes
         tar.write_bytes(bytes(data))
 
     out = broken("flipped", flip_a_byte)
     assert "checksum differs" in out and "does not match its OriginalMD5" in out
-    assert run_cli("verify", "--quick", tmp_path / "flipped") == 0  # sizes only
+    assert run_cli("verify", "--quick", tmp_path / "flipped" / "s1") == 0  # sizes
 
     def truncate(snapshot_dir):
-        tar = next((snapshot_dir / "shards").glob("*.tar"))
+        tar = shard_paths(snapshot_dir)[0]
         tar.write_bytes(tar.read_bytes()[:-512])
 
     broken("truncated", truncate)
     capsys.readouterr()
-    assert run_cli("verify", "--quick", tmp_path / "truncated") == 1
+    assert run_cli("verify", "--quick", tmp_path / "truncated" / "s1") == 1
     assert "bytes, the manifest says" in capsys.readouterr().out
     out = broken(
         "missing", lambda d: next((d / "tables" / "labels").glob("*")).unlink()
     )
     assert "missing: tables/labels/" in out
-    out = broken("stray", lambda d: (d / "shards" / "extra.tar").write_bytes(b"x"))
-    assert "not in the manifest: shards/extra.tar" in out
+    out = broken(
+        "stray", lambda d: (d / "shards" / "index" / "extra.tar").write_bytes(b"x")
+    )
+    assert "not in the manifest: shards/index/extra.tar" in out
     out = broken("unfinished", lambda d: (d / "_SUCCESS").unlink())
     assert "not complete" in out
 
@@ -251,9 +260,9 @@ def test_verify_finds_what_is_wrong(release, tmp_path, capsys):
 
     out = broken("legacy-wrong", lambda d: legacy_crc(d, wrong=True))
     assert "checksum differs" in out
-    shutil.copytree(good, tmp_path / "legacy")
-    legacy_crc(tmp_path / "legacy")
-    assert run_cli("verify", tmp_path / "legacy") == 0
+    shutil.copytree(tmp_path / "root", tmp_path / "legacy")
+    legacy_crc(tmp_path / "legacy" / "s1")
+    assert run_cli("verify", tmp_path / "legacy" / "s1") == 0
     assert run_cli("verify", good) == 0
 
 

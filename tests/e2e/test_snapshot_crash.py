@@ -14,7 +14,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from support.runs import run_cli
-from support.snapshot_release import Photo, Release, comparable, manifest, shard_members
+from support.snapshot_release import (
+    Photo,
+    Release,
+    comparable,
+    manifest,
+    shard_members,
+    shard_paths,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -76,8 +83,9 @@ def test_killed_run_resumes_to_the_same_snapshot(fault_server, tmp_path):
     s1 = root / "s1"
     assert (root / "LATEST").read_text() == "s0\n"
     assert not (s1 / "_SUCCESS").exists() and not (s1 / "manifest.json").exists()
-    temporary = [p.name for p in (s1 / "shards").glob(".tmp-*")]
-    final = [p for p in (s1 / "shards").glob("*.tar") if not p.name.startswith(".")]
+    pool = root / "pool" / "s1"
+    temporary = [p.name for p in pool.glob(".tmp-*")]
+    final = [p for p in pool.glob("*.tar") if not p.name.startswith(".")]
     for tar_path in final:
         with tarfile.open(tar_path) as tar:
             for member in tar.getmembers():
@@ -111,7 +119,10 @@ def test_killed_run_resumes_to_the_same_snapshot(fault_server, tmp_path):
     )
     u1 = root / "u1"
     for table in ("images", "labels", "diff", "label_stats"):
-        assert comparable(s1, table).equals(comparable(u1, table)), table
-    for tar_path in sorted((u1 / "shards").glob("*.tar")):
-        assert tar_path.read_bytes() == (s1 / "shards" / tar_path.name).read_bytes()
+        assert comparable(s1, table, False).equals(comparable(u1, table, False))
+    # Both share s0's shards and wrote the same new ones, each in its pool dir.
+    theirs = [pool / p.name if p.parent.name == "u1" else p for p in shard_paths(u1)]
+    assert sorted(theirs) == shard_paths(s1)
+    for tar_path, counterpart in zip(shard_paths(u1), theirs, strict=True):
+        assert tar_path.read_bytes() == counterpart.read_bytes()
     assert len(shard_members(s1)) == 2 * 35

@@ -71,7 +71,7 @@ def test_snapshot_and_refresh_on_gcs(gcs_emulator, fault_server, tmp_path):
     assert all(i["path"].startswith("gs://") for i in manifest["inputs"])
     tars = [
         b
-        for b in bucket.list_blobs(prefix="openimages/s1/shards/")
+        for b in bucket.list_blobs(prefix="openimages/pool/s1/")
         if b.name.endswith(".tar")
     ]
     members = {}
@@ -82,7 +82,7 @@ def test_snapshot_and_refresh_on_gcs(gcs_emulator, fault_server, tmp_path):
     for image_id in release.photos:
         assert members[f"{image_id}.jpg"] == release.bytes_of(image_id)
 
-    # A refresh on GCS: one image added; the others are copied from s1's shards.
+    # A refresh on GCS: one image added; the others stay in s1's pooled shards.
     release.add(Photo(f"{100:016x}", seed=100))
     flags = _upload_inputs(bucket, release.write())
     fault_server.reset_log()
@@ -104,7 +104,7 @@ def test_snapshot_and_refresh_on_gcs(gcs_emulator, fault_server, tmp_path):
         bucket.blob("openimages/s2/manifest.json").download_as_bytes()
     )
     assert manifest["changes"] == {"added": 1, "carried": 6}
-    assert manifest["actions"] == {"copy": 6, "fetch": 1}
+    assert manifest["actions"] == {"share": 6, "fetch": 1}
     assert len(fault_server.requests()) == 1
     latest = bucket.get_blob("openimages/LATEST")
     assert latest.generation != first_generation

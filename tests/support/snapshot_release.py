@@ -8,6 +8,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,21 +143,51 @@ def read_table(path: Path) -> pa.Table:
     return pq.read_table(path)
 
 
-def comparable(snapshot: Path, table: str) -> pa.Table:
-    """A snapshot table without the columns that describe the run, sorted."""
+def comparable(snapshot: Path, table: str, where_bytes_are: bool = True) -> pa.Table:
+    """A snapshot table without the columns that describe the run, sorted;
+    `where_bytes_are=False` also drops `shard` (a refresh shares the shards
+    of earlier snapshots, a full snapshot has only its own)."""
     data = pq.read_table(snapshot / "tables" / table)
     drop = [c for c in RUN_COLUMNS if c in data.column_names]
+    if not where_bytes_are and "shard" in data.column_names:
+        drop.append("shard")
     data = data.drop_columns(drop)
     keys = [f.name for f in data.schema if not pa.types.is_nested(f.type)]
     return data.sort_by([(k, "ascending") for k in keys]) if data.num_rows else data
 
 
+def shard_paths(run: Path) -> list[Path]:
+    """The tar shards a run's manifest lists (a snapshot's are in its root's
+    pool: ../pool/ID/NAME.tar), resolved."""
+    files = manifest(run)["tables"].get("shards", {}).get("files", [])
+    return sorted(Path(os.path.normpath(run / f["path"])) for f in files)
+
+
+def deleted_members(run: Path) -> set[tuple[str, str]]:
+    """(ImageID, shard) a snapshot lists as deleted from the shards it uses."""
+    path = run / "tables" / "deleted"
+    if not path.exists():
+        return set()
+    return {(r["ImageID"], r["shard"]) for r in pq.read_table(path).to_pylist()}
+
+
+def shard_name(path: Path) -> str:
+    """How an index names the shard at `path` (pool/ID/NAME.tar or NAME.tar)."""
+    if path.parent.parent.name == "pool":
+        return f"pool/{path.parent.name}/{path.name}"
+    return path.name
+
+
 def shard_members(snapshot: Path) -> dict[str, bytes]:
-    """Every member of every tar shard of a snapshot, read with tarfile."""
+    """Every member of the snapshot's tar shards, read with tarfile, but
+    those of the images it lists as deleted."""
     members = {}
-    for path in sorted((snapshot / "shards").glob("[!.]*.tar")):
+    deleted = deleted_members(snapshot)
+    for path in shard_paths(snapshot):
         with tarfile.open(path) as tar:
             for member in tar.getmembers():
+                if (member.name.split(".", 1)[0], shard_name(path)) in deleted:
+                    continue
                 assert member.name not in members, f"{member.name} twice"
                 members[member.name] = tar.extractfile(member).read()
     return members

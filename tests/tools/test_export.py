@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import tarfile
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from oibeam.tools.export.attribution import Attribution, license_name
 from oibeam.tools.export.training_list import LabelRule, positive_labels
 
 from support.runs import run_cli
-from support.snapshot_release import FLAGS, Photo, Release
+from support.snapshot_release import FLAGS, Photo, Release, shard_paths
 
 SNAPSHOT_FLAGS = [
     *FLAGS,
@@ -163,12 +164,18 @@ def ok_ids(run: Path) -> list[str]:
 def tar_members(run: Path) -> dict[str, bytes]:
     """{shards/<tar>/<member>: bytes} of every shard, read with tarfile."""
     members = {}
-    for path in sorted((run / "shards").glob("*.tar")):
+    for path in shard_paths(run):
         with tarfile.open(path) as tar:
             for member in tar.getmembers():
                 data = tar.extractfile(member).read()
-                members[f"shards/{path.name}/{member.name}"] = data
+                members[f"{os.path.relpath(path, run)}/{member.name}"] = data
     return members
+
+
+def _tar(shard: str) -> str:
+    """A shard index's shard as a path relative to its run: a snapshot's are
+    in its root's pool."""
+    return f"../{shard}" if shard.startswith("pool/") else f"shards/{shard}"
 
 
 def files_under(directory: Path) -> dict[str, bytes]:
@@ -226,7 +233,7 @@ def test_every_format_reads_back(run_dir, capsys):
     refs = {p.rsplit("/", 1)[1].removesuffix(".jpg"): p for p in [*train, *validation]}
     assert sorted(refs) == ok
     for image_id, path in refs.items():
-        assert path == f"shards/{index[image_id]['shard']}/{image_id}.jpg"
+        assert path == f"{_tar(index[image_id]['shard'])}/{image_id}.jpg"
         assert path in members
     assert train == {
         refs[IDS[0]]: {CAT: "0.9"},
@@ -250,7 +257,7 @@ def test_every_format_reads_back(run_dir, capsys):
         assert o["path"] == refs[o["ImageID"]]
         for key in ("shard", "member", "offset", "size"):
             assert o[key] == place[key]
-        with (run_dir / "shards" / o["shard"]).open("rb") as shard:
+        with (run_dir / _tar(o["shard"])).open("rb") as shard:
             shard.seek(o["offset"])
             assert shard.read(o["size"]) == members[o["path"]]
         for key in ("Subset", "OriginalMD5", "OriginalSize", "License", "Author"):
@@ -305,7 +312,7 @@ def test_reruns_replace_files_and_are_deterministic(run_dir, tmp_path, capsys):
         "train.txt",
     ]
     assert training_list(out, "train") == {
-        f"shards/{p}": labels
+        p: labels
         for p, labels in {
             _ref(run_dir, IDS[2]): {CAR: "1"},
             _ref(run_dir, IDS[3]): {CAT: "1"},
@@ -319,7 +326,7 @@ def _ref(run: Path, image_id: str) -> str:
         r["ImageID"]: r["shard"]
         for r in pq.read_table(run / "shards" / "index").to_pylist()
     }[image_id]
-    return f"{shard}/{image_id}.jpg"
+    return f"{_tar(shard)}/{image_id}.jpg"
 
 
 @pytest.mark.parametrize(
@@ -364,7 +371,7 @@ def test_training_list_options(run_dir, flags, expected):
     assert export(run_dir, "--format", "tencent", *flags) == 0
     out = run_dir / "exports"
     found = training_list(out, "train") | training_list(out, "validation")
-    assert found == {f"shards/{_ref(run_dir, i)}": v for i, v in expected.items()}
+    assert found == {_ref(run_dir, i): v for i, v in expected.items()}
     mids = [line.split("\t")[0] for line in (out / "tencent" / "classes.tsv").open()]
     assert mids == sorted({m for labels in expected.values() for m in labels})
 

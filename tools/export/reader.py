@@ -40,6 +40,7 @@ from oibeam.schemas.fetch import OK
 from oibeam.tools.export.base import INDEX_COLUMNS, PATH, ExportError
 from oibeam.tools.runs import NotARun, Run, resolve_run
 from oibeam.transforms.common.image_keys import parse_image_ids
+from oibeam.transforms.shard.locations import run_relative
 
 _LOG = logging.getLogger(__name__)
 
@@ -316,9 +317,13 @@ class OkImages:
             )
         for name in INDEX_COLUMNS:
             table = table.append_column(name, index[name].take(where))
-        path = pc.binary_join_element_wise(
-            "shards", table["shard"], table["member"], "/"
-        )
+        shards = pc.unique(table["shard"]).to_pylist()
+        try:
+            places = pa.array([run_relative(s) for s in shards], pa.string())
+        except ValueError as e:
+            raise ExportError(f"{self._run.directory}: shards/index: {e}") from None
+        tar = places.take(pc.index_in(table["shard"], value_set=pa.array(shards)))
+        path = pc.binary_join_element_wise(tar, table["member"], "/")
         return table.append_column(PATH, path)
 
 

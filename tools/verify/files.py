@@ -15,6 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 from oibeam.schemas import fetch as fetch_schema
 from oibeam.tools.runs import inside
 from oibeam.tools.verify.listing import UNREADABLE, read_bytes, size_of
+from oibeam.transforms.shard.locations import from_run_relative
 from oibeam.transforms.shard.shard_writer import checksum_label
 
 _SWEPT = ("tables", "shards", "shards/index")
@@ -62,7 +63,7 @@ def check_file(directory: str, table: str, entry: dict, quick: bool, shards):
 
 def _check_members(path: str, data: bytes, shards: dict) -> list[str]:
     """Each ok image of this shard: its bytes at the index's offset match."""
-    name = path.rsplit("/", 1)[-1]
+    name = from_run_relative(path) or path.rsplit("/", 1)[-1]
     problems = []
     for image_id, offset, size, expected_md5, checked in shards.get(name, ()):
         member = data[offset : offset + size]

@@ -53,14 +53,15 @@ _MIN_SHARDS = 16
 _IMAGES_PER_MIN_SHARD = 100
 
 
-def shard_count(totals: tuple[int, int], shard_bytes: int) -> int:
+def shard_count(totals: tuple[int, int], shard_bytes: int, least: int = 1) -> int:
     """Shards for (images, bytes): ~shard_bytes each, at least _MIN_SHARDS
-    when there are images enough, never more than images."""
+    when there are images enough, never more than images, at least `least`
+    (a refresh with nothing to fetch writes no shard: least=0)."""
     images, size = totals
     wanted = max(
         -(-size // shard_bytes), min(_MIN_SHARDS, images // _IMAGES_PER_MIN_SHARD)
     )
-    return int(max(1, min(images, wanted)))
+    return int(max(least, min(images, wanted)))
 
 
 def expected_bytes(table: pa.Table, config: FetchConfig) -> tuple[int, int]:
@@ -173,8 +174,10 @@ class _ParkByShardFn(beam.DoFn):
             )
 
 
-def _shard_count(totals: tuple[int, int], shard_bytes: int, _after=()) -> int:
-    return shard_count(totals, shard_bytes)
+def _shard_count(
+    totals: tuple[int, int], shard_bytes: int, least: int, _after=()
+) -> int:
+    return shard_count(totals, shard_bytes, least)
 
 
 class FetchImages(beam.PTransform):
@@ -186,7 +189,8 @@ class FetchImages(beam.PTransform):
     shards = the shard count (one int). Local runs give a `progress_dir` on
     this machine, where workers publish their counts for the progress line.
     Nothing is fetched before `after` (if given) is complete: the step that
-    checks the inputs, so that a run about to be refused fetches nothing."""
+    checks the inputs, so that a run about to be refused fetches nothing.
+    With `least_shards=0` a selection with nothing to fetch writes no shard."""
 
     def __init__(
         self,
@@ -195,8 +199,10 @@ class FetchImages(beam.PTransform):
         exchange: str,
         progress_dir: str | None = None,
         after: beam.PCollection | None = None,
+        least_shards: int = 1,
     ) -> None:
         super().__init__()
+        self._least_shards = least_shards
         self._after = after
         self._config = config
         self._exchange = exchange
@@ -217,7 +223,7 @@ class FetchImages(beam.PTransform):
             _ = totals | "PublishTotal" >> beam.Map(_publish_total, self._progress_dir)
         after = [beam.pvalue.AsList(self._after)] if self._after is not None else []
         shards = totals | "ShardCount" >> beam.Map(
-            _shard_count, self._config.shard_bytes, *after
+            _shard_count, self._config.shard_bytes, self._least_shards, *after
         ).with_output_types(int)
         fetched = (
             selected

@@ -2,10 +2,12 @@
 an earlier final failure; verify it; describe the outcome as a status row.
 
 A task is an images-table row, optionally planned by a refresh: `_plan` is
-`fetch` (the default), `copy` (the bytes are in the previous snapshot's shard
-at `_prev_tar`/`_prev_offset`/`_prev_size`: read them there, never from the
-network; if they no longer verify, fetch after all) or `keep` (a failure that is
-not worth retrying: its previous status columns `_prev_<column>` carry over).
+`fetch` (the default), `copy` (the bytes are in the previous snapshot's own
+shard at `_prev_tar`/`_prev_offset`/`_prev_size`: read them there, never from
+the network; if they no longer verify, fetch after all) or `keep` (a failure
+that is not worth retrying: its previous status columns `_prev_<column>` carry
+over). `share` tasks (bytes in a pooled shard, left there) never reach a
+TaskRunner: refresh/share_shards writes their rows.
 """
 
 from __future__ import annotations
@@ -35,9 +37,17 @@ from oibeam.transforms.fetch.image_check import (
 _LOG = logging.getLogger(__name__)
 
 PLAN = "_plan"
-FETCH, COPY, KEEP = "fetch", "copy", "keep"
+FETCH, COPY, KEEP, SHARE = "fetch", "copy", "keep", "share"
 PREVIOUS = "_prev_"
 PREV_TAR, PREV_OFFSET, PREV_SIZE = "_prev_tar", "_prev_offset", "_prev_size"
+# The rest of the image's previous shard index row (PREVIOUS + "shard", a
+# status column, names its shard): a shared image's row in the new index.
+PREV_INDEX = {
+    "member": PREVIOUS + "member",
+    "json_member": PREVIOUS + "json_member",
+    "json_offset": PREVIOUS + "json_offset",
+    "json_size": PREVIOUS + "json_size",
+}
 _IMAGE_ID = re.compile(r"^[0-9a-f]{16}$")
 
 # The columns a refresh adds to a task (see the module docstring).
@@ -46,6 +56,10 @@ INTERNAL_FIELDS: list[pa.Field] = [
     pa.field(PREV_TAR, pa.string()),
     pa.field(PREV_OFFSET, pa.int64()),
     pa.field(PREV_SIZE, pa.int64()),
+    pa.field(PREV_INDEX["member"], pa.string()),
+    pa.field(PREV_INDEX["json_member"], pa.string()),
+    pa.field(PREV_INDEX["json_offset"], pa.int64()),
+    pa.field(PREV_INDEX["json_size"], pa.int64()),
     *(
         f.with_name(PREVIOUS + f.name).with_nullable(True)
         for f in contract.STATUS_FIELDS
@@ -282,17 +296,28 @@ def ordered(pool, fn, items, window: int):
         yield item, result
 
 
-def sample_json(row: dict, status: dict) -> bytes:
-    """The `<ImageID>.json` member: the image's row and what the fetch found."""
+# What a shared shard's JSON member keeps of the row: what cannot change
+# without the bytes changing too (labels, boxes, titles, authors can).
+FROZEN_COLUMNS = ("ImageID", "OriginalMD5", "OriginalSize")
+
+
+def sample_json(row: dict, status: dict, frozen: bool = False) -> bytes:
+    """The `<ImageID>.json` member: the image's row (`frozen`: only
+    FROZEN_COLUMNS of it) and what the fetch found."""
     keep = {
         k: v
         for k, v in row.items()
-        if v is not None and k != PLAN and not k.startswith(PREVIOUS)
+        if v is not None
+        and k != PLAN
+        and not k.startswith(PREVIOUS)
+        and (not frozen or k in FROZEN_COLUMNS)
     }
     keep["fetch"] = {
         k: status[k]
         for k in contract.STATUS_COLUMNS
-        if k not in contract.RUN_COLUMNS and status[k] is not None
+        if k not in contract.RUN_COLUMNS
+        and status[k] is not None
+        and not (frozen and k == "shard")  # the tar it sits in says that
     }
     return json.dumps(
         keep, sort_keys=True, ensure_ascii=False, separators=(",", ":")

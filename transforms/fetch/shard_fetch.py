@@ -92,10 +92,13 @@ class ShardFetcher:
             for row, result in ordered(self._pool, self._runner.run, rows, window):
                 status = result.status
                 if result.ok:
-                    status["shard"] = f"{paths.name}.tar"
+                    status["shard"] = paths.shard_name
                     ext = contract.FORMAT_EXTENSIONS.get(status["format"], "bin")
                     image, meta = writer.add_sample(
-                        row["ImageID"], ext, result.data, sample_json(row, status)
+                        row["ImageID"],
+                        ext,
+                        result.data,
+                        sample_json(row, status, self._outputs.frozen_json),
                     )
                     index.append(
                         _index_row(row["ImageID"], status["shard"], image, meta)

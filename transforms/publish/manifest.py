@@ -32,6 +32,7 @@ from oibeam.schemas.elements import (
     RangeLines,
     WrittenFile,
 )
+from oibeam.schemas.snapshot import POOL
 from oibeam.transforms.common.exchange import remove_exchange
 from oibeam.transforms.common.write_files import write_parquet, write_text
 from oibeam.transforms.publish.reconcile import (
@@ -40,14 +41,22 @@ from oibeam.transforms.publish.reconcile import (
     tally,
 )
 from oibeam.transforms.read.csv_inputs import InputPlan
+from oibeam.transforms.shard.locations import parent
 
 MANIFEST = "manifest.json"
 _LOG = logging.getLogger(__name__)
 
 
 def relative(path: str, root: str) -> str:
+    """`path` relative to the run directory `root`; a shard of the snapshot
+    root's pool as `../pool/ID/NAME.tar` (see shard/locations)."""
     root = root.rstrip("/") + "/"
-    return path[len(root) :] if path.startswith(root) else path
+    if path.startswith(root):
+        return path[len(root) :]
+    pool = f"{parent(root)}/{POOL}/"
+    if path.startswith(pool):
+        return f"../{path[len(parent(root)) + 1 :]}"
+    return path
 
 
 # info key: inputs read where the pipeline is built (a hierarchy file), listed

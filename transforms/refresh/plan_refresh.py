@@ -4,14 +4,19 @@ by bucket, and decide what each image needs.
 Per image (see schemas/snapshot.py for the vocabulary), in this order:
   OriginalMD5 or OriginalSize changed  -> fetch           (changed: bytes_changed)
   the fetch options differ             -> fetch           (options_changed)
-  previously ok, bytes in its shard    -> copy            (carried: unchanged)
+  previously ok, bytes in a pooled shard -> share         (carried: unchanged)
+  previously ok, bytes in its own shard  -> copy          (carried: unchanged)
   previously ok, bytes missing         -> fetch           (bytes_missing)
   previously a retryable failure       -> fetch           (retryable_failure)
   a final failure, with --retry-all    -> fetch           (retry_all)
   a final failure                      -> keep            (carried: final_failure)
 An image whose labels or other columns changed is `changed` (metadata_changed)
 whatever its action; new images are `added`, previous images not selected any
-more are `removed` (action `drop`). The tasks carry the plan to FetchImages.
+more are `removed` (action `drop`). The tasks carry the plan to FetchImages;
+shared images go to ShareShards instead, which writes their rows without
+touching their bytes. The `dead` rows name what the previous snapshot's pooled
+shards hold that this one does not (see schemas/snapshot.DELETED): its images
+not shared now, and what it had already listed as deleted.
 
 Longer than most modules on purpose: the rules above and the columns each one
 compares are one decision, kept in one place to be read top to bottom.
@@ -19,7 +24,7 @@ compares are one decision, kept in one place to be read top to bottom.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import apache_beam as beam
 import numpy as np
@@ -36,10 +41,13 @@ from oibeam.transforms.fetch.image_tasks import (
     FETCH,
     INTERNAL_FIELDS,
     KEEP,
+    PLAN,
+    PREV_INDEX,
     PREV_OFFSET,
     PREV_SIZE,
     PREV_TAR,
     PREVIOUS,
+    SHARE,
 )
 from oibeam.transforms.refresh.same_values import same_values
 
@@ -55,10 +63,20 @@ class RefreshRules:
 
 @dataclass
 class Plan:
-    """One bucket's plan: the tasks for FetchImages and the diff rows."""
+    """One bucket's plan: the tasks for FetchImages (`shared` for
+    ShareShards), the diff rows and the deleted rows."""
 
     tasks: pa.Table
     diff: pa.Table
+    dead: pa.Table = field(default_factory=contract.DELETED.empty_table)
+
+    @property
+    def shared(self) -> pa.Table:
+        return self.tasks.filter(pc.equal(self.tasks[PLAN], SHARE))
+
+    @property
+    def unshared(self) -> pa.Table:
+        return self.tasks.filter(pc.not_equal(self.tasks[PLAN], SHARE))
 
     def counts(self) -> list[Count]:
         """Images per change and per action."""
@@ -75,7 +93,7 @@ class Plan:
 
 def _source(field: pa.Field) -> str:
     """The previous snapshot's column an internal task column comes from."""
-    if field.name in (PREV_TAR, PREV_OFFSET, PREV_SIZE):
+    if field.name in (PREV_TAR, PREV_OFFSET, PREV_SIZE, *PREV_INDEX.values()):
         return field.name  # attached by ReadPreviousSnapshot
     return field.name.removeprefix(PREVIOUS)  # a status column
 
@@ -121,11 +139,15 @@ def _decide(current: pa.Table, previous: pa.Table, rules: RefreshRules):
     ]
     conditions = [c for c, _, _ in choices]
     plan = np.select(conditions, [p for _, p, _ in choices], KEEP).astype(object)
+    pooled = pc.starts_with(
+        pc.fill_null(previous["shard"], ""), f"{contract.POOL}/"
+    ).to_numpy(zero_copy_only=False)
+    plan[(plan == COPY) & pooled] = SHARE  # bytes stay in the pool, shared
     reason = np.select(conditions, [r for _, _, r in choices], "final_failure")
     metadata_changed = np.zeros(n, dtype=bool)
     for _, differs in differing:
         metadata_changed |= differs
-    carried = (plan == COPY) | (plan == KEEP)
+    carried = (plan == COPY) | (plan == KEEP) | (plan == SHARE)
     change = np.select(
         [~bytes_same, metadata_changed, carried],
         ["changed", "changed", "carried"],
@@ -152,9 +174,11 @@ def plan_refresh(
     previous: pa.Table | None,
     release_ids: pa.Array | None,
     rules: RefreshRules,
+    deleted: pa.Table | None = None,
 ) -> Plan:
-    """Tasks (current rows + INTERNAL_FIELDS, by ImageID) and diff rows (DIFF,
-    current then removed images, each by ImageID) of one bucket."""
+    """Tasks (current rows + INTERNAL_FIELDS, by ImageID), diff rows (DIFF,
+    current then removed images, each by ImageID) and dead rows (DELETED) of
+    one bucket; `deleted`: the previous snapshot's deleted rows of it."""
     current = current.sort_by("ImageID").combine_chunks()
     if previous is None or not previous.num_rows:
         previous = None
@@ -221,7 +245,28 @@ def plan_refresh(
                 ),
             ]
         )
-    return Plan(tasks, diff)
+    return Plan(tasks, diff, _dead(tasks, previous, deleted))
+
+
+def _dead(tasks: pa.Table, previous: pa.Table | None, deleted) -> pa.Table:
+    """What the previous snapshot's pooled shards hold that this snapshot
+    does not share: its pooled images not shared now, and its deleted rows.
+    (Rows of shards this snapshot no longer uses are dropped later.)"""
+    pieces = [] if deleted is None else [deleted.select(contract.DELETED.names)]
+    if previous is not None:
+        shared = tasks.filter(pc.equal(tasks[PLAN], SHARE))["ImageID"]
+        pooled = pc.starts_with(
+            pc.fill_null(previous["shard"], ""), f"{contract.POOL}/"
+        )
+        gone = pc.and_(
+            pooled, pc.invert(pc.is_in(previous["ImageID"], value_set=shared))
+        )
+        pieces.append(previous.filter(gone).select(contract.DELETED.names))
+    if not pieces:
+        return contract.DELETED.empty_table()
+    return pa.concat_tables([p.cast(contract.DELETED) for p in pieces]).sort_by(
+        [("shard", "ascending"), ("ImageID", "ascending")]
+    )
 
 
 def _diff_table(ids, change, action, reason, changed_columns, status, shard):
@@ -246,7 +291,12 @@ def _plan_alone(element, rules: RefreshRules):
 
 
 def _outputs(bucket: int, plan: Plan):
-    yield bucket, plan.tasks
+    yield bucket, plan.unshared
+    shared = plan.shared
+    if shared.num_rows:
+        yield beam.pvalue.TaggedOutput("shared", (bucket, shared))
+    if plan.dead.num_rows:
+        yield beam.pvalue.TaggedOutput("dead", (bucket, plan.dead))
     yield beam.pvalue.TaggedOutput("diff", (bucket, plan.diff))
     for count in plan.counts():
         yield beam.pvalue.TaggedOutput("counts", count)
@@ -264,7 +314,8 @@ class _PlanBucketFn(beam.DoFn):
         bucket, grouped = element
         current = list(grouped["current"])
         pieces = list(grouped["previous"])
-        if not current and not pieces:
+        deleted = list(grouped["deleted"])
+        if not current and not pieces and not deleted:
             return
         release = list(grouped["release"])
         plan = plan_refresh(
@@ -272,16 +323,19 @@ class _PlanBucketFn(beam.DoFn):
             pa.concat_tables([read_piece(p) for p in pieces]) if pieces else None,
             pa.concat_tables(release)["ImageID"].combine_chunks() if release else None,
             self._rules,
+            pa.concat_tables([read_piece(p) for p in deleted]) if deleted else None,
         )
         yield from _outputs(bucket, plan)
 
 
 class PlanRefresh(beam.PTransform):
     """{"current": (bucket, selected images), "release": (bucket, every image
-    of the input), "previous": (bucket, BucketPiece) or absent} -> dict: tasks =
-    (bucket, pa.Table) for FetchImages, diff = (bucket, pa.Table DIFF), counts =
-    Count per change and per action. Without a previous snapshot every image is
-    added, with no shuffle."""
+    of the input), "previous" and "deleted": (bucket, BucketPiece) of the
+    previous snapshot's images and deleted rows, or absent} -> dict: tasks =
+    (bucket, pa.Table) for FetchImages, shared = (bucket, pa.Table) of tasks
+    for ShareShards, dead = (bucket, pa.Table DELETED), diff = (bucket,
+    pa.Table DIFF), counts = Count per change and per action. Without a
+    previous snapshot every image is added, with no shuffle."""
 
     def __init__(self, rules: RefreshRules, schema: pa.Schema) -> None:
         super().__init__()
@@ -295,7 +349,7 @@ class PlanRefresh(beam.PTransform):
         if inputs.get("previous") is None:
             planned = inputs["current"] | "AllAdded" >> beam.FlatMap(
                 _plan_alone, self._rules
-            ).with_outputs("diff", "counts", main="tasks")
+            ).with_outputs("shared", "dead", "diff", "counts", main="tasks")
         else:
             release = inputs["release"] | "ReleaseImageIds" >> beam.Map(
                 image_ids_of
@@ -304,16 +358,19 @@ class PlanRefresh(beam.PTransform):
                 {
                     "current": inputs["current"],
                     "previous": inputs["previous"],
+                    "deleted": inputs["deleted"],
                     "release": release,
                 }
                 | "GroupByBucket" >> beam.CoGroupByKey()
                 | "PlanBuckets"
                 >> beam.ParDo(_PlanBucketFn(self._rules, self._schema)).with_outputs(
-                    "diff", "counts", main="tasks"
+                    "shared", "dead", "diff", "counts", main="tasks"
                 )
             )
         return {
             "tasks": planned.tasks,
+            "shared": planned.shared,
+            "dead": planned.dead,
             "diff": planned.diff,
             "counts": planned.counts,
         }

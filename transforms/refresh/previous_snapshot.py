@@ -7,9 +7,12 @@ earlier image row gets the place of its bytes (`_prev_tar`, `_prev_offset`,
 `_prev_size`; null for images that were not ok). The rows are then split by
 the current run's join buckets and parked in exchange files, as the join does.
 
+The snapshot's deleted rows (tables/deleted) are split by bucket the same way.
+
 Every path is the snapshot's own: a part the manifest lists must be a file
-directly in tables/images/ (or shards/index/), and a shard the index names a
-file directly in shards/; anything else is refused, never read.
+directly in tables/images/ (or shards/index/, tables/deleted/), and a shard the
+index names a file directly in shards/ or in the root's pool (see
+shard/locations); anything else is refused, never read.
 """
 
 from __future__ import annotations
@@ -28,26 +31,27 @@ from oibeam.schemas import snapshot as contract
 from oibeam.schemas.elements import BucketPiece
 from oibeam.transforms.common.exchange import write_piece
 from oibeam.transforms.common.image_keys import bucket_of, parse_image_ids
-from oibeam.transforms.fetch.image_tasks import PREV_OFFSET, PREV_SIZE, PREV_TAR
+from oibeam.transforms.fetch.image_tasks import (
+    PREV_INDEX,
+    PREV_OFFSET,
+    PREV_SIZE,
+    PREV_TAR,
+)
 from oibeam.transforms.publish.manifest import MANIFEST
+from oibeam.transforms.shard.locations import (
+    from_run_relative,
+    is_file_name,
+    is_shard_name,
+    shard_location,
+)
 
 _IMAGES = "tables/images/"
 _INDEX = "shards/index/"
+_DELETED = "tables/deleted/"
 
 
 class NotASnapshot(ValueError):
     """--previous names something that is not a complete oibeam snapshot."""
-
-
-def _file_name(name: object) -> bool:
-    """A name of a file directly in a directory: no separator, not `.`/`..`."""
-    return (
-        isinstance(name, str)
-        and name not in ("", ".", "..")
-        and "/" not in name
-        and "\\" not in name
-        and name.isprintable()
-    )
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,13 @@ class PreviousSnapshot:
     snapshot_id: str
     parts: tuple[tuple[str, str], ...]  # (images part, index part) paths
     fetch_options: dict  # the `fetch` options its run used
+    # pooled shard name -> (bytes, checksum) as its manifest lists them
+    pooled: tuple[tuple[str, int, str], ...] = ()
+    deleted: tuple[str, ...] = ()  # tables/deleted parts
+
+    @property
+    def pooled_files(self) -> dict[str, tuple[int, str]]:
+        return {name: (size, checksum) for name, size, checksum in self.pooled}
 
     @classmethod
     def load(cls, path: str) -> PreviousSnapshot:
@@ -76,10 +87,15 @@ class PreviousSnapshot:
                     f["path"]
                     for f in manifest["tables"].get(table, {}).get("files", [])
                 ]
-                for table in ("images", "shard_index")
+                for table in ("images", "shard_index", "deleted")
             }
             if not all(isinstance(p, str) for f in files.values() for p in f):
                 raise TypeError("a listed path is not a string")
+            pooled = tuple(
+                (from_run_relative(f["path"]), int(f["bytes"]), str(f["md5"]))
+                for f in manifest["tables"].get("shards", {}).get("files", [])
+                if from_run_relative(f["path"]) is not None
+            )
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise NotASnapshot(
                 f"--previous {path}: its {MANIFEST} is not an oibeam manifest "
@@ -89,7 +105,7 @@ class PreviousSnapshot:
         parts = []
         for images in sorted(files["images"]):
             name = images.removeprefix(_IMAGES)
-            if images == name or not _file_name(name):
+            if images == name or not is_file_name(name):
                 raise NotASnapshot(
                     f"--previous {path}: its {MANIFEST} lists {images!r}, not a "
                     f"file directly in {_IMAGES} of the snapshot"
@@ -99,40 +115,61 @@ class PreviousSnapshot:
                     f"--previous {path}: {images} has no matching shard index part"
                 )
             parts.append((f"{path}/{images}", f"{path}/{_INDEX}{name}"))
+        deleted = []
+        for part in sorted(files["deleted"]):
+            name = part.removeprefix(_DELETED)
+            if part == name or not is_file_name(name):
+                raise NotASnapshot(
+                    f"--previous {path}: its {MANIFEST} lists {part!r}, not a "
+                    f"file directly in {_DELETED} of the snapshot"
+                )
+            deleted.append(f"{path}/{part}")
         snapshot = manifest.get("snapshot") or {}
         return cls(
             path=path,
             snapshot_id=snapshot.get("id") or path.rsplit("/", 1)[-1],
             parts=tuple(parts),
             fetch_options=manifest.get("options", {}).get("fetch", {}),
+            pooled=pooled,
+            deleted=tuple(deleted),
         )
 
 
 def read_part(images_path: str, index_path: str, snapshot_path: str) -> pa.Table:
     """One images part with the place of each ok image's bytes attached."""
     images = _read_parquet(images_path).replace_schema_metadata(None)
-    index = _read_parquet(index_path).select(["ImageID", "shard", "offset", "size"])
+    index = _read_parquet(index_path).select(
+        ["ImageID", "shard", "offset", "size", *PREV_INDEX]
+    )
+    locations = {}
     for shard in pc.unique(index["shard"]).to_pylist():
-        if not _file_name(shard):
+        if not is_shard_name(shard):
             raise NotASnapshot(
-                f"{index_path}: shard {shard!r} is not a file name in "
-                f"{snapshot_path}/shards: refused, not read"
+                f"{index_path}: shard {shard!r} is neither a file name in "
+                f"{snapshot_path}/shards nor a shard of its root's pool: "
+                "refused, not read"
             )
+        locations[shard] = shard_location(snapshot_path, shard)
     where = pc.index_in(images["ImageID"], value_set=index["ImageID"].combine_chunks())
     found = pc.is_valid(where)
 
     def placed(values) -> pa.Array:
+        if not len(values):  # a part of failures only: no bytes anywhere
+            return pa.nulls(len(where), values.type)
         taken = values.combine_chunks().take(pc.fill_null(where, 0))
         return pc.if_else(found, taken, pa.scalar(None, taken.type))
 
-    tar = pc.binary_join_element_wise(
-        f"{snapshot_path}/shards", placed(index["shard"]), "/"
-    )
-    return (
+    names = list(locations)
+    at = pc.index_in(placed(index["shard"]), value_set=pa.array(names, pa.string()))
+    tar = pa.array([locations[n] for n in names], pa.string()).take(at)
+    table = (
         images.append_column(PREV_TAR, tar)
         .append_column(PREV_OFFSET, placed(index["offset"]))
         .append_column(PREV_SIZE, placed(index["size"]))
     )
+    for column, internal in PREV_INDEX.items():
+        table = table.append_column(internal, placed(index[column]))
+    return table
 
 
 def _read_parquet(path: str) -> pa.Table:
@@ -141,7 +178,9 @@ def _read_parquet(path: str) -> pa.Table:
 
 
 class _ReadPartFn(beam.DoFn):
-    """(images part, index part) -> (bucket, BucketPiece) per current bucket."""
+    """(images part, index part), or (deleted part, None) -> (bucket,
+    BucketPiece) per current bucket: image rows parked as "previous", deleted
+    rows as "deleted"."""
 
     def __init__(self, snapshot_path: str, buckets: int, exchange: str) -> None:
         self._snapshot_path = snapshot_path
@@ -149,24 +188,30 @@ class _ReadPartFn(beam.DoFn):
         self._exchange = exchange
 
     def process(self, element):
-        images_path, index_path = element
-        table = read_part(images_path, index_path, self._snapshot_path)
+        path, index_path = element
+        if index_path is None:
+            kind, table = "deleted", _read_parquet(path)
+        else:
+            kind = "previous"
+            table = read_part(path, index_path, self._snapshot_path)
         if not table.num_rows:
             return
         keys, _ = parse_image_ids(table["ImageID"].combine_chunks())
         which = bucket_of(keys, self._buckets)
-        name = images_path.rsplit("/", 1)[-1].removesuffix(".parquet")
+        name = path.rsplit("/", 1)[-1].removesuffix(".parquet")
         for bucket in np.unique(which).tolist():
             rows = table.filter(pa.array(which == bucket))
-            yield (
-                bucket,
-                write_piece(self._exchange, "previous", bucket, rows, name=name),
-            )
+            piece = write_piece(self._exchange, kind, bucket, rows, name=name)
+            if kind == "deleted":
+                yield beam.pvalue.TaggedOutput(kind, (bucket, piece))
+            else:
+                yield bucket, piece
 
 
 class ReadPreviousSnapshot(beam.PTransform):
-    """PBegin -> PCollection[(bucket, BucketPiece)] of the previous snapshot's
-    image rows (images + status columns + where their bytes are)."""
+    """PBegin -> dict: previous = (bucket, BucketPiece) of the previous
+    snapshot's image rows (images + status columns + where their bytes are),
+    deleted = (bucket, BucketPiece) of its deleted rows."""
 
     def __init__(self, previous: PreviousSnapshot, buckets: int, exchange: str):
         super().__init__()
@@ -174,14 +219,16 @@ class ReadPreviousSnapshot(beam.PTransform):
         self._buckets = buckets
         self._exchange = exchange
 
-    def expand(
-        self, root: beam.pvalue.PBegin
-    ) -> beam.PCollection[tuple[int, BucketPiece]]:
-        return (
+    def expand(self, root: beam.pvalue.PBegin) -> dict[str, beam.PCollection]:
+        parts = list(self._previous.parts) + [(p, None) for p in self._previous.deleted]
+        read = (
             root
-            | "ListParts" >> beam.Create(list(self._previous.parts))
+            | "ListParts" >> beam.Create(parts)
             | "ReadParts"
             >> beam.ParDo(
                 _ReadPartFn(self._previous.path, self._buckets, self._exchange)
-            ).with_output_types(tuple[int, BucketPiece])
+            )
+            .with_output_types(tuple[int, BucketPiece], deleted=tuple[int, BucketPiece])
+            .with_outputs("deleted", main="previous")
         )
+        return {"previous": read.previous, "deleted": read.deleted}

@@ -23,6 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 from oibeam.schemas import fetch as contract
 from oibeam.schemas.elements import WrittenFile
 from oibeam.transforms.common.write_files import write_parquet
+from oibeam.transforms.shard.locations import pooled
 from oibeam.transforms.shard.shard_writer import ShardWriter, checksum_label
 
 FINGERPRINT = b"oibeam.shard_tasks"
@@ -34,12 +35,21 @@ class ShardPaths:
 
     shard: int
     shards: int
-    shards_dir: str
+    shards_dir: str  # the run's shards/: the index parts go in its index/
     images_dir: str
+    tars_dir: str  # where the tar goes: shards_dir, or the pool's ROOT/pool/ID
+    pool_id: str | None = None  # the snapshot writing into the pool
 
     @property
     def name(self) -> str:
         return f"images-{self.shard:05d}-of-{self.shards:05d}"
+
+    @property
+    def shard_name(self) -> str:
+        """How the index names this shard (see locations)."""
+        if self.pool_id is None:
+            return f"{self.name}.tar"
+        return pooled(self.pool_id, f"{self.name}.tar")
 
     @property
     def part(self) -> str:
@@ -47,7 +57,7 @@ class ShardPaths:
 
     @property
     def tar(self) -> str:
-        return f"{self.shards_dir}/{self.name}.tar"
+        return f"{self.tars_dir}/{self.name}.tar"
 
     @property
     def index(self) -> str:
@@ -127,9 +137,24 @@ class ShardOutputs:
     images_dir: str
     schema: pa.Schema  # the images table's: images columns + status columns
     compression: str
+    # A snapshot's tars go to its root's pool (ROOT/pool/ID), shared with the
+    # snapshots after it, and their JSON members hold only what cannot change
+    # for the bytes (see image_tasks.sample_json); None: into shards_dir.
+    pool: tuple[str, str] | None = None  # (ROOT/pool/ID, ID)
 
     def paths(self, shard: int, shards: int) -> ShardPaths:
-        return ShardPaths(shard, shards, self.shards_dir, self.images_dir)
+        if self.pool is None:
+            return ShardPaths(
+                shard, shards, self.shards_dir, self.images_dir, self.shards_dir
+            )
+        tars_dir, pool_id = self.pool
+        return ShardPaths(
+            shard, shards, self.shards_dir, self.images_dir, tars_dir, pool_id
+        )
+
+    @property
+    def frozen_json(self) -> bool:
+        return self.pool is not None
 
     def open_tar(self, paths: ShardPaths) -> ShardWriter:
         """A writer of the shard's tar, once an earlier attempt's completion

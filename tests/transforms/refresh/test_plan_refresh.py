@@ -41,8 +41,14 @@ def _current(rows: list[tuple[int, str, int, list]]) -> pa.Table:
     )
 
 
-def _previous(rows: list[tuple[int, str, int, list, str, bool, bool]]) -> pa.Table:
-    """rows of (n, md5, size, labels, status, retryable, has bytes in a shard)."""
+POOLED = "pool/s0/images-00000-of-00001.tar"
+
+
+def _previous(
+    rows: list[tuple[int, str, int, list, str, bool, bool | str]],
+) -> pa.Table:
+    """rows of (n, md5, size, labels, status, retryable, has bytes in a shard:
+    True in its own shards/, "pool" in a pooled shard)."""
     table = _current([r[:4] for r in rows])
     have = [r[6] for r in rows]
     return (
@@ -50,7 +56,16 @@ def _previous(rows: list[tuple[int, str, int, list, str, bool, bool]]) -> pa.Tab
         .append_column("retryable", pa.array([r[5] for r in rows]))
         .append_column(
             "shard",
-            pa.array(["images-00000-of-00001.tar" if h else None for h in have]),
+            pa.array(
+                [
+                    POOLED
+                    if h == "pool"
+                    else "images-00000-of-00001.tar"
+                    if h
+                    else None
+                    for h in have
+                ]
+            ),
         )
         .append_column(PREV_TAR, pa.array(["/prev/s.tar" if h else None for h in have]))
         .append_column(
@@ -149,9 +164,10 @@ def test_retry_all_and_changed_options():
 
 
 def test_only_documented_words_are_written():
-    current = _current([(n, "x", n, CAT) for n in range(1, 8)])
+    current = _current([(n, "x", n, CAT) for n in [*range(1, 8), 10]])
     previous = _previous(
         [
+            (10, "x", 10, CAT, "ok", False, "pool"),
             (1, "x", 1, CAT, "ok", False, True),
             (2, "y", 2, CAT, "ok", False, True),
             (3, "x", 3, DOG, "ok", False, True),
@@ -219,3 +235,53 @@ def test_same_values(a, b, expected):
 def test_same_values_refuses_different_lengths():
     with pytest.raises(ValueError, match="3 rows against 2"):
         same_values(pa.array([1, 2, 3]), pa.array([1, 2]))
+
+
+def test_pooled_bytes_are_shared_and_own_shards_copied():
+    current = _current([(1, "x", 1, CAT), (2, "x", 2, DOG), (3, "x", 3, CAT)])
+    previous = _previous(
+        [
+            (1, "x", 1, CAT, "ok", False, "pool"),
+            (2, "x", 2, CAT, "ok", False, "pool"),  # relabelled: still shared
+            (3, "x", 3, CAT, "ok", False, True),  # a snapshot from before pools
+        ]
+    )
+    plan = plan_refresh(current, previous, None, RefreshRules())
+    actions = {r["ImageID"]: r["action"] for r in plan.diff.to_pylist()}
+    assert actions == {_id(1): "share", _id(2): "share", _id(3): "copy"}
+    assert plan.shared["ImageID"].to_pylist() == [_id(1), _id(2)]
+    assert plan.unshared["ImageID"].to_pylist() == [_id(3)]
+    assert plan.dead.num_rows == 0
+    # Other fetch options: nothing is shared, every pooled copy is dead.
+    plan = plan_refresh(current, previous, None, RefreshRules(same_bytes=False))
+    assert plan.shared.num_rows == 0
+    assert plan.dead.to_pylist() == [
+        {"ImageID": _id(1), "shard": POOLED},
+        {"ImageID": _id(2), "shard": POOLED},
+    ]
+
+
+def test_dead_rows_name_what_pooled_shards_hold_that_is_not_shared():
+    """Removed and refetched images of pooled shards are dead; so is what the
+    previous snapshot already listed; images of its own shards never are."""
+    current = _current([(1, "new-md5", 1, CAT), (2, "x", 2, CAT), (5, "x", 5, CAT)])
+    previous = _previous(
+        [
+            (1, "x", 1, CAT, "ok", False, "pool"),  # bytes changed: refetched
+            (2, "x", 2, CAT, "ok", False, "pool"),  # shared
+            (3, "x", 3, CAT, "ok", False, "pool"),  # removed
+            (4, "x", 4, CAT, "ok", False, True),  # removed, in its own shard
+            (5, "x", 5, CAT, "gone", False, False),  # a failure: no bytes
+        ]
+    )
+    earlier = pa.table(
+        {"ImageID": [_id(9)], "shard": ["pool/older/images-00000-of-00001.tar"]},
+        schema=contract.DELETED,
+    )
+    plan = plan_refresh(current, previous, None, RefreshRules(), earlier)
+    assert plan.dead.schema.equals(contract.DELETED)
+    assert plan.dead.to_pylist() == [  # by shard, then ImageID
+        {"ImageID": _id(9), "shard": "pool/older/images-00000-of-00001.tar"},
+        {"ImageID": _id(1), "shard": POOLED},
+        {"ImageID": _id(3), "shard": POOLED},
+    ]

@@ -26,13 +26,19 @@ from oibeam.schemas.elements import BucketPiece
 from oibeam.schemas.tables import images_with_status_schema
 from oibeam.transforms.common.exchange import read_piece
 from oibeam.transforms.common.image_keys import bucket_of, parse_image_ids
-from oibeam.transforms.fetch.image_tasks import PREV_OFFSET, PREV_SIZE, PREV_TAR
+from oibeam.transforms.fetch.image_tasks import (
+    PREV_INDEX,
+    PREV_OFFSET,
+    PREV_SIZE,
+    PREV_TAR,
+)
 from oibeam.transforms.refresh.previous_snapshot import (
     NotASnapshot,
     PreviousSnapshot,
     ReadPreviousSnapshot,
     read_part,
 )
+from oibeam.transforms.shard.locations import shard_location
 from oibeam.transforms.shard.shard_outputs import ShardOutputs
 
 from support.runs import run_cli
@@ -204,7 +210,11 @@ def _place_of_bytes(snapshot: Path) -> dict[str, tuple[str, int, int]]:
     """ImageID -> (tar, offset, size), from the shard index, read independently."""
     index = pq.read_table(snapshot / "shards" / "index").to_pylist()
     return {
-        r["ImageID"]: (f"{snapshot}/shards/{r['shard']}", r["offset"], r["size"])
+        r["ImageID"]: (
+            shard_location(str(snapshot), r["shard"]),
+            r["offset"],
+            r["size"],
+        )
         for r in index
     }
 
@@ -227,6 +237,7 @@ def test_read_part_places_the_bytes_of_every_ok_image(published):
             PREV_TAR,
             PREV_OFFSET,
             PREV_SIZE,
+            *PREV_INDEX.values(),
         ]
         assert table.select(part.column_names).equals(
             part.replace_schema_metadata(None)
@@ -267,8 +278,9 @@ def test_read_previous_snapshot_parks_rows_by_bucket(published, pipeline, tmp_pa
     assert len(rows_by_bucket) > 1
 
     with pipeline as p:
-        pieces = p | ReadPreviousSnapshot(previous, buckets, exchange)
-        assert_that(pieces, equal_to(expected))
+        read = p | ReadPreviousSnapshot(previous, buckets, exchange)
+        assert_that(read["previous"], equal_to(expected))
+        assert_that(read["deleted"], equal_to([]), label="NoDeleted")
 
     # Each piece holds its bucket's rows of one part, bytes placed.
     whole = {}
@@ -301,15 +313,15 @@ def test_empty_parts_park_nothing(pipeline, tmp_path):
     previous = PreviousSnapshot(str(snapshot), "s0", tuple(parts), {})
     exchange = tmp_path / "_exchange"
     with pipeline as p:
-        pieces = p | ReadPreviousSnapshot(previous, 4, str(exchange))
-        assert_that(pieces, equal_to([]))
+        read = p | ReadPreviousSnapshot(previous, 4, str(exchange))
+        assert_that(read["previous"], equal_to([]))
     assert not exchange.exists()
 
 
 def test_a_snapshot_on_gcs_loads_and_reads(published, gcs_emulator):
     bucket = gcs_emulator.create_bucket("previous-snapshot")
     s1 = published.snapshot
-    for path in sorted(s1.rglob("*")):
+    for path in sorted(s1.parent.rglob("*")):  # the snapshot and its pool
         if path.is_file():
             relative = path.relative_to(s1.parent.parent).as_posix()
             bucket.blob(relative).upload_from_filename(str(path))
@@ -326,7 +338,7 @@ def test_a_snapshot_on_gcs_loads_and_reads(published, gcs_emulator):
             statuses[row["ImageID"]] = row["status"]
             if row["status"] != "ok":
                 continue
-            assert row[PREV_TAR].startswith(f"{root}/shards/images-")
+            assert row[PREV_TAR].startswith(f"gs://{bucket.name}/root/pool/s1/images-")
             data = _read_at(row[PREV_TAR], row[PREV_OFFSET], row[PREV_SIZE])
             assert data == published.release.bytes_of(row["ImageID"])
     assert sorted(statuses) == PHOTOS
@@ -372,7 +384,20 @@ def test_a_path_that_is_not_text_is_not_a_snapshot(copy):
         PreviousSnapshot.load(str(broken))
 
 
-@pytest.mark.parametrize("shard", ["../../elsewhere.tar", "/etc/passwd", "..", ""])
+@pytest.mark.parametrize(
+    "shard",
+    [
+        "../../elsewhere.tar",
+        "/etc/passwd",
+        "..",
+        "",
+        "pool/../../x.tar",
+        "pool/s1/../../x.tar",
+        "pool/.hidden/x.tar",
+        "pool/s1/sub/x.tar",
+        "../pool/s1/images-00000-of-00004.tar",
+    ],
+)
 def test_a_shard_outside_the_snapshot_is_refused(copy, shard):
     """The shard index names the tar of each ok image: a name that leaves the
     snapshot's shards/ is refused before anything is read from it."""
@@ -389,5 +414,5 @@ def test_a_shard_outside_the_snapshot_is_refused(copy, shard):
         index.set_column(where, "shard", pa.array(shards, index["shard"].type)),
         index_path,
     )
-    with pytest.raises(NotASnapshot, match="not a file name in"):
+    with pytest.raises(NotASnapshot, match="neither a file name in .* nor a shard"):
         read_part(images_path, index_path, previous.path)

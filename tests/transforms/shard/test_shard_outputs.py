@@ -168,14 +168,35 @@ def _visible(directory: str) -> list[str]:
 
 
 def test_the_three_outputs_share_the_shard_number():
-    paths = ShardPaths(3, 12, "gs://b/s1/shards", "gs://b/s1/tables/images")
+    paths = ShardPaths(
+        3, 12, "gs://b/s1/shards", "gs://b/s1/tables/images", "gs://b/s1/shards"
+    )
     assert paths.tar == "gs://b/s1/shards/images-00003-of-00012.tar"
     assert paths.index == "gs://b/s1/shards/index/part-00003-of-00012.parquet"
     assert paths.images == "gs://b/s1/tables/images/part-00003-of-00012.parquet"
     # A previous snapshot's images part finds its index part by this name.
     assert paths.index.rsplit("/", 1)[1] == paths.images.rsplit("/", 1)[1]
     outputs = ShardOutputs("/r/shards", "/r/tables/images", SCHEMA, "zstd")
-    assert outputs.paths(3, 12) == ShardPaths(3, 12, "/r/shards", "/r/tables/images")
+    assert outputs.paths(3, 12) == ShardPaths(
+        3, 12, "/r/shards", "/r/tables/images", "/r/shards"
+    )
+    assert outputs.paths(3, 12).shard_name == "images-00003-of-00012.tar"
+
+
+def test_a_snapshot_writes_its_tars_into_the_pool():
+    outputs = ShardOutputs(
+        "gs://b/r/s1/shards",
+        "gs://b/r/s1/tables/images",
+        SCHEMA,
+        "zstd",
+        pool=("gs://b/r/pool/s1", "s1"),
+    )
+    paths = outputs.paths(3, 12)
+    assert paths.tar == "gs://b/r/pool/s1/images-00003-of-00012.tar"
+    assert paths.shard_name == "pool/s1/images-00003-of-00012.tar"
+    assert paths.index == "gs://b/r/s1/shards/index/part-00003-of-00012.parquet"
+    assert paths.images == "gs://b/r/s1/tables/images/part-00003-of-00012.parquet"
+    assert outputs.frozen_json
 
 
 def test_fingerprint_is_what_the_shard_was_asked_to_do():
