@@ -24,6 +24,7 @@ from support.snapshot_release import (
     manifest,
     shard_members,
     shard_paths,
+    unpool,
 )
 
 
@@ -309,3 +310,36 @@ def test_label_with_descendants_selects_along_the_hierarchy(release, tmp_path, c
         == 2
     )
     assert "nope.json: cannot read it" in capsys.readouterr().err
+
+
+def test_a_snapshot_from_before_pools_is_refreshed_by_copying(
+    release, fault_server, tmp_path
+):
+    """A snapshot whose tars are its own (ROOT/ID/shards/) is not shared from:
+    its bytes are copied, verified, into the refresh's pooled shards once;
+    the refresh after that shares them."""
+    photos = ids(6)
+    for i, image_id in enumerate(photos):
+        release.add(Photo(image_id, seed=i))
+    root = tmp_path / "root"
+    assert snapshot(release.write(), root, "old", "--shard-bytes", "2000") == 0
+    unpool(root, "old")
+    assert run_cli("verify", root / "old") == 0
+    assert list((root / "pool").iterdir()) == []
+
+    fault_server.reset_log()
+    assert snapshot(release.write(), root, "s2", "--previous", "latest") == 0
+    assert fault_server.requests() == []  # copied, not fetched
+    m = manifest(root / "s2")
+    assert m["actions"] == {"copy": 6}
+    assert {f["path"].rsplit("/", 1)[0] for f in m["tables"]["shards"]["files"]} == {
+        "../pool/s2"
+    }
+    members = shard_members(root / "s2")
+    for image_id in photos:
+        assert members[f"{image_id}.jpg"] == release.bytes_of(image_id)
+    assert run_cli("verify", root / "s2") == 0
+
+    assert snapshot(release.write(), root, "s3", "--previous", "latest") == 0
+    assert manifest(root / "s3")["actions"] == {"share": 6}
+    assert fault_server.requests() == []

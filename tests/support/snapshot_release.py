@@ -201,3 +201,44 @@ def diff_rows(snapshot: Path) -> dict[str, dict]:
 
 def manifest(snapshot: Path) -> dict:
     return json.loads((snapshot / "manifest.json").read_text())
+
+
+def unpool(root: Path, snapshot_id: str) -> None:
+    """Rewrites complete snapshot ROOT/ID as snapshots were written before
+    shards were pooled: its tars in ROOT/ID/shards/, named bare in its index
+    and images table, listed as shards/NAME.tar, _SUCCESS re-signed. (Only
+    for a snapshot that uses no other snapshot's shards.)"""
+    snapshot, pool = root / snapshot_id, root / "pool" / snapshot_id
+    prefix = f"pool/{snapshot_id}/"
+    for tar in sorted(pool.glob("*.tar")):
+        tar.rename(snapshot / "shards" / tar.name)
+    pool.rmdir()
+    for table in ("shards/index", "tables/images"):
+        for part in sorted((snapshot / table).glob("*.parquet")):
+            data = pq.read_table(part)
+            if "shard" not in data.column_names:
+                continue
+            shards = [
+                s.removeprefix(prefix) if s else s for s in data["shard"].to_pylist()
+            ]
+            where = data.schema.get_field_index("shard")
+            data = data.set_column(
+                where, data.schema.field(where), pa.array(shards, pa.string())
+            )
+            pq.write_table(data, part)
+    path = snapshot / "manifest.json"
+    document = json.loads(path.read_text())
+    for table in document["tables"].values():
+        for entry in table["files"]:
+            if entry["path"].startswith(f"../{prefix}"):
+                entry["path"] = "shards/" + entry["path"].removeprefix(f"../{prefix}")
+            else:
+                local = snapshot / entry["path"]
+                data = local.read_bytes()
+                entry["bytes"], entry["md5"] = len(data), hashlib.md5(data).hexdigest()
+    text = json.dumps(document, indent=2).encode()
+    path.write_bytes(text)
+    digest = hashlib.sha256(text).hexdigest()
+    (snapshot / "_SUCCESS").write_text(
+        f"# published 2026-11-30T00:00:00+00:00\n{digest}  manifest.json\n"
+    )
