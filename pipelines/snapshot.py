@@ -166,7 +166,7 @@ def build_snapshot(
         pool=(pool_dir(config.root, snapshot_id), snapshot_id),
     )
     shared = {
-        "shared": planned["shared"],
+        "carried": planned["carried"],
         "dead": planned["dead"],
     } | "ShareShards" >> ShareShards(
         config.directory,

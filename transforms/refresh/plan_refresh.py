@@ -13,8 +13,8 @@ Per image (see schemas/snapshot.py for the vocabulary), in this order:
 An image whose labels or other columns changed is `changed` (metadata_changed)
 whatever its action; new images are `added`, previous images not selected any
 more are `removed` (action `drop`). The tasks carry the plan to FetchImages;
-shared images go to ShareShards instead, which writes their rows without
-touching their bytes. The `dead` rows name what the previous snapshot's pooled
+shared and kept images (`carried`) go to ShareShards instead, which writes
+their rows without touching any bytes. The `dead` rows name what the previous snapshot's pooled
 shards hold that this one does not (see schemas/snapshot.DELETED): its images
 not shared now, and what it had already listed as deleted.
 
@@ -63,20 +63,21 @@ class RefreshRules:
 
 @dataclass
 class Plan:
-    """One bucket's plan: the tasks for FetchImages (`shared` for
-    ShareShards), the diff rows and the deleted rows."""
+    """One bucket's plan: the tasks for FetchImages (`to_fetch`) and for
+    ShareShards (`carried`: share and keep), the diff rows and the deleted
+    rows."""
 
     tasks: pa.Table
     diff: pa.Table
     dead: pa.Table = field(default_factory=contract.DELETED.empty_table)
 
     @property
-    def shared(self) -> pa.Table:
-        return self.tasks.filter(pc.equal(self.tasks[PLAN], SHARE))
+    def carried(self) -> pa.Table:
+        return self.tasks.filter(_carried(self.tasks))
 
     @property
-    def unshared(self) -> pa.Table:
-        return self.tasks.filter(pc.not_equal(self.tasks[PLAN], SHARE))
+    def to_fetch(self) -> pa.Table:
+        return self.tasks.filter(pc.invert(_carried(self.tasks)))
 
     def counts(self) -> list[Count]:
         """Images per change and per action."""
@@ -248,6 +249,11 @@ def plan_refresh(
     return Plan(tasks, diff, _dead(tasks, previous, deleted))
 
 
+def _carried(tasks: pa.Table) -> pa.Array:
+    """Tasks this run does nothing for but write their rows: share, keep."""
+    return pc.is_in(tasks[PLAN], value_set=pa.array([SHARE, KEEP]))
+
+
 def _dead(tasks: pa.Table, previous: pa.Table | None, deleted) -> pa.Table:
     """What the previous snapshot's pooled shards hold that this snapshot
     does not share: its pooled images not shared now, and its deleted rows.
@@ -291,10 +297,10 @@ def _plan_alone(element, rules: RefreshRules):
 
 
 def _outputs(bucket: int, plan: Plan):
-    yield bucket, plan.unshared
-    shared = plan.shared
-    if shared.num_rows:
-        yield beam.pvalue.TaggedOutput("shared", (bucket, shared))
+    yield bucket, plan.to_fetch
+    carried = plan.carried
+    if carried.num_rows:
+        yield beam.pvalue.TaggedOutput("carried", (bucket, carried))
     if plan.dead.num_rows:
         yield beam.pvalue.TaggedOutput("dead", (bucket, plan.dead))
     yield beam.pvalue.TaggedOutput("diff", (bucket, plan.diff))
@@ -332,7 +338,7 @@ class PlanRefresh(beam.PTransform):
     """{"current": (bucket, selected images), "release": (bucket, every image
     of the input), "previous" and "deleted": (bucket, BucketPiece) of the
     previous snapshot's images and deleted rows, or absent} -> dict: tasks =
-    (bucket, pa.Table) for FetchImages, shared = (bucket, pa.Table) of tasks
+    (bucket, pa.Table) for FetchImages, carried = (bucket, pa.Table) of tasks
     for ShareShards, dead = (bucket, pa.Table DELETED), diff = (bucket,
     pa.Table DIFF), counts = Count per change and per action. Without a
     previous snapshot every image is added, with no shuffle."""
@@ -349,7 +355,7 @@ class PlanRefresh(beam.PTransform):
         if inputs.get("previous") is None:
             planned = inputs["current"] | "AllAdded" >> beam.FlatMap(
                 _plan_alone, self._rules
-            ).with_outputs("shared", "dead", "diff", "counts", main="tasks")
+            ).with_outputs("carried", "dead", "diff", "counts", main="tasks")
         else:
             release = inputs["release"] | "ReleaseImageIds" >> beam.Map(
                 image_ids_of
@@ -364,12 +370,12 @@ class PlanRefresh(beam.PTransform):
                 | "GroupByBucket" >> beam.CoGroupByKey()
                 | "PlanBuckets"
                 >> beam.ParDo(_PlanBucketFn(self._rules, self._schema)).with_outputs(
-                    "shared", "dead", "diff", "counts", main="tasks"
+                    "carried", "dead", "diff", "counts", main="tasks"
                 )
             )
         return {
             "tasks": planned.tasks,
-            "shared": planned.shared,
+            "carried": planned.carried,
             "dead": planned.dead,
             "diff": planned.diff,
             "counts": planned.counts,

@@ -1,10 +1,13 @@
 """ShareShards: a refresh's unchanged images stay in the pooled shards that hold
 them; only their rows are written.
 
-A shared image's images-table row carries its previous status (attempts and
-elapsed time 0: this run did nothing for it) and its shard index row points at
-the same bytes as before. Rows go to `shared-BBBBB-of-NNNNN.parquet` parts of
-tables/images and shards/index (paired by name, as fetched shards' parts are).
+Carried images are shared ones (bytes in a pooled shard) and kept failures
+(no bytes). Their images-table rows carry their previous status (attempts and
+elapsed time 0: this run did nothing for them); a shared image's shard index
+row points at the same bytes as before. Rows go to
+`carried-BBBBB-of-NNNNN.parquet` parts of tables/images and shards/index
+(paired by name, as fetched shards' parts are), so a refresh that fetches
+nothing writes no shard at all.
 Every pooled shard with at least one shared image is listed in the manifest
 with the size and checksum the previous manifest gave it and, as rows, the
 images of this snapshot it holds. The dead rows PlanRefresh found are kept
@@ -23,20 +26,23 @@ from oibeam.schemas import snapshot as contract
 from oibeam.schemas.elements import SELECTED, STATUS, Count, WrittenFile
 from oibeam.transforms.common.write_files import write_parquet
 from oibeam.transforms.fetch.image_tasks import (
+    PLAN,
     PREV_INDEX,
     PREV_OFFSET,
     PREV_SIZE,
     PREVIOUS,
+    SHARE,
     internal_columns,
 )
 from oibeam.transforms.fetch.pixel_boxes import with_upright_boxes
 from oibeam.transforms.shard.locations import shard_location
 
-_ZERO = ("attempts", "elapsed_ms")  # what this run spent on a shared image
+_ZERO = ("attempts", "elapsed_ms")  # what this run spent on a carried image
+_FILL = {"status": "error", "retryable": False, "bytes": 0}
 
 
 def shared_images(tasks: pa.Table, schema: pa.Schema) -> pa.Table:
-    """The images-table rows of shared tasks: their columns now, their status
+    """The images-table rows of carried tasks: their columns now, their status
     as the previous snapshot recorded it, boxes in pixels."""
     table = tasks.drop_columns(internal_columns(tasks))
     n = tasks.num_rows
@@ -45,12 +51,15 @@ def shared_images(tasks: pa.Table, schema: pa.Schema) -> pa.Table:
             values = pa.array(np.zeros(n, dtype=np.int64)).cast(f.type)
         else:
             values = tasks[PREVIOUS + f.name].cast(f.type)
+            if not f.nullable:  # recorded by an older snapshot, maybe not
+                values = pc.fill_null(values, _FILL[f.name])
         table = table.append_column(f, values)
     return with_upright_boxes(table).select(schema.names).cast(schema)
 
 
 def shared_index(tasks: pa.Table) -> pa.Table:
     """The shard index rows of shared tasks: where their bytes already are."""
+    tasks = tasks.filter(pc.equal(tasks[PLAN], SHARE))
     columns = {
         "ImageID": tasks["ImageID"],
         "shard": tasks[PREVIOUS + "shard"],
@@ -65,7 +74,7 @@ def shared_index(tasks: pa.Table) -> pa.Table:
 
 
 class _WriteSharedFn(beam.DoFn):
-    """(bucket, shared tasks) -> WrittenFile of its images and index parts;
+    """(bucket, carried tasks) -> WrittenFile of its images and index parts;
     tagged 'counts' (Count per status) and 'uses' ((shard, images))."""
 
     def __init__(self, images_dir: str, index_dir: str, schema, compression: str):
@@ -77,7 +86,7 @@ class _WriteSharedFn(beam.DoFn):
     def process(self, element, buckets: int):
         bucket, tasks = element
         tasks = tasks.sort_by("ImageID")
-        part = f"shared-{bucket:05d}-of-{buckets:05d}.parquet"
+        part = f"carried-{bucket:05d}-of-{buckets:05d}.parquet"
         index = shared_index(tasks)
         path = f"{self._index_dir}/{part}"
         size, md5 = write_parquet(path, index, self._compression)
@@ -133,7 +142,7 @@ def _dead_of_used(element, used: list[str]):
 
 
 class ShareShards(beam.PTransform):
-    """{"shared": (bucket, shared tasks), "dead": (bucket, DELETED rows)} ->
+    """{"carried": (bucket, carried tasks), "dead": (bucket, DELETED rows)} ->
     dict: written = WrittenFile (images and index parts, every pooled shard
     used), counts = Count per status, deleted = (bucket, DELETED rows of the
     shards used). `buckets`: the join's bucket count, for part names (a side
@@ -157,7 +166,7 @@ class ShareShards(beam.PTransform):
     def expand(
         self, inputs: dict[str, beam.PCollection]
     ) -> dict[str, beam.PCollection]:
-        written = inputs["shared"] | "WriteSharedRows" >> beam.ParDo(
+        written = inputs["carried"] | "WriteCarriedRows" >> beam.ParDo(
             self._write, self._buckets
         ).with_outputs("counts", "uses", main="written")
         uses = written.uses | "ImagesPerShard" >> beam.CombinePerKey(sum)

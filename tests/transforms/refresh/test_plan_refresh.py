@@ -249,12 +249,12 @@ def test_pooled_bytes_are_shared_and_own_shards_copied():
     plan = plan_refresh(current, previous, None, RefreshRules())
     actions = {r["ImageID"]: r["action"] for r in plan.diff.to_pylist()}
     assert actions == {_id(1): "share", _id(2): "share", _id(3): "copy"}
-    assert plan.shared["ImageID"].to_pylist() == [_id(1), _id(2)]
-    assert plan.unshared["ImageID"].to_pylist() == [_id(3)]
+    assert plan.carried["ImageID"].to_pylist() == [_id(1), _id(2)]
+    assert plan.to_fetch["ImageID"].to_pylist() == [_id(3)]
     assert plan.dead.num_rows == 0
     # Other fetch options: nothing is shared, every pooled copy is dead.
     plan = plan_refresh(current, previous, None, RefreshRules(same_bytes=False))
-    assert plan.shared.num_rows == 0
+    assert plan.carried.num_rows == 0
     assert plan.dead.to_pylist() == [
         {"ImageID": _id(1), "shard": POOLED},
         {"ImageID": _id(2), "shard": POOLED},

@@ -64,7 +64,7 @@ def test_shared_rows_point_at_the_same_bytes(tmp_path):
     root = tmp_path / "root"
     with beam.Pipeline() as p:
         out = {
-            "shared": p | "Shared" >> beam.Create(shared),
+            "carried": p | "Carried" >> beam.Create(shared),
             "dead": p | "Dead" >> beam.Create(dead),
         } | ShareShards(
             str(root / "s2"),
@@ -104,7 +104,7 @@ def test_shared_rows_point_at_the_same_bytes(tmp_path):
             equal_to([(0, [{"ImageID": "0000000000000009", "shard": A}])]),
             label="Deleted",
         )
-    index = pq.read_table(tmp_path / "index" / "shared-00000-of-00002.parquet")
+    index = pq.read_table(tmp_path / "index" / "carried-00000-of-00002.parquet")
     assert index.schema.equals(SHARD_INDEX)
     assert index.to_pylist() == [
         {
@@ -128,7 +128,7 @@ def test_shared_rows_point_at_the_same_bytes(tmp_path):
             "json_size": 90,
         },
     ]
-    images = pq.read_table(tmp_path / "images" / "shared-00001-of-00002.parquet")
+    images = pq.read_table(tmp_path / "images" / "carried-00001-of-00002.parquet")
     assert images.schema.names == images_with_status_schema(()).names
     (row,) = images.to_pylist()
     assert (row["ImageID"], row["status"], row["shard"]) == (
@@ -142,12 +142,54 @@ def test_shared_rows_point_at_the_same_bytes(tmp_path):
     assert contract.DELETED.names == ["ImageID", "shard"]
 
 
+def test_a_kept_failure_gets_its_row_and_no_index_row(tmp_path):
+    tasks = _tasks([(1, A, 0), (2, A, 2048)])
+    gone = {
+        PLAN: "keep",
+        PREVIOUS + "status": "gone",
+        PREVIOUS + "shard": None,
+        PREVIOUS + "bytes": None,  # an older snapshot might not say
+    }
+    for name, value in gone.items():
+        where = tasks.schema.get_field_index(name)
+        column = tasks[name].to_pylist()
+        column[1] = value
+        tasks = tasks.set_column(
+            where, tasks.field(where), pa.array(column, tasks.field(where).type)
+        )
+    with beam.Pipeline() as p:
+        out = {
+            "carried": p | "Carried" >> beam.Create([(0, tasks)]),
+            "dead": p | "Dead" >> beam.Create([]),
+        } | ShareShards(
+            str(tmp_path / "root" / "s2"),
+            str(tmp_path / "images"),
+            str(tmp_path / "index"),
+            images_with_status_schema(()),
+            "zstd",
+            POOLED,
+            1,
+        )
+        listed = out["written"] | beam.Filter(lambda w: w.table == "shards")
+        assert_that(
+            listed,
+            equal_to([WrittenFile("shards", f"{tmp_path}/root/{A}", 1, *POOLED[A])]),
+        )
+    index = pq.read_table(tmp_path / "index" / "carried-00000-of-00001.parquet")
+    assert index["ImageID"].to_pylist() == ["0000000000000001"]
+    images = pq.read_table(tmp_path / "images" / "carried-00000-of-00001.parquet")
+    rows = {r["ImageID"]: r for r in images.to_pylist()}
+    assert rows["0000000000000002"]["status"] == "gone"
+    assert rows["0000000000000002"]["shard"] is None
+    assert rows["0000000000000002"]["bytes"] == 0
+
+
 def test_a_shard_the_previous_manifest_does_not_list_stops_the_run(tmp_path):
     shared = [(0, _tasks([(1, UNUSED, 0)]))]
     with pytest.raises(Exception, match="manifest does not list"):
         with beam.Pipeline() as p:
             _ = {
-                "shared": p | "Shared" >> beam.Create(shared),
+                "carried": p | "Carried" >> beam.Create(shared),
                 "dead": p | "Dead" >> beam.Create([]),
             } | ShareShards(
                 str(tmp_path / "root" / "s2"),
