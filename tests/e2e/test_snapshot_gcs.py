@@ -8,6 +8,7 @@ import io
 import json
 import tarfile
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -122,3 +123,63 @@ def test_snapshot_and_refresh_on_gcs(gcs_emulator, fault_server, tmp_path):
         )
     )
     assert set(diff["change"].to_pylist()) <= {"added", "carried"}
+
+
+def _table(bucket, prefix: str) -> pa.Table:
+    """Every Parquet part under `prefix`, read back as one table."""
+    parts = [
+        pq.read_table(io.BytesIO(b.download_as_bytes()))
+        for b in bucket.list_blobs(prefix=prefix)
+        if b.name.endswith(".parquet")
+    ]
+    return pa.concat_tables(parts)
+
+
+def _objects(bucket, prefix: str) -> dict[str, int]:
+    return {b.name: b.size for b in bucket.list_blobs(prefix=prefix)}
+
+
+def test_refreshes_on_gcs_write_only_what_changed(gcs_emulator, fault_server, tmp_path):
+    """The refresh scenarios on gs://: no change, a relabel and a removal
+    write no shard object at all; an added image writes one small shard; every
+    snapshot verifies from gs:// and the removed image is listed as deleted."""
+    bucket = gcs_emulator.create_bucket("oibeam-shared")
+    release = Release(fault_server, tmp_path / "release", "gcs-shared")
+    photos = [f"{i + 1:016x}" for i in range(8)]
+    for i, image_id in enumerate(photos):
+        release.add(Photo(image_id, seed=i, labels=[("/m/cat", 0.9)]))
+    root = f"gs://{bucket.name}/oi"
+
+    def refresh(snapshot_id: str) -> dict:
+        flags = _upload_inputs(bucket, release.write())
+        args = ["--output", root, "--snapshot-id", snapshot_id, "--previous", "latest"]
+        assert run_cli("snapshot", *flags, *args, *FLAGS, "--no-report") == 0
+        assert run_cli("verify", f"{root}/{snapshot_id}") == 0
+        return json.loads(
+            bucket.blob(f"oi/{snapshot_id}/manifest.json").download_as_bytes()
+        )
+
+    refresh("s1")
+    first = _objects(bucket, "oi/pool/")
+    assert first and all(k.startswith("oi/pool/s1/") for k in first)
+
+    fault_server.reset_log()
+    assert refresh("s2")["actions"] == {"share": 8}
+    release.photos[photos[0]].labels = [("/m/dog", 0.8)]
+    assert refresh("s3")["actions"] == {"share": 8}
+    release.remove(photos[1])
+    assert refresh("s4")["actions"] == {"share": 7, "drop": 1}
+    assert fault_server.requests() == []
+    assert _objects(bucket, "oi/pool/") == first  # not one byte of shard written
+    deleted = _table(bucket, "oi/s4/tables/deleted/")
+    assert deleted["ImageID"].to_pylist() == [photos[1]]
+    labels = _table(bucket, "oi/s3/tables/labels/")
+    assert ("/m/dog", photos[0]) in zip(
+        labels["LabelName"].to_pylist(), labels["ImageID"].to_pylist(), strict=True
+    )
+
+    release.add(Photo(f"{100:016x}", seed=100))
+    assert refresh("s5")["actions"] == {"share": 7, "fetch": 1}
+    added = set(_objects(bucket, "oi/pool/")) - set(first)
+    assert added and all(k.startswith("oi/pool/s5/") for k in added)
+    assert sum(_objects(bucket, "oi/pool/")[k] for k in added) < 8 * 1024
