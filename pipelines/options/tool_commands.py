@@ -60,14 +60,15 @@ def report_parser() -> argparse.ArgumentParser:
 
 def export_parser() -> argparse.ArgumentParser:
     from oibeam.tools.export.reader import BUCKET_ROWS
-    from oibeam.tools.export.run_export import FORMATS
+    from oibeam.tools.export.run_export import COPIES, FORMATS
 
     parser = argparse.ArgumentParser(
         prog="oibeam export",
         description="Write training lists, per-image JSONL, COCO boxes and "
         "attribution from the fetched and verified (ok) images of a run of "
-        "`oibeam fetch` or `oibeam snapshot`. Each format goes to its own "
-        "directory under --output; a rerun replaces its files.",
+        "`oibeam fetch` or `oibeam snapshot`, or a self-contained copy of the "
+        "run. Each format goes to its own directory under --output; a rerun "
+        "replaces its files.",
     )
     parser.add_argument(
         "run",
@@ -81,12 +82,15 @@ def export_parser() -> argparse.ArgumentParser:
         nargs="+",
         action="extend",
         required=True,
-        choices=(*FORMATS, "all"),
+        choices=(*FORMATS, *COPIES, "all"),
         metavar="F",
         help="tencent: training lists (<subset>.txt, classes.tsv); jsonl: one "
         "object per image; coco: boxes as COCO JSON per subset (needs a run "
-        "made with --boxes); attribution: license and author per image; all: "
-        "every one (coco only if the run has boxes). Repeatable",
+        "made with --boxes); attribution: license and author per image; "
+        "webdataset: a self-contained copy of the run (its live samples in new "
+        "tars, its tables, a manifest that `oibeam verify` checks), which copies "
+        "every image byte; all: every one but webdataset (coco only if the run "
+        "has boxes). Repeatable",
     )
     parser.add_argument(
         "--output", metavar="DIR", help="where to write (default RUN_DIR/exports)"

@@ -1,5 +1,6 @@
 """`oibeam export RUN_DIR --format F`: training lists, per-image JSONL, COCO
-boxes and attribution, from the fetched and verified (`ok`) images of a run.
+boxes and attribution, from the fetched and verified (`ok`) images of a run;
+and `webdataset`, a self-contained copy of the run (see `webdataset`).
 
 load_run (ROOT/ID, or ROOT -> LATEST) -> OkImages.spill (ok rows bucketed by
 ImageID; each format observes them) -> OkImages.batches (sorted, placed in the
@@ -7,7 +8,8 @@ shards) -> each format writes its files under OUT/<format>/ -> commit -> sweep
 what an earlier export of the same format left.
 
 No Beam pipeline: every format is a few files written in ImageID order, one
-sequential stream each, and the reader keeps memory bounded by buckets.
+sequential stream each, and the reader keeps memory bounded by buckets. The
+webdataset copy streams the run's tars instead, on its own.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 
+from oibeam.schemas.fetch import OK
 from oibeam.schemas.releases import SOURCE_KINDS
 from oibeam.tools.export.attribution import Attribution
 from oibeam.tools.export.base import Exporter, WrittenExport, sweep
@@ -29,10 +32,15 @@ from oibeam.tools.export.reader import (
     trainable_labels,
 )
 from oibeam.tools.export.training_list import LabelRule, TrainingList
+from oibeam.tools.export.webdataset import NAME as WEBDATASET
+from oibeam.tools.export.webdataset import copy_run
+from oibeam.tools.runs import Run, statuses_of
 
 _LOG = logging.getLogger(__name__)
 
 FORMATS: tuple[str, ...] = ("tencent", "jsonl", "coco", "attribution")
+# Formats `all` leaves out: asked for by name only (a copy of every image byte).
+COPIES: tuple[str, ...] = (WEBDATASET,)
 EXPORTS_DIR = "exports"
 
 
@@ -50,9 +58,10 @@ class ExportConfig:
     bucket_rows: int = BUCKET_ROWS
 
     def __post_init__(self) -> None:
-        unknown = [f for f in self.formats if f not in FORMATS]
+        unknown = [f for f in self.formats if f not in (*FORMATS, *COPIES)]
         if unknown or not self.formats:
-            raise ValueError(f"--format must be among {', '.join((*FORMATS, 'all'))}")
+            choices = ", ".join((*FORMATS, *COPIES, "all"))
+            raise ValueError(f"--format must be among {choices}")
         if self.source not in SOURCE_KINDS:
             raise ValueError(f"--label-source must be one of {', '.join(SOURCE_KINDS)}")
         if not 0.0 <= self.min_confidence <= 1.0:
@@ -68,15 +77,14 @@ class ExportConfig:
         output: str | None = None,
         **rules,
     ) -> ExportConfig:
-        """The config for --format values as given (`all`: every format, COCO
-        only if the run has boxes)."""
+        """The config for --format values as given (`all`: every format but
+        the copies, COCO only if the run has boxes)."""
         asked = list(dict.fromkeys(formats))
+        chosen = FORMATS if "all" in asked else tuple(f for f in FORMATS if f in asked)
         return cls(
             run=run,
             output=output,
-            formats=FORMATS
-            if "all" in asked
-            else tuple(f for f in FORMATS if f in asked),
+            formats=chosen + tuple(f for f in COPIES if f in asked),
             coco_required="coco" in asked,
             **rules,
         )
@@ -147,6 +155,23 @@ def run_export(config: ExportConfig) -> ExportOutcome:
     run = load_run(config.run)
     output = (config.output or f"{run.directory}/{EXPORTS_DIR}").rstrip("/")
     outcome = ExportOutcome(run.directory, output)
+    formats = tuple(f for f in config.formats if f not in COPIES)
+    if formats:
+        _write_formats(dataclasses.replace(config, formats=formats), run, outcome)
+    if WEBDATASET in config.formats:
+        source = Run.load(run.directory)
+        written, removed = copy_run(source, f"{output}/{WEBDATASET}")
+        outcome.written += written
+        outcome.removed += removed
+        statuses = statuses_of(source.manifest)
+        outcome.ok = statuses.get(OK, 0)
+        outcome.skipped = {k: n for k, n in statuses.items() if k != OK and n}
+    return outcome
+
+
+def _write_formats(config: ExportConfig, run: RunFiles, outcome: ExportOutcome) -> None:
+    """The formats written from the ok images in ImageID order (OkImages)."""
+    output = outcome.output
     formats = config.formats
     if "coco" in formats and not run.has_boxes:
         _without_coco(config, outcome)
@@ -186,4 +211,3 @@ def run_export(config: ExportConfig) -> ExportOutcome:
                 f"{exporter.unlabelled:,} ok image(s) have no positive label under "
                 "these options: they have no line in the training lists"
             )
-    return outcome
