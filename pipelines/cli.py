@@ -18,7 +18,7 @@ from oibeam.pipelines.beam_options import BeamFlagError, QuietBeamNoise
 from oibeam.pipelines.fetch import run_fetch
 from oibeam.pipelines.launch import versions
 from oibeam.pipelines.layout import OutputExists, UsageError
-from oibeam.pipelines.options import tool_commands
+from oibeam.pipelines.options import gc_command, tool_commands
 from oibeam.pipelines.options.beam_commands import (
     FetchRunConfig,
     SnapshotConfig,
@@ -75,6 +75,8 @@ commands:
   verify   check a run (tables, fetch or snapshot) offline: files, checksums, counts
   report   write report.html for a run: plots and tables of labels and fetches
   export   training lists, per-image JSONL, COCO boxes, attribution (ok images)
+  gc       expire old snapshots of a root, delete unused pooled shards, erase
+           the bytes of images no kept snapshot has (oibeam gc --help)
   sample   write a synthetic release in the real V1 shape (oibeam sample --help)
   sample-server
            serve a sample release's images on loopback, faults included
@@ -230,6 +232,25 @@ def export_main(argv: list[str]) -> int:
     return 0
 
 
+def gc_main(argv: list[str]) -> int:
+    from oibeam.tools.gc.run_gc import GcConfig, GcError, NotARoot, RootBusy, run_gc
+
+    args = gc_command.gc_parser().parse_args(argv)
+    if args.keep is None and args.keep_days is None:
+        return _fail("gc", "give --keep N, --keep-days D or both")
+    config = GcConfig(args.root, args.keep, args.keep_days, args.dry_run)
+    try:
+        outcome = run_gc(config, lambda line: print(line, flush=True))
+    except (NotARoot, RootBusy) as e:
+        return _fail("gc", e)
+    except GcError as e:
+        return _fail("gc", e, 1)
+    print(outcome.total(config.dry_run))
+    if outcome.failures:
+        return _fail("gc", f"{len(outcome.failures)} shard(s) not erased, see above", 1)
+    return 0
+
+
 def sample_main(argv: list[str]) -> int:
     from oibeam.tools.sample import write_sample_release
 
@@ -284,6 +305,7 @@ COMMANDS = {
     "verify": verify_main,
     "report": report_main,
     "export": export_main,
+    "gc": gc_main,
     "sample": sample_main,
     "sample-server": sample_server_main,
 }

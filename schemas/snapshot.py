@@ -15,8 +15,12 @@ import pyarrow as pa
 SUCCESS = "_SUCCESS"  # written after the manifest: the snapshot is complete
 LATEST = "LATEST"  # under the snapshot root: the id of the newest snapshot
 POOL = "pool"  # under the snapshot root: shards shared by its snapshots
+# In ROOT/pool/W: snapshot W was expired by `oibeam gc` while later snapshots
+# still share its shards, so the id W may not be used again.
+EXPIRED = "_EXPIRED"
 SNAPSHOT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-RESERVED_IDS = (LATEST, POOL)  # names under the root that are not snapshots
+# Names under the root that are not snapshots (`gc`: ROOT/.gc.claim is gc's).
+RESERVED_IDS = (LATEST, POOL, "gc")
 
 # change -> meaning
 CHANGES: dict[str, str] = {

@@ -147,7 +147,7 @@ def test_snapshot_options():
     assert default.snapshot.snapshot_id.endswith("Z")  # the UTC time
     with pytest.raises(ValueError, match="never overwritten"):
         SnapshotConfig.from_args(_parse(snapshot_parser(), BASE + ["--overwrite"]))
-    for refused in ("LATEST", "pool", "nl\n", "a/b", ".hidden", "x" * 129):
+    for refused in ("LATEST", "pool", "gc", "nl\n", "a/b", ".hidden", "x" * 129):
         with pytest.raises(ValueError, match="--snapshot-id"):
             SnapshotConfig.from_args(
                 _parse(snapshot_parser(), BASE + ["--snapshot-id", refused])

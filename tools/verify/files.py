@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from oibeam.schemas import fetch as fetch_schema
+from oibeam.tools.gc.record import read_record
 from oibeam.tools.runs import inside
 from oibeam.tools.verify.listing import UNREADABLE, read_bytes, size_of
 from oibeam.transforms.shard.locations import from_run_relative
@@ -32,33 +33,60 @@ def _checksum(data: bytes, expected: str) -> str:
 
 
 def check_file(directory: str, table: str, entry: dict, quick: bool, shards):
-    """Problems of one listed file; for tar shards, also checks its members."""
+    """(problems, notes) of one listed file; for tar shards, also checks its
+    members."""
     name = entry["path"]
     path = inside(directory, name)
     size = size_of(path)
     if size is None:
-        return [f"missing: {name}"]
+        return [f"missing: {name}"], []
     if size != entry["bytes"]:
-        return [f"{name}: {size} bytes, the manifest says {entry['bytes']}"]
+        return [f"{name}: {size} bytes, the manifest says {entry['bytes']}"], []
     if quick and not name.endswith(".parquet"):
-        return []
+        return [], []
     data = read_bytes(path)
-    problems = []
+    problems, notes = [], []
     if not quick and _checksum(data, entry["md5"]) != entry["md5"]:
-        problems.append(f"{name}: checksum differs from the manifest's")
+        accepted, why = _erasure(path, name, data, entry, shards, table)
+        if accepted:
+            notes.append(why)
+        else:
+            problems.append(f"{name}: checksum differs from the manifest's{why}")
     rows = None
     if name.endswith(".parquet"):
         try:
             rows = pq.read_metadata(pa.py_buffer(data)).num_rows
         except UNREADABLE as e:
-            return [*problems, f"{name}: not a readable Parquet file ({e})"]
+            return [*problems, f"{name}: not a readable Parquet file ({e})"], notes
     elif name.endswith(".csv"):
         rows = max(data.count(b"\n") - 1, 0)  # header + a line a row, as written
     elif table == "shards" and not quick:
         problems += _check_members(name, data, shards)
     if rows is not None and rows != entry["rows"]:
         problems.append(f"{name}: {rows} rows, the manifest says {entry['rows']}")
-    return problems
+    return problems, notes
+
+
+def _erasure(path: str, name: str, data: bytes, entry: dict, shards, table: str):
+    """(True, a note) if `oibeam gc` erased images from this pooled shard and
+    its erasure record explains the checksum; else (False, what to add to
+    the problem: "" without a record)."""
+    shard = from_run_relative(name) if table == "shards" else None
+    record = read_record(path) if shard is not None else None
+    if record is None:
+        return False, ""
+    if record["was"] != entry["md5"]:
+        return False, f", and its erasure record starts from {record['was']}"
+    if checksum_label(google_crc32c.value(data)) != record["crc32c"]:
+        return False, ", and from the one its erasure record gives"
+    still = sorted(set(record["erased"]) & {i[0] for i in shards.get(shard, ())})
+    if still:
+        return False, f"; it erased {', '.join(still[:5])}, which this snapshot has"
+    return True, (
+        f"{name}: {len(record['erased'])} image(s) that no kept snapshot has "
+        f"were erased by oibeam gc at {record.get('at')}; its checksum is the "
+        "one its erasure record gives"
+    )
 
 
 def _check_members(path: str, data: bytes, shards: dict) -> list[str]:

@@ -146,10 +146,11 @@ def verify_snapshot(path: str, quick: bool = False) -> Report:
         (table, entry) for table, files in listing.files.items() for entry in files
     ]
     with ThreadPoolExecutor(_THREADS) as pool:
-        for problems in pool.map(
+        for problems, notes in pool.map(
             lambda te: check_file(directory, te[0], te[1], quick, shards), entries
         ):
             report.problems += problems
+            report.notes += notes
     report.checked["files"] = len(entries)
     if report.kind != "tables":
         report.checked["ok images"] = sum(len(v) for v in shards.values())

@@ -1,16 +1,28 @@
 """One run per snapshot id: a held claim refuses a second run, and a run that
-ended (even killed) no longer holds it; locally and on GCS (the emulator)."""
+ended (even killed) no longer holds it; gc's claim and the snapshot claims see
+each other; locally and on GCS (the emulator)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
-from oibeam.transforms.publish.claim import SnapshotClaimed, claim_name, claimed
+from oibeam.transforms.publish.claim import (
+    GC_CLAIM,
+    RootBusy,
+    SnapshotClaimed,
+    claim_name,
+    claimed,
+    claimed_name,
+    held_claims,
+    wait_for_gc,
+)
 
 
 def test_a_local_claim_refuses_a_second_run_until_it_ends(tmp_path):
@@ -77,3 +89,58 @@ def test_a_gcs_claim_is_exclusive_renewed_and_taken_over_when_expired(gcs_emulat
             with claimed(root, "s1"):
                 pass
     assert bucket.get_blob(name) is None
+
+
+def test_held_claims_and_waiting_for_gc_locally(tmp_path):
+    root = str(tmp_path / "root")
+    assert held_claims(root) == []  # no root yet: nothing held
+    with claimed(root, "s1"):
+        with claimed_name(root, GC_CLAIM):
+            assert held_claims(root) == [GC_CLAIM, ".s1.claim"]
+            with pytest.raises(RootBusy, match="oibeam gc has been running on"):
+                wait_for_gc(root, timeout=0.3, poll=0.1)
+        assert held_claims(root) == [".s1.claim"]
+        wait_for_gc(root, timeout=0.3, poll=0.1)  # released: no wait
+    assert held_claims(root) == []  # the files stay, nobody holds them
+    assert sorted(os.listdir(root)) == [GC_CLAIM, ".s1.claim"]
+
+    # A waiting snapshot run goes on as soon as gc lets go.
+    held, released = threading.Event(), []
+
+    def hold_gc() -> None:
+        with claimed_name(root, GC_CLAIM):
+            held.set()
+            time.sleep(0.5)
+            released.append(time.monotonic())
+
+    thread = threading.Thread(target=hold_gc)
+    thread.start()
+    assert held.wait(5)
+    wait_for_gc(root, timeout=10, poll=0.05)
+    assert released and time.monotonic() >= released[0]
+    thread.join()
+
+
+def test_gcs_claims_are_seen_by_gc_and_snapshot_runs(gcs_emulator):
+    bucket = gcs_emulator.create_bucket("claims-gc")
+    root = f"gs://{bucket.name}/snapshots"
+    bucket.blob("snapshots/s1/_SUCCESS").upload_from_string("x")  # not a claim
+    assert held_claims(root) == []
+    with claimed(root, "s2", lease=30, renew=5):
+        with claimed_name(root, GC_CLAIM, lease=30, renew=5):
+            assert held_claims(root) == [GC_CLAIM, ".s2.claim"]
+            with pytest.raises(RootBusy):
+                wait_for_gc(root, timeout=0.3, poll=0.1)
+            with pytest.raises(SnapshotClaimed, match="held by another run"):
+                with claimed_name(root, GC_CLAIM):
+                    pass
+        assert held_claims(root) == [".s2.claim"]
+        wait_for_gc(root, timeout=0.3, poll=0.1)
+    assert held_claims(root) == []
+    # A claim whose lease ran out (its run died) is not held.
+    bucket.blob(f"snapshots/{claim_name('s3')}").upload_from_string(
+        '{"pid": 1, "host": "gone", "expires": "2000-01-01T00:00:00+00:00"}'
+    )
+    bucket.blob(f"snapshots/{GC_CLAIM}").upload_from_string("not json")
+    assert held_claims(root) == []
+    wait_for_gc(root, timeout=0.3, poll=0.1)
