@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import TestOptions
 
 from oibeam.pipelines import stages
@@ -38,7 +39,7 @@ from oibeam.schemas import snapshot as snapshot_schema
 from oibeam.schemas import tables as schemas
 from oibeam.transforms.common.exchange import remove_exchange
 from oibeam.transforms.common.filesystem import holds_anything
-from oibeam.transforms.publish.claim import claimed
+from oibeam.transforms.publish.claim import claimed, wait_for_gc
 from oibeam.transforms.publish.manifest import WriteManifest
 from oibeam.transforms.publish.publish_snapshot import (
     Latest,
@@ -278,6 +279,16 @@ def prepare(config: SnapshotConfig) -> Launch:
     )
 
 
+def images_to_fetch(launch: Launch) -> int | None:
+    """About how many images the run fetches, to choose local workers: the
+    selection's upper estimate, less the images the previous snapshot already
+    has when its bytes can be shared (a refresh fetches what changed)."""
+    expected = launch.config.selection.expected(launch.plan.image_rows)
+    if expected is None or launch.previous is None or not launch.rules.same_bytes:
+        return expected
+    return max(0, expected - launch.previous.ok_images)
+
+
 def snapshot_info(launch: Launch, options) -> dict[str, Any]:
     """run_info, plus the snapshot's id, root, parent and the refresh vocabularies."""
     config, previous = launch.config, launch.previous
@@ -314,10 +325,20 @@ def run_snapshot(config: SnapshotConfig, beam_args: list[str]) -> Outcome:
         check_publishable(config.root)
     except ValueError as e:
         raise UsageError(str(e)) from e
-    with claimed(config.root, config.snapshot.snapshot_id):  # one run per id
+    snapshot_id = config.snapshot.snapshot_id
+    with claimed(config.root, snapshot_id):  # one run per id
+        # Never alongside `oibeam gc`: it may expire --previous or erase
+        # the bytes this run would share.
+        wait_for_gc(config.root)
+        pool = pool_dir(config.root, snapshot_id)
+        if FileSystems.exists(f"{pool}/{snapshot_schema.EXPIRED}"):
+            raise OutputExists(
+                f"snapshot {snapshot_id} was expired by oibeam gc, and later "
+                f"snapshots still share its shards in {pool}: choose another "
+                "--snapshot-id"
+            )
         launch = prepare(config)
-        images = launch.config.selection.expected(launch.plan.image_rows)
-        options = for_fetching(options, args, images)
+        options = for_fetching(options, args, images_to_fetch(launch))
         info = snapshot_info(launch, options)
         dry_run = bool(options.view_as(TestOptions).dry_run)
         layout = RunLayout(launch.config.directory)

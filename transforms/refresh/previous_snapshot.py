@@ -65,6 +65,7 @@ class PreviousSnapshot:
     # pooled shard name -> (bytes, checksum) as its manifest lists them
     pooled: tuple[tuple[str, int, str], ...] = ()
     deleted: tuple[str, ...] = ()  # tables/deleted parts
+    ok_images: int = 0  # images whose bytes it has (its manifest's statuses)
 
     @property
     def pooled_files(self) -> dict[str, tuple[int, str]]:
@@ -132,7 +133,13 @@ class PreviousSnapshot:
             fetch_options=manifest.get("options", {}).get("fetch", {}),
             pooled=pooled,
             deleted=tuple(deleted),
+            ok_images=_ok_images(manifest),
         )
+
+
+def _ok_images(manifest: dict) -> int:
+    ok = (manifest.get("statuses") or {}).get("ok", 0)
+    return ok if isinstance(ok, int) and ok > 0 else 0
 
 
 def read_part(images_path: str, index_path: str, snapshot_path: str) -> pa.Table:
