@@ -106,8 +106,8 @@ run_main() {
   SECONDS=0
   "${snapshot[@]}" --snapshot-id refresh
   echo "   (${SECONDS} s)"
-  echo "== oibeam verify $root (follows LATEST: files, checksums, counts, image MD5s)"
-  "$VENV/bin/oibeam" verify "$root"
+  echo "== oibeam verify --deep $root (follows LATEST: files, checksums, counts, image MD5s)"
+  "$VENV/bin/oibeam" verify --deep "$root"
   echo "== oibeam export $root --format all (training lists, JSONL, attribution of ok images)"
   "$VENV/bin/oibeam" export "$root" --format all
   echo "== done: snapshots in $root/ (LATEST names the newest), each with its report.html"

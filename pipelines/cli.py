@@ -189,7 +189,7 @@ def verify_main(argv: list[str]) -> int:
     from oibeam.tools.verify.verify_run import verify_snapshot
 
     args = tool_commands.verify_parser().parse_args(argv)
-    report = verify_snapshot(args.snapshot, quick=args.quick)
+    report = verify_snapshot(args.snapshot, quick=args.quick, deep=args.deep)
     print(report.summary())
     return 0 if report.ok else 1
 

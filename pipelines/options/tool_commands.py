@@ -12,19 +12,27 @@ def verify_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="oibeam verify",
         description="Check a run (tables, fetch or snapshot) offline: its "
-        "manifest is intact, every file it lists is there with its size and "
-        "checksum, nothing else is, the counts reconcile and every ok image's "
-        "bytes match its OriginalMD5. Exits 1 and lists the problems otherwise.",
+        "manifest is intact, every file it lists (a snapshot's pooled shards "
+        "included) is there with its size and checksum, nothing else is, and "
+        "the counts reconcile; with --deep every ok image's bytes match its "
+        "OriginalMD5 too. Exits 1 and lists the problems otherwise.",
     )
     parser.add_argument(
         "snapshot",
         metavar="RUN_DIR",
         help="a run directory (ROOT/ID), or a snapshot ROOT to check ROOT/LATEST",
     )
-    parser.add_argument(
+    depth = parser.add_mutually_exclusive_group()
+    depth.add_argument(
         "--quick",
         action="store_true",
         help="sizes and row counts only: do not read every byte",
+    )
+    depth.add_argument(
+        "--deep",
+        action="store_true",
+        help="also re-hash every ok image against its OriginalMD5 (reads each "
+        "image again at its offset in its shard)",
     )
     return parser
 

@@ -215,7 +215,7 @@ def test_verify_finds_what_is_wrong(release, tmp_path, capsys):
         copy = tmp_path / name / "s1"
         damage(copy)
         capsys.readouterr()
-        assert run_cli("verify", copy) == 1
+        assert run_cli("verify", "--deep", copy) == 1
         return capsys.readouterr().out
 
     def flip_a_byte(snapshot_dir):

@@ -160,8 +160,13 @@ def test_a_fetch_run_is_checked_down_to_the_bytes_of_each_image(copy, verify):
     flip_byte(tar, 1024)  # inside the first image's bytes
     code, out = verify(run)
     assert code == 1
-    assert "checksum differs" in out and "does not match its OriginalMD5" in out
+    assert "checksum differs" in out and "OriginalMD5" not in out
     assert "_SUCCESS" not in out.split("note:")[0]  # not a problem of a fetch run
+    code, out = verify("--deep", run)  # and which image it is
+    assert code == 1
+    assert "checksum differs" in out and "does not match its OriginalMD5" in out
+    with pytest.raises(SystemExit, match="2"):  # one depth or the other
+        verify("--quick", "--deep", run)
 
     run = copy("fetch")
     edit_manifest(run, lambda m: m["statuses"].update(ok=m["statuses"]["ok"] + 1))
@@ -332,7 +337,7 @@ def test_an_entry_missing_a_key_is_a_problem_and_the_rest_is_checked(copy, verif
 
     edit_manifest(run, drop_md5)
     flip_byte(first(run, "shards/*.tar"), 1024)
-    code, out = verify(run)
+    code, out = verify("--deep", run)
     assert code == 1
     assert "tables.errors.files[0]: no md5" in out
     assert "does not match its OriginalMD5" in out  # the rest was still checked

@@ -121,8 +121,9 @@ def _read_manifest(directory: str, report: Report) -> dict | None:
     return manifest
 
 
-def verify_snapshot(path: str, quick: bool = False) -> Report:
-    """Checks the run at `path` (RUN_DIR, or a snapshot ROOT through LATEST)."""
+def verify_snapshot(path: str, quick: bool = False, deep: bool = False) -> Report:
+    """Checks the run at `path` (RUN_DIR, or a snapshot ROOT through LATEST);
+    `quick`: sizes and row counts only; `deep`: every ok image's MD5 too."""
     try:
         directory = resolve_run(path, complete=False)
     except NotARun as e:
@@ -147,7 +148,8 @@ def verify_snapshot(path: str, quick: bool = False) -> Report:
     ]
     with ThreadPoolExecutor(_THREADS) as pool:
         for problems, notes in pool.map(
-            lambda te: check_file(directory, te[0], te[1], quick, shards), entries
+            lambda te: check_file(directory, te[0], te[1], quick, shards, deep),
+            entries,
         ):
             report.problems += problems
             report.notes += notes
