@@ -14,9 +14,10 @@ An image whose labels or other columns changed is `changed` (metadata_changed)
 whatever its action; new images are `added`, previous images not selected any
 more are `removed` (action `drop`). The tasks carry the plan to FetchImages;
 shared and kept images (`carried`) go to ShareShards instead, which writes
-their rows without touching any bytes. The `dead` rows name what the previous snapshot's pooled
-shards hold that this one does not (see schemas/snapshot.DELETED): its images
-not shared now, and what it had already listed as deleted.
+their rows without touching any bytes. The `dead` rows name what the previous
+snapshot's pooled shards hold that this one does not (see
+schemas/snapshot.DELETED): its images not shared now, and what it had already
+listed as deleted.
 
 Longer than most modules on purpose: the rules above and the columns each one
 compares are one decision, kept in one place to be read top to bottom.
