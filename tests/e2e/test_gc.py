@@ -19,30 +19,21 @@ from oibeam.transforms.publish.claim import GC_CLAIM, claimed, claimed_name
 
 from support.runs import run_cli
 from support.snapshot_release import (
-    FLAGS,
     Photo,
     Release,
     manifest,
     shard_members,
     shard_paths,
+    snapshot_cli,
+    upload_release,
 )
 
 IDS = [f"{i:016x}" for i in range(1, 11)]
 
 
 def snapshot(flags, root, snapshot_id, *extra) -> int:
-    return run_cli(
-        "snapshot",
-        *flags,
-        "--output",
-        root,
-        "--snapshot-id",
-        snapshot_id,
-        "--previous",
-        "latest",
-        "--no-report",
-        *FLAGS,
-        *extra,
+    return snapshot_cli(
+        flags, root, snapshot_id, "--previous", "latest", "--no-report", *extra
     )
 
 
@@ -248,19 +239,6 @@ def test_a_snapshot_waits_for_gc_then_completes(built, root, caplog):
     assert run_cli("verify", root / "s3") == 0
 
 
-def _upload_inputs(bucket, flags: list[str]) -> list[str]:
-    """The release CSVs copied to the bucket; the flags naming them there."""
-    out = []
-    for flag in flags:
-        if flag.startswith("--"):
-            out.append(flag)
-            continue
-        name = f"release/{flag.rsplit('/', 1)[-1]}"
-        bucket.blob(name).upload_from_filename(flag)
-        out.append(f"gs://{bucket.name}/{name}")
-    return out
-
-
 def _objects(bucket, prefix: str) -> dict[str, bytes]:
     return {
         b.name[len(prefix) :]: b.download_as_bytes()
@@ -275,11 +253,11 @@ def test_gc_on_gcs(gcs_emulator, fault_server, tmp_path, capsys):
     for i, image_id in enumerate(IDS[:6]):
         release.add(Photo(image_id, seed=400 + i))
     root = f"gs://{bucket.name}/openimages"
-    assert snapshot(_upload_inputs(bucket, release.write()), root, "s1") == 0
+    assert snapshot(upload_release(bucket, release.write()), root, "s1") == 0
     removed = IDS[2]
     removed_bytes = release.bytes_of(removed)
     release.remove(removed)
-    assert snapshot(_upload_inputs(bucket, release.write()), root, "s2") == 0
+    assert snapshot(upload_release(bucket, release.write()), root, "s2") == 0
     before = _objects(bucket, "openimages/")
     assert [n for n, data in before.items() if removed_bytes in data] == [
         "pool/s1/images-00000-of-00001.tar"

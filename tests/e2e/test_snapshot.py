@@ -16,7 +16,6 @@ import pytest
 from support.paths import REAL
 from support.runs import run_cli
 from support.snapshot_release import (
-    FLAGS,
     Photo,
     Release,
     comparable,
@@ -24,21 +23,11 @@ from support.snapshot_release import (
     manifest,
     shard_members,
     shard_paths,
+    snapshot_cli,
     unpool,
 )
 
-
-def snapshot(flags, root, snapshot_id, *extra) -> int:
-    return run_cli(
-        "snapshot",
-        *flags,
-        "--output",
-        root,
-        "--snapshot-id",
-        snapshot_id,
-        *FLAGS,
-        *extra,
-    )
+snapshot = snapshot_cli
 
 
 def ids(n: int, start: int = 1) -> list[str]:

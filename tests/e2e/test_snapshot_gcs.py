@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from support.runs import run_cli
-from support.snapshot_release import Photo, Release
+from support.snapshot_release import Photo, Release, upload_release
 
 pytestmark = pytest.mark.slow
 
@@ -26,19 +26,6 @@ FLAGS = [
 ]
 
 
-def _upload_inputs(bucket, flags: list[str]) -> list[str]:
-    """The release CSVs copied to the bucket; the flags naming them there."""
-    out = []
-    for flag in flags:
-        if flag.startswith("--"):
-            out.append(flag)
-            continue
-        name = f"release/{flag.rsplit('/', 1)[-1]}"
-        bucket.blob(name).upload_from_filename(flag)
-        out.append(f"gs://{bucket.name}/{name}")
-    return out
-
-
 def test_snapshot_and_refresh_on_gcs(gcs_emulator, fault_server, tmp_path):
     bucket = gcs_emulator.create_bucket("oibeam-snapshots")
     release = Release(fault_server, tmp_path / "release", "gcs")
@@ -46,7 +33,7 @@ def test_snapshot_and_refresh_on_gcs(gcs_emulator, fault_server, tmp_path):
         release.add(Photo(f"{i + 1:016x}", seed=i))
     root = f"gs://{bucket.name}/openimages"
 
-    flags = _upload_inputs(bucket, release.write())
+    flags = upload_release(bucket, release.write())
     assert (
         run_cli(
             "snapshot",
@@ -85,7 +72,7 @@ def test_snapshot_and_refresh_on_gcs(gcs_emulator, fault_server, tmp_path):
 
     # A refresh on GCS: one image added; the others stay in s1's pooled shards.
     release.add(Photo(f"{100:016x}", seed=100))
-    flags = _upload_inputs(bucket, release.write())
+    flags = upload_release(bucket, release.write())
     fault_server.reset_log()
     assert (
         run_cli(
@@ -151,7 +138,7 @@ def test_refreshes_on_gcs_write_only_what_changed(gcs_emulator, fault_server, tm
     root = f"gs://{bucket.name}/oi"
 
     def refresh(snapshot_id: str) -> dict:
-        flags = _upload_inputs(bucket, release.write())
+        flags = upload_release(bucket, release.write())
         args = ["--output", root, "--snapshot-id", snapshot_id, "--previous", "latest"]
         assert run_cli("snapshot", *flags, *args, *FLAGS, "--no-report") == 0
         assert run_cli("verify", f"{root}/{snapshot_id}") == 0

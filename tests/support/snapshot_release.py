@@ -20,6 +20,7 @@ from PIL import Image
 from oibeam.schemas.fetch import RUN_COLUMNS
 
 from support.headers import LABELS_HEADER, V1_IMAGES_HEADER
+from support.runs import run_cli
 
 CLASSES = {"/m/cat": "Cat", "/m/dog": "Dog", "/m/car": "Car"}
 
@@ -241,4 +242,32 @@ def unpool(root: Path, snapshot_id: str) -> None:
     digest = hashlib.sha256(text).hexdigest()
     (snapshot / "_SUCCESS").write_text(
         f"# published 2026-11-30T00:00:00+00:00\n{digest}  manifest.json\n"
+    )
+
+
+def upload_release(bucket, flags: list[str]) -> list[str]:
+    """The release CSVs of `flags` copied to a GCS bucket; the flags naming
+    them there."""
+    out = []
+    for flag in flags:
+        if flag.startswith("--"):
+            out.append(flag)
+            continue
+        name = f"release/{flag.rsplit('/', 1)[-1]}"
+        bucket.blob(name).upload_from_filename(flag)
+        out.append(f"gs://{bucket.name}/{name}")
+    return out
+
+
+def snapshot_cli(flags, root, snapshot_id, *extra) -> int:
+    """`oibeam snapshot` of a release's `flags` into ROOT/ID, with FLAGS."""
+    return run_cli(
+        "snapshot",
+        *flags,
+        "--output",
+        root,
+        "--snapshot-id",
+        snapshot_id,
+        *FLAGS,
+        *extra,
     )

@@ -105,12 +105,7 @@ class PreviousSnapshot:
         index = set(files["shard_index"])
         parts = []
         for images in sorted(files["images"]):
-            name = images.removeprefix(_IMAGES)
-            if images == name or not is_file_name(name):
-                raise NotASnapshot(
-                    f"--previous {path}: its {MANIFEST} lists {images!r}, not a "
-                    f"file directly in {_IMAGES} of the snapshot"
-                )
+            name = _part_name(path, images, _IMAGES)
             if f"{_INDEX}{name}" not in index:
                 raise NotASnapshot(
                     f"--previous {path}: {images} has no matching shard index part"
@@ -118,12 +113,7 @@ class PreviousSnapshot:
             parts.append((f"{path}/{images}", f"{path}/{_INDEX}{name}"))
         deleted = []
         for part in sorted(files["deleted"]):
-            name = part.removeprefix(_DELETED)
-            if part == name or not is_file_name(name):
-                raise NotASnapshot(
-                    f"--previous {path}: its {MANIFEST} lists {part!r}, not a "
-                    f"file directly in {_DELETED} of the snapshot"
-                )
+            _part_name(path, part, _DELETED)
             deleted.append(f"{path}/{part}")
         snapshot = manifest.get("snapshot") or {}
         return cls(
@@ -135,6 +125,18 @@ class PreviousSnapshot:
             deleted=tuple(deleted),
             ok_images=_ok_images(manifest),
         )
+
+
+def _part_name(path: str, listed: str, directory: str) -> str:
+    """The file name of a part the manifest lists in `directory`;
+    NotASnapshot unless it is a file directly there."""
+    name = listed.removeprefix(directory)
+    if listed == name or not is_file_name(name):
+        raise NotASnapshot(
+            f"--previous {path}: its {MANIFEST} lists {listed!r}, not a "
+            f"file directly in {directory} of the snapshot"
+        )
+    return name
 
 
 def _ok_images(manifest: dict) -> int:

@@ -55,6 +55,20 @@ def _tasks(rows: list[tuple[int, str, int]]) -> pa.Table:
     return table
 
 
+def _share(tmp_path, buckets: int) -> ShareShards:
+    """ShareShards for snapshot ROOT/s2 under tmp_path, parts in images/ and
+    index/, with POOLED as the previous manifest's pooled shards."""
+    return ShareShards(
+        str(tmp_path / "root" / "s2"),
+        str(tmp_path / "images"),
+        str(tmp_path / "index"),
+        images_with_status_schema(()),
+        "zstd",
+        POOLED,
+        buckets,
+    )
+
+
 def test_shared_rows_point_at_the_same_bytes(tmp_path):
     shared = [(0, _tasks([(1, A, 0), (2, B, 2048)])), (1, _tasks([(3, A, 4096)]))]
     dead = [
@@ -66,15 +80,7 @@ def test_shared_rows_point_at_the_same_bytes(tmp_path):
         out = {
             "carried": p | "Carried" >> beam.Create(shared),
             "dead": p | "Dead" >> beam.Create(dead),
-        } | ShareShards(
-            str(root / "s2"),
-            str(tmp_path / "images"),
-            str(tmp_path / "index"),
-            images_with_status_schema(()),
-            "zstd",
-            POOLED,
-            2,
-        )
+        } | _share(tmp_path, 2)
         listed = out["written"] | beam.Filter(lambda w: w.table == "shards")
         assert_that(
             listed,
@@ -161,15 +167,7 @@ def test_a_kept_failure_gets_its_row_and_no_index_row(tmp_path):
         out = {
             "carried": p | "Carried" >> beam.Create([(0, tasks)]),
             "dead": p | "Dead" >> beam.Create([]),
-        } | ShareShards(
-            str(tmp_path / "root" / "s2"),
-            str(tmp_path / "images"),
-            str(tmp_path / "index"),
-            images_with_status_schema(()),
-            "zstd",
-            POOLED,
-            1,
-        )
+        } | _share(tmp_path, 1)
         listed = out["written"] | beam.Filter(lambda w: w.table == "shards")
         assert_that(
             listed,
@@ -191,12 +189,4 @@ def test_a_shard_the_previous_manifest_does_not_list_stops_the_run(tmp_path):
             _ = {
                 "carried": p | "Carried" >> beam.Create(shared),
                 "dead": p | "Dead" >> beam.Create([]),
-            } | ShareShards(
-                str(tmp_path / "root" / "s2"),
-                str(tmp_path / "images"),
-                str(tmp_path / "index"),
-                images_with_status_schema(()),
-                "zstd",
-                POOLED,
-                2,
-            )
+            } | _share(tmp_path, 2)
