@@ -45,3 +45,25 @@ def test_bench_fetch_runs_oibeam(tmp_path):
         str(tmp_path),
     )
     assert "oibeam run 1:" in out
+
+
+def test_bench_snapshot_runs_every_refresh(tmp_path):
+    out = _run(
+        "bench_snapshot.py",
+        "--images",
+        "50",
+        "--thumbnails",
+        "--no-img2dataset",
+        "--no-check-targets",
+        "--workdir",
+        str(tmp_path / "work"),
+        "--images-dir",
+        str(tmp_path / "images"),
+    )
+    # fetch / share / drop per run, from each snapshot's manifest
+    assert "| full snapshot | 50 / 0 / 0 |" in out
+    assert "| refresh, no change | 0 / 50 / 0 |" in out
+    assert "| refresh, 1% new images | 1 / 50 / 0 |" in out
+    assert "| refresh, 1% relabelled | 0 / 51 / 0 |" in out
+    assert "| refresh, 1% removed | 0 / 50 / 1 |" in out
+    assert (tmp_path / "work" / "results.jsonl").exists()
