@@ -3,7 +3,7 @@
 #
 # Each night is snapshot YYYYMMDD (UTC) under gs://$OIBEAM_BUCKET/snapshots,
 # refreshed from the one LATEST names: only new, changed and retryable images
-# are fetched, the rest are copied from the previous shards. Rerunning the same
+# are fetched, the rest stay in the shards the snapshots share. Rerunning the same
 # day resumes that snapshot (committed shards are kept); rerunning a finished
 # one is refused, so a doubled cron run cannot overwrite anything.
 #
