@@ -120,17 +120,25 @@ def make_images(folder: Path, n: int, seed: int, mean_kb: float) -> list[dict]:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     sizes = image_sizes(rng, n, mean_kb)
-    jpegs = base_jpegs(rng)
+    return write_images(folder, rng, sizes, base_jpegs(rng))
+
+
+def write_images(folder: Path, rng, sizes: np.ndarray, jpegs: list[bytes]):
+    """One image per size under random ImageIDs: a real JPEG of `jpegs` (in
+    turn) padded with random bytes; records them in folder/images.json and
+    returns [{id, size, md5}] (md5 in base64)."""
+    n = len(sizes)
     ids = sorted({f"{int(k):016x}" for k in rng.integers(0, 2**63, n * 2)})
     ids = [ids[i] for i in rng.permutation(len(ids))[:n]]
     images = []
-    for i, (image_id, size) in enumerate(zip(ids, sizes.tolist(), strict=True)):
+    sizes = sizes.astype(np.int64).tolist()
+    for i, (image_id, size) in enumerate(zip(ids, sizes, strict=True)):
         jpeg = jpegs[i % len(jpegs)]
         data = jpeg + rng.bytes(size - len(jpeg))
         (folder / f"{image_id}.jpg").write_bytes(data)
         md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
         images.append({"id": image_id, "size": size, "md5": md5})
-    marker.write_text(json.dumps(images))
+    (folder / "images.json").write_text(json.dumps(images))
     return images
 
 

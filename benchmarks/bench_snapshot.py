@@ -44,9 +44,7 @@ and says which.
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime
-import hashlib
 import json
 import math
 import os
@@ -72,6 +70,7 @@ from bench_fetch import (
     start_server,
     stop_server,
     versions,
+    write_images,
     write_images_csv,
     write_url_parquet,
 )
@@ -112,16 +111,7 @@ def make_thumbnails(folder: Path, n: int, seed: int, mean_kb: float) -> list[dic
     noise = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
     Image.fromarray(noise).resize((128, 96), Image.BICUBIC).save(buffer, "JPEG")
     jpeg = buffer.getvalue()
-    ids = sorted({f"{int(k):016x}" for k in rng.integers(0, 2**63, n * 2)})
-    ids = [ids[i] for i in rng.permutation(len(ids))[:n]]
-    images = []
-    for image_id, size in zip(ids, sizes.astype(np.int64).tolist(), strict=True):
-        data = jpeg + rng.bytes(size - len(jpeg))
-        (folder / f"{image_id}.jpg").write_bytes(data)
-        md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
-        images.append({"id": image_id, "size": size, "md5": md5})
-    marker.write_text(json.dumps(images))
-    return images
+    return write_images(folder, rng, sizes, [jpeg])
 
 
 def labels_of(image_id: str, relabelled: bool) -> list[tuple[str, float]]:
