@@ -49,9 +49,10 @@ SNAPSHOT = FlagGroup(
         flag(
             "--previous",
             metavar="latest|ID|ROOT/ID",
-            help="refresh from this earlier snapshot: unchanged images are "
-            "copied from its shards, not fetched; `latest` follows ROOT/LATEST "
-            "(and is a full run when there is none yet)",
+            help="refresh from this earlier snapshot: unchanged images stay in "
+            "the pooled shards that hold them (nothing fetched or written for "
+            "them); `latest` follows ROOT/LATEST (and is a full run when there "
+            "is none yet)",
         ),
         flag(
             "--retry-all",
