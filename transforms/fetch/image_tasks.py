@@ -1,12 +1,12 @@
-"""One selected image's work: fetch it, copy it from an earlier snapshot, or keep
-an earlier final failure; verify it; describe the outcome as a status row.
+"""One selected image's work: fetch it or copy it from an earlier snapshot;
+verify it; describe the outcome as a status row.
 
 A task is an images-table row, optionally planned by a refresh: `_plan` is
-`fetch` (the default), `copy` (the bytes are in the previous snapshot's own
+`fetch` (the default) or `copy` (the bytes are in the previous snapshot's own
 shard at `_prev_tar`/`_prev_offset`/`_prev_size`: read them there, never from
-the network; if they no longer verify, fetch after all) or `keep` (a failure
-that is not worth retrying: its previous status columns `_prev_<column>` carry
-over). `share` tasks (bytes in a pooled shard, left there) never reach a
+the network; if they no longer verify, fetch after all). `share` and `keep`
+tasks (bytes left in a pooled shard; a failure not worth retrying, whose
+previous status columns `_prev_<column>` carry over) never reach a
 TaskRunner: refresh/share_shards writes their rows.
 """
 
@@ -196,13 +196,6 @@ def status_row(url: str | None, download: Download, verdict: Verdict | None) -> 
     }
 
 
-def previous_status(row: dict) -> dict:
-    """A kept failure's status, as the earlier snapshot recorded it."""
-    status = {c: row.get(PREVIOUS + c) for c in contract.STATUS_COLUMNS}
-    status.update(attempts=0, elapsed_ms=0, shard=None, bytes=status["bytes"] or 0)
-    return status
-
-
 class TaskRunner:
     """Runs tasks (thread-safe): one per worker, built in DoFn.setup()."""
 
@@ -221,8 +214,6 @@ class TaskRunner:
             )
             return Result(status_row(None, failure, None))
         plan = row.get(PLAN) or FETCH
-        if plan == KEEP:
-            return Result(previous_status(row))
         if plan == COPY:
             result = self._copy(row)
             if result.ok:
