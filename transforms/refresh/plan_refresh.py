@@ -51,6 +51,7 @@ from oibeam.transforms.fetch.image_tasks import (
     SHARE,
 )
 from oibeam.transforms.refresh.same_values import same_values
+from oibeam.transforms.shard.locations import pooled_mask
 
 DROP = "drop"
 _BYTES_COLUMNS = ("OriginalMD5", "OriginalSize")
@@ -141,9 +142,7 @@ def _decide(current: pa.Table, previous: pa.Table, rules: RefreshRules):
     ]
     conditions = [c for c, _, _ in choices]
     plan = np.select(conditions, [p for _, p, _ in choices], KEEP).astype(object)
-    pooled = pc.starts_with(
-        pc.fill_null(previous["shard"], ""), f"{contract.POOL}/"
-    ).to_numpy(zero_copy_only=False)
+    pooled = pooled_mask(previous["shard"]).to_numpy(zero_copy_only=False)
     plan[(plan == COPY) & pooled] = SHARE  # bytes stay in the pool, shared
     reason = np.select(conditions, [r for _, _, r in choices], "final_failure")
     metadata_changed = np.zeros(n, dtype=bool)
@@ -262,11 +261,9 @@ def _dead(tasks: pa.Table, previous: pa.Table | None, deleted) -> pa.Table:
     pieces = [] if deleted is None else [deleted.select(contract.DELETED.names)]
     if previous is not None:
         shared = tasks.filter(pc.equal(tasks[PLAN], SHARE))["ImageID"]
-        pooled = pc.starts_with(
-            pc.fill_null(previous["shard"], ""), f"{contract.POOL}/"
-        )
         gone = pc.and_(
-            pooled, pc.invert(pc.is_in(previous["ImageID"], value_set=shared))
+            pooled_mask(previous["shard"]),
+            pc.invert(pc.is_in(previous["ImageID"], value_set=shared)),
         )
         pieces.append(previous.filter(gone).select(contract.DELETED.names))
     if not pieces:

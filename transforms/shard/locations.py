@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import re
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from oibeam.schemas.snapshot import POOL, SNAPSHOT_ID
 
 _POOLED = re.compile(rf"{POOL}/([^/]+)/([^/]+)")
@@ -43,6 +46,12 @@ def pool_parts(shard: str) -> tuple[str, str] | None:
     if match and SNAPSHOT_ID.fullmatch(match[1]) and is_file_name(match[2]):
         return match[1], match[2]
     return None
+
+
+def pooled_mask(shards: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Which of an index's shard names are in the pool (null: False), for a
+    whole column at once; the names were checked when the index was read."""
+    return pc.starts_with(pc.fill_null(shards, ""), f"{POOL}/")
 
 
 def is_shard_name(shard: object) -> bool:
