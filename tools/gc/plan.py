@@ -28,10 +28,10 @@ from dataclasses import dataclass
 
 from oibeam.schemas import snapshot as snapshot_schema
 from oibeam.schemas.snapshot import POOL
+from oibeam.transforms.publish.publish_snapshot import recorded_time
 
 EXPIRED = snapshot_schema.EXPIRED  # in ROOT/pool/W: W expired, its shards live on
 RECORD_SUFFIX = ".erased.json"  # beside an erased shard X: X.erased.json
-_SUCCESS_PREFIX = "# published "
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,7 @@ def published_at(success: str, finished: str | None = None) -> datetime.datetime
     """When a snapshot was published: the first line of its `_SUCCESS`
     (`# published <ISO time>`, or only the time before digests were recorded),
     else the manifest's `finished`; ValueError if neither is a time."""
-    first = success.splitlines()[0].strip() if success.strip() else ""
-    for text in (first.removeprefix(_SUCCESS_PREFIX), finished):
+    for text in (recorded_time(success), finished):
         try:
             when = datetime.datetime.fromisoformat(str(text).strip())
         except ValueError:

@@ -132,10 +132,21 @@ def manifest_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_PUBLISHED = "# published "
+
+
 def success_text(manifest: bytes, published: str) -> str:
     """What `_SUCCESS` holds: a comment with the time, then the manifest's
     digest line."""
-    return f"# published {published}\n{manifest_digest(manifest)}  {MANIFEST}\n"
+    return f"{_PUBLISHED}{published}\n{manifest_digest(manifest)}  {MANIFEST}\n"
+
+
+def recorded_time(success: str) -> str:
+    """The publish time a `_SUCCESS` records, as written: its first line less
+    the `# published ` of success_text (one written before digests were
+    holds only the time)."""
+    first = success.splitlines()[0].strip() if success.strip() else ""
+    return first.removeprefix(_PUBLISHED)
 
 
 def recorded_digest(success: str) -> str | None:
