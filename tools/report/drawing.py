@@ -1,4 +1,5 @@
-"""The report's plots: matplotlib (Agg) figures rendered to PNG bytes.
+"""The report's plots: matplotlib (Agg) figures rendered to PNG bytes (called
+through charts, which draws each only when no earlier report has it).
 
 Each function takes plain numbers and returns PNG bytes, or None when there is
 nothing to draw. Output is deterministic: matplotlib's default style whatever
@@ -20,32 +21,17 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter, PercentFormatter
 
 from oibeam.schemas.fetch import OK, STATUSES
+from oibeam.tools.report.charts import (
+    ANY,
+    GREY,
+    HUMAN,
+    MACHINE,
+    human_bytes,
+    status_color,
+)
 
 DPI = 110
 WIDTH = 8.0
-MACHINE = "#3b6ea5"
-HUMAN = "#d1495b"
-ANY = "#4f9d69"
-GREY = "#8c8c8c"
-_STATUS_PALETTE = [
-    "#8c8c8c",  # gone
-    "#f28e2b",  # changed
-    "#e15759",  # http_error
-    "#b07aa1",  # timeout
-    "#9c755f",  # connection_error
-    "#ff9da7",  # too_large
-    "#bab0ac",  # not_an_image
-    "#76b7b2",  # decode_error
-    "#59597a",  # refused
-    "#000000",  # error
-]
-STATUS_COLORS = {OK: "#4f9d69"} | dict(
-    zip([s for s in STATUSES if s != OK], _STATUS_PALETTE, strict=True)
-)
-
-
-def status_color(status: str) -> str:
-    return STATUS_COLORS.get(status, "#d4a6c8")
 
 
 def _figure(height: float = 3.6) -> Figure:
@@ -72,14 +58,6 @@ def _style():
             "legend.frameon": False,
         }
     )
-
-
-def human_bytes(n: float, _position=None) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.3g} {unit}"
-        n /= 1000
-    return f"{n:,.3g} TB"
 
 
 def _thousands(value: float, _position=None) -> str:

@@ -12,6 +12,8 @@ import html
 import struct
 from dataclasses import dataclass, field
 
+from oibeam.tools.report import charts
+
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 CSS = """
@@ -174,8 +176,10 @@ def png_size(png: bytes) -> tuple[int, int]:
 def _figure(block: Figure) -> str:
     width, height = png_size(block.png)
     data = base64.b64encode(block.png).decode("ascii")
+    name = charts.key_of(block.png)
+    named = f' data-chart="{name}"' if name else ""
     return (
-        f'<figure><img src="data:image/png;base64,{data}" alt="{_e(block.alt)}" '
+        f'<figure><img{named} src="data:image/png;base64,{data}" alt="{_e(block.alt)}" '
         f'width="{width}" height="{height}">'
         f"<figcaption>{_e(block.caption)}</figcaption></figure>"
     )

@@ -12,7 +12,7 @@ import datetime
 
 import pyarrow as pa
 
-from oibeam.tools.report import fetch_sections, label_sections
+from oibeam.tools.report import charts, fetch_sections, label_sections
 from oibeam.tools.report.fetch_facts import (
     IMAGE_COLUMNS,
     FetchFacts,
@@ -27,6 +27,7 @@ from oibeam.tools.report.label_facts import (
 from oibeam.tools.report.page import Paragraph, Section, render_page
 from oibeam.tools.report.run_section import io_section, run_id, run_section, when
 from oibeam.tools.runs import Run, resolve_run
+from oibeam.transforms.common import files
 from oibeam.transforms.common.write_files import write_text
 from oibeam.transforms.stats.trainable import PRESETS, TrainableRule
 
@@ -158,5 +159,20 @@ def write_report(run_dir: str, top: int = DEFAULT_TOP) -> str:
     returns the page's path. NotARun if there is no complete run there."""
     run = Run.load(resolve_run(run_dir))
     path = f"{run.directory}/{REPORT}"
-    write_text(path, build_page(run, top))
+    charts.reuse(_parent_report(run))
+    try:
+        write_text(path, build_page(run, top) + charts.empty_note())
+    finally:
+        charts.reuse(None)
     return path
+
+
+def _parent_report(run: Run) -> str | None:
+    """The report page of the snapshot `run` refreshed, if it has one: its
+    charts need not be drawn again when their inputs are the same."""
+    parent = (run.manifest.get("snapshot") or {}).get("parent") or {}
+    path = f"{parent['path']}/{REPORT}" if parent.get("path") else None
+    if path is None or not files.exists(path):
+        return None
+    with files.open(path) as f:
+        return f.read().decode("utf-8", errors="replace")
