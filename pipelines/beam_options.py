@@ -18,6 +18,8 @@ from apache_beam.options.pipeline_options import (
     _BeamArgumentParser,
 )
 
+from oibeam.transforms.common.beam_setup import set_up_beam
+
 LOCAL_RUNNER = "FnApiRunner"
 # Bundles run on this many in-process workers (threads; pyarrow and NumPy release
 # the GIL): 1.3-1.4x faster on 2 cores. Capped: each worker holds a bucket.
@@ -70,22 +72,6 @@ def with_local_default(args: list[str]) -> list[str]:
     return args
 
 
-class QuietBeamNoise(logging.Filter):
-    """Drops Beam log lines that are wrong or harmless for oibeam's local runs:
-    that in_memory mode ignores direct_num_workers (FnApiRunner does run those
-    workers, as threads: measured 1.3-1.4x), that worker processes have no
-    semi-persistent directory (oibeam registers no schema or logical type)."""
-
-    NOISE = (
-        "direct_num_workers is not equal to 1",
-        "No semi_persistent_directory found",
-    )
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not any(noise in message for noise in self.NOISE)
-
-
 def check_known(args: list[str]) -> None:
     """Raises BeamFlagError for flags no PipelineOptions class defines."""
     parser = _BeamArgumentParser(allow_abbrev=False)
@@ -102,6 +88,7 @@ def check_known(args: list[str]) -> None:
 
 def pipeline_options(args: list[str]) -> PipelineOptions:
     """PipelineOptions from Beam flags, with the explicit local default runner."""
+    set_up_beam()
     args = with_local_default(args)
     check_known(args)
     return PipelineOptions(args)

@@ -8,16 +8,15 @@ traceback; `verify` exits 1 when the snapshot has problems.
 from __future__ import annotations
 
 import errno
+import functools
+import importlib
 import logging
 import re
 import signal
 import sys
 from collections.abc import Callable
 
-from oibeam.pipelines.beam_options import BeamFlagError, QuietBeamNoise
-from oibeam.pipelines.fetch import run_fetch
-from oibeam.pipelines.launch import versions
-from oibeam.pipelines.layout import OutputExists, UsageError
+from oibeam.pipelines.log_filters import QuietBeamNoise
 from oibeam.pipelines.options import gc_command, tool_commands
 from oibeam.pipelines.options.beam_commands import (
     FetchRunConfig,
@@ -27,24 +26,29 @@ from oibeam.pipelines.options.beam_commands import (
     snapshot_parser,
     tables_parser,
 )
-from oibeam.pipelines.snapshot import run_snapshot
-from oibeam.pipelines.summaries import fetch_summary, snapshot_summary, tables_summary
-from oibeam.pipelines.tables import run_tables
+from oibeam.pipelines.versions import versions
 from oibeam.transforms.publish.claim import SnapshotClaimed
 from oibeam.transforms.publish.publish_snapshot import LatestMoved
-from oibeam.transforms.publish.reconcile import TooManyRejected
-from oibeam.transforms.read.csv_blocks import CsvStructureError
-from oibeam.transforms.read.csv_inputs import InputError
 
-# Errors that are the user's to fix: a message, exit status 2, no traceback.
-USER_ERRORS = (
-    InputError,
-    OutputExists,
-    BeamFlagError,
-    UsageError,
-    CsvStructureError,
-    TooManyRejected,
-)
+
+@functools.cache
+def user_errors() -> tuple[type, ...]:
+    """Errors that are the user's to fix: a message, exit status 2, no
+    traceback. (Imported when first asked: most of them come with Beam.)"""
+    from oibeam.pipelines.beam_options import BeamFlagError
+    from oibeam.pipelines.layout import OutputExists, UsageError
+    from oibeam.transforms.publish.reconcile import TooManyRejected
+    from oibeam.transforms.read.csv_blocks import CsvStructureError
+    from oibeam.transforms.read.csv_inputs import InputError
+
+    return (
+        InputError,
+        OutputExists,
+        BeamFlagError,
+        UsageError,
+        CsvStructureError,
+        TooManyRejected,
+    )
 
 
 def _and_subclasses(classes) -> list[type]:
@@ -58,10 +62,13 @@ def _and_subclasses(classes) -> list[type]:
 # last line of a traceback, `module.Class: message`, maybe with Beam's
 # ` [while running 'Step']` after it.
 _WHILE_RUNNING = re.compile(r" \[while running '[^\n]*?'\]$")
-_USER_ERROR_NAMES = "|".join(sorted({c.__name__ for c in _and_subclasses(USER_ERRORS)}))
-_USER_ERROR_TEXT = re.compile(
-    rf"\b(?:{_USER_ERROR_NAMES}): ([^\n]+?)(?: \[while running [^\n]*)?$", re.M
-)
+
+
+@functools.cache
+def _user_error_text() -> re.Pattern:
+    names = "|".join(sorted({c.__name__ for c in _and_subclasses(user_errors())}))
+    return re.compile(rf"\b(?:{names}): ([^\n]+?)(?: \[while running [^\n]*)?$", re.M)
+
 
 _USAGE = """usage: oibeam COMMAND [flags]    (oibeam --version)
 
@@ -101,9 +108,9 @@ def _user_error(error: BaseException) -> str | None:
     """The message of a user error in `error`'s chain, raised in this process
     or in a worker whose error reached us as text."""
     for cause in _chain(error):
-        if isinstance(cause, USER_ERRORS):
+        if isinstance(cause, user_errors()):
             return str(cause)
-        found = _USER_ERROR_TEXT.search(str(cause))
+        found = _user_error_text().search(str(cause))
         if found:
             return found.group(1)
     return None
@@ -140,13 +147,20 @@ class _OneLineErrors(logging.Filter):
             return _stopped_by(error, "") is None
         return (
             record.levelno < logging.ERROR
-            or _USER_ERROR_TEXT.search(record.getMessage()) is None
+            or _user_error_text().search(record.getMessage()) is None
         )
 
 
-def _beam_command(name, parser, config_type, run, summary, errors=()) -> Callable:
+def _load(name: str) -> Callable:
+    """`module:function`, imported when first called (Beam comes with it)."""
+    module, function = name.split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def _beam_command(name, parser, config_type, runs, summary, errors=()) -> Callable:
     """A Beam command's main: its flags -> its config (a ValueError is the
-    user's to fix) -> run with the rest as Beam flags -> the summary."""
+    user's to fix) -> the first of `runs` (`module:function` names) that gives
+    an outcome, with the rest as Beam flags -> the summary."""
 
     def main(argv: list[str]) -> int:
         args, beam_args = parser().parse_known_args(argv)
@@ -155,32 +169,50 @@ def _beam_command(name, parser, config_type, run, summary, errors=()) -> Callabl
         except ValueError as e:
             return _fail(name, e)
         try:
-            outcome = run(config, beam_args)
-        except (*USER_ERRORS, *errors) as e:
+            outcome = None
+            for run in runs:
+                outcome = _load(run)(config, beam_args)
+                if outcome is not None:
+                    break
+        except (*user_errors(), *errors) as e:
             return _fail(name, e)
         except Exception as e:
             stopped = _stopped_by(e, config.output.output)
             if stopped is None:
                 raise
             return _fail(name, *stopped)
-        print(summary(outcome))
+        print(_load(summary)(outcome))
         return 0
 
     return main
 
 
+_SUMMARIES = "oibeam.pipelines.summaries"
 tables_main = _beam_command(
-    "tables", tables_parser, TablesConfig, run_tables, tables_summary
+    "tables",
+    tables_parser,
+    TablesConfig,
+    ["oibeam.pipelines.tables:run_tables"],
+    f"{_SUMMARIES}:tables_summary",
 )
 fetch_main = _beam_command(
-    "fetch", fetch_parser, FetchRunConfig, run_fetch, fetch_summary
+    "fetch",
+    fetch_parser,
+    FetchRunConfig,
+    ["oibeam.pipelines.fetch:run_fetch"],
+    f"{_SUMMARIES}:fetch_summary",
 )
+# An unchanged refresh is written without a pipeline (or Beam, ~1.5 s to load);
+# any other snapshot runs one.
 snapshot_main = _beam_command(
     "snapshot",
     snapshot_parser,
     SnapshotConfig,
-    run_snapshot,
-    snapshot_summary,
+    [
+        "oibeam.pipelines.unchanged_refresh:refresh_if_unchanged",
+        "oibeam.pipelines.snapshot:run_snapshot",
+    ],
+    f"{_SUMMARIES}:snapshot_summary",
     errors=(LatestMoved, SnapshotClaimed),
 )
 

@@ -26,8 +26,8 @@ from oibeam.pipelines.layout import RunLayout, UsageError
 from oibeam.pipelines.options.beam_commands import FetchRunConfig
 from oibeam.schemas import tables as schemas
 from oibeam.schemas.elements import FileCount
+from oibeam.schemas.tables import CLASSES
 from oibeam.transforms.publish.manifest import WriteManifest
-from oibeam.transforms.read.classes import CLASSES
 from oibeam.transforms.read.csv_inputs import InputError, InputPlan
 from oibeam.transforms.read.read_images_tables import (
     ImagesTables,

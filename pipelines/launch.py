@@ -10,11 +10,9 @@ import dataclasses
 import datetime
 import hashlib
 import logging
-import platform
 import shutil
 import tempfile
 from collections.abc import Iterator
-from importlib import metadata
 from typing import Any, TypeVar
 
 from apache_beam.io.filesystems import FileSystems
@@ -25,6 +23,7 @@ from oibeam.pipelines.layout import RunLayout, UsageError
 from oibeam.pipelines.options.beam_commands import FetchRunConfig, TablesConfig
 from oibeam.pipelines.options.inputs import Inputs
 from oibeam.pipelines.stages import join_buckets
+from oibeam.pipelines.versions import versions
 from oibeam.schemas import fetch as fetch_schema
 from oibeam.transforms.common.exchange import remove_exchange
 from oibeam.transforms.common.progress import ProgressPrinter
@@ -100,21 +99,6 @@ def resolve_labels_of(config: C) -> C:
     return dataclasses.replace(
         config, selection=dataclasses.replace(config.selection, labels=mids)
     )
-
-
-def versions() -> dict[str, str]:
-    def version(dist: str) -> str:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return "unknown"
-
-    return {
-        "oibeam": version("oibeam"),
-        "apache-beam": version("apache-beam"),
-        "pyarrow": version("pyarrow"),
-        "python": platform.python_version(),
-    }
 
 
 def _hierarchy_input(path: str | None) -> dict[str, Any]:

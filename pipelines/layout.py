@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from oibeam.schemas.snapshot import MANIFEST
 from oibeam.transforms.common.exchange import EXCHANGE_DIR
 from oibeam.transforms.common.filesystem import holds_anything, remove_tree
-from oibeam.transforms.publish.manifest import MANIFEST
 
 _LOG = logging.getLogger(__name__)
 TABLES = "tables"

@@ -34,6 +34,8 @@ from oibeam.pipelines.launch import (
 )
 from oibeam.pipelines.layout import TABLES, OutputExists, RunLayout, UsageError
 from oibeam.pipelines.options.beam_commands import SnapshotConfig
+from oibeam.pipelines.snapshot_outcome import Outcome, write_report
+from oibeam.pipelines.unchanged_refresh import refresh_key
 from oibeam.schemas import fetch as fetch_schema
 from oibeam.schemas import snapshot as snapshot_schema
 from oibeam.schemas import tables as schemas
@@ -43,11 +45,11 @@ from oibeam.transforms.publish.claim import claimed, wait_for_gc
 from oibeam.transforms.publish.manifest import WriteManifest
 from oibeam.transforms.publish.publish_snapshot import (
     Latest,
-    PublishSnapshot,
     check_publishable,
     read_latest,
     snapshot_complete,
 )
+from oibeam.transforms.publish.publish_step import PublishSnapshot
 from oibeam.transforms.read.csv_inputs import InputPlan
 from oibeam.transforms.refresh.plan_refresh import PlanRefresh, RefreshRules
 from oibeam.transforms.refresh.previous_snapshot import (
@@ -307,16 +309,6 @@ def snapshot_info(launch: Launch, options) -> dict[str, Any]:
     return info
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What a snapshot run did: the published directory, or a dry run's job."""
-
-    directory: str
-    dry_run: bool
-    result: Any
-    report: str | None = None  # report.html, when written
-
-
 def run_snapshot(config: SnapshotConfig, beam_args: list[str]) -> Outcome:
     """Checks, builds and runs the snapshot pipeline to completion."""
     args = beam_args + config.output.beam_args()
@@ -340,6 +332,7 @@ def run_snapshot(config: SnapshotConfig, beam_args: list[str]) -> Outcome:
         launch = prepare(config)
         options = for_fetching(options, args, images_to_fetch(launch))
         info = snapshot_info(launch, options)
+        info["refresh_key"] = refresh_key(config)  # as given, labels unresolved
         dry_run = bool(options.view_as(TestOptions).dry_run)
         layout = RunLayout(launch.config.directory)
         totals = stages.progress_totals(config.inputs, launch.plan)
@@ -352,22 +345,5 @@ def run_snapshot(config: SnapshotConfig, beam_args: list[str]) -> Outcome:
             result.wait_until_finish()
     report = None
     if not dry_run and config.snapshot.report:
-        report = _write_report(launch.config.directory)
+        report = write_report(launch.config.directory)
     return Outcome(launch.config.directory, dry_run, result, report)
-
-
-def _write_report(directory: str) -> str | None:
-    """report.html of a published snapshot; a failure is logged, not raised:
-    the snapshot is complete without it and `oibeam report` can redo it."""
-    from oibeam.tools.report.write_report import write_report
-
-    try:
-        return write_report(directory)
-    except Exception as e:
-        _LOG.warning(
-            "no report.html (%s: %s); run `oibeam report %s`",
-            type(e).__name__,
-            e,
-            directory,
-        )
-        return None

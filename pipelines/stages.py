@@ -24,7 +24,8 @@ from oibeam.pipelines.options.inputs import Inputs
 from oibeam.schemas import tables as schemas
 from oibeam.schemas.elements import Count, FileCount, RangeLines, WrittenFile
 from oibeam.transforms.common.progress import JOIN, READ
-from oibeam.transforms.common.write_files import WriteParquetTable, write_csv_output
+from oibeam.transforms.common.write_files import write_csv_output
+from oibeam.transforms.common.write_tables import WriteParquetTable
 from oibeam.transforms.fetch.fetch_images import FetchImages
 from oibeam.transforms.fetch.image_tasks import FetchConfig
 from oibeam.transforms.join.labels_to_images import JoinLabelsToImages, choose_buckets
@@ -35,7 +36,7 @@ from oibeam.transforms.read.errors import ResolveErrorLines
 from oibeam.transforms.read.hierarchy import load_hierarchy
 from oibeam.transforms.read.read_csv import ReadOpenImagesCsv
 from oibeam.transforms.select import select_images
-from oibeam.transforms.select.select_images import Selection
+from oibeam.transforms.select.selection import Selection
 from oibeam.transforms.shard.shard_outputs import ShardOutputs
 from oibeam.transforms.stats.label_stats import ComputeLabelStats
 from oibeam.transforms.stats.tables import trainable_set

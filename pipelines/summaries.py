@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from apache_beam.io.filesystems import FileSystems
+from oibeam.transforms.common import files
 
 
 def _manifest(path: str) -> dict:
-    with FileSystems.open(path) as f:
+    with files.open(path) as f:
         return json.loads(f.read())
 
 

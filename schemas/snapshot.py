@@ -12,6 +12,7 @@ import re
 
 import pyarrow as pa
 
+MANIFEST = "manifest.json"  # what a run wrote, listed with checksums
 SUCCESS = "_SUCCESS"  # written after the manifest: the snapshot is complete
 LATEST = "LATEST"  # under the snapshot root: the id of the newest snapshot
 POOL = "pool"  # under the snapshot root: shards shared by its snapshots

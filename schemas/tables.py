@@ -204,3 +204,12 @@ def images_with_status_schema(extras: tuple[str, ...]) -> pa.Schema:
     from oibeam.schemas.fetch import STATUS_FIELDS
 
     return pa.schema(list(images_schema(extras)) + STATUS_FIELDS + UPRIGHT_FIELDS)
+
+
+# The class descriptions (dict.csv / class-descriptions.csv): mid -> name.
+CLASSES = pa.schema(
+    [
+        pa.field("LabelName", pa.string(), nullable=False),
+        pa.field("DisplayName", pa.string(), nullable=False),
+    ]
+)

@@ -7,8 +7,10 @@ import logging
 import os
 from pathlib import Path
 
+import apache_beam  # noqa: F401 (loaded first: importing oibeam.transforms sets it up)
 import pytest
 
+from oibeam.transforms.common.beam_setup import set_up_beam
 from oibeam.transforms.common.gcs_client import anonymous_gcs_for_an_emulator
 
 from support import gcs_preconditions
@@ -18,6 +20,7 @@ from support.runs import TablesRun, local_pipeline, run_cli
 
 # Never wait ~40 s for cloud credentials that do not exist on a test machine.
 os.environ.setdefault("GOOGLE_CLOUD_PROJECT", "oibeam-tests")
+set_up_beam()  # whichever test module imported oibeam.transforms first
 
 
 @pytest.fixture

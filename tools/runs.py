@@ -20,9 +20,9 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.io.filesystems import FileSystems
 
-from oibeam.transforms.publish.manifest import MANIFEST
+from oibeam.schemas.snapshot import MANIFEST
+from oibeam.transforms.common import files
 from oibeam.transforms.publish.publish_snapshot import read_latest
 from oibeam.transforms.shard.locations import from_run_relative, listed_path
 
@@ -173,7 +173,7 @@ def read_manifest(directory: str) -> dict[str, Any]:
     """The manifest of the run in `directory`; BadManifest unless it is one
     oibeam writes and every file it lists is inside `directory`."""
     where = f"{directory}/{MANIFEST}"
-    with FileSystems.open(where) as f:
+    with files.open(where) as f:
         data = f.read()
     try:
         manifest = parse_manifest(data)
@@ -212,7 +212,7 @@ def resolve_run(path: str, complete: bool = True) -> str:
     directory right under ROOT; with complete=False, the snapshot LATEST names
     is returned even without one (for verify to report on)."""
     path = path.rstrip("/")
-    if FileSystems.exists(f"{path}/{MANIFEST}"):
+    if files.exists(f"{path}/{MANIFEST}"):
         return path
     try:
         latest = read_latest(path).snapshot_id
@@ -220,7 +220,7 @@ def resolve_run(path: str, complete: bool = True) -> str:
         latest = None
     if latest:
         latest = _snapshot_id(path, latest)
-    if latest and (not complete or FileSystems.exists(f"{path}/{latest}/{MANIFEST}")):
+    if latest and (not complete or files.exists(f"{path}/{latest}/{MANIFEST}")):
         return f"{path}/{latest}"
     raise NotARun(
         f"{path}: no {MANIFEST} (a run that did not finish, or not a run "
@@ -262,17 +262,17 @@ class Run:
             paths = [inside(self.directory, f.get("path")) for f in listed]
             return sorted(p for p in paths if p.endswith(".parquet"))
         pattern = f"{self.directory}/{folder or f'tables/{name}'}/*.parquet"
-        found = FileSystems.match([pattern])[0].metadata_list
+        found = files.match([pattern])[0].metadata_list
         return sorted(
             m.path for m in found if not m.path.rsplit("/", 1)[-1].startswith(".")
         )
 
     def schema(self, name: str) -> pa.Schema | None:
         """The table's schema (from its first file), None if it has no files."""
-        files = self.table_files(name)
-        if not files:
+        paths = self.table_files(name)
+        if not paths:
             return None
-        with FileSystems.open(files[0]) as f:
+        with files.open(paths[0]) as f:
             return pq.ParquetFile(f).schema_arrow
 
     def read(self, name: str, columns: list[str]) -> pa.Table | None:
@@ -283,7 +283,7 @@ class Run:
         present = [c for c in columns if c in schema.names]
         pieces = []
         for path in self.table_files(name):
-            with FileSystems.open(path) as f:
+            with files.open(path) as f:
                 pieces.append(pq.ParquetFile(f).read(columns=present))
         return pa.concat_tables(pieces)
 
@@ -294,7 +294,7 @@ class Run:
             return
         present = [c for c in columns if c in schema.names]
         for path in self.table_files(name):
-            with FileSystems.open(path) as f:
+            with files.open(path) as f:
                 yield from pq.ParquetFile(f).iter_batches(
                     batch_size=BATCH_ROWS, columns=present
                 )

@@ -1,15 +1,17 @@
 """oibeam's stages, one folder each in data-flow order: read, join, stats,
 select, refresh, fetch, shard, publish; common holds what they share.
 
-Every process that runs a stage (the launcher, and each worker when it
-unpickles one) imports this package first. That is where the process is set
-up, once: the coders of the elements the stages exchange are registered, and
-against a GCS emulator Beam's GCS filesystem is told it is anonymous (call
-anonymous_gcs_for_an_emulator again if STORAGE_EMULATOR_HOST is set later).
+A process that runs stages is set up once, by set_up_beam(): the coders of the
+elements the stages exchange are registered, and against a GCS emulator Beam's
+GCS filesystem is told it is anonymous. Workers unpickle stages after loading
+Beam, so importing this package does it there; the launcher calls it when it
+builds pipeline options. A process that never loads Beam (an unchanged refresh,
+`verify`, `report`) imports the stages' plain functions without paying for it.
 """
 
-from oibeam.schemas.coders import register_coders
-from oibeam.transforms.common.gcs_client import anonymous_gcs_for_an_emulator
+import sys
 
-register_coders()
-anonymous_gcs_for_an_emulator()
+from oibeam.transforms.common.beam_setup import set_up_beam
+
+if "apache_beam" in sys.modules:
+    set_up_beam()

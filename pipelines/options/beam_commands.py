@@ -24,7 +24,7 @@ from oibeam.pipelines.options.selection import (
 )
 from oibeam.pipelines.options.snapshot import SNAPSHOT, SnapshotOptions
 from oibeam.transforms.fetch.image_tasks import FetchConfig
-from oibeam.transforms.select.select_images import Selection
+from oibeam.transforms.select.selection import Selection
 from oibeam.transforms.stats.trainable import TrainableRule
 
 

@@ -7,8 +7,11 @@ from dataclasses import dataclass
 from oibeam.pipelines.options.flags import FlagGroup, flag
 from oibeam.schemas.releases import SOURCE_KINDS
 from oibeam.transforms.common.write_files import DEFAULT_COMPRESSION
-from oibeam.transforms.read.csv_inputs import DEFAULT_SPLIT_BYTES
-from oibeam.transforms.read.csv_lines import DEFAULT_MAX_LINE_BYTES, MIN_MAX_LINE_BYTES
+from oibeam.transforms.read.csv_lines import (
+    DEFAULT_MAX_LINE_BYTES,
+    DEFAULT_SPLIT_BYTES,
+    MIN_MAX_LINE_BYTES,
+)
 from oibeam.transforms.stats.trainable import PRESETS, make_rule
 
 

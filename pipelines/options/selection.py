@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from oibeam.pipelines.options.flags import FlagGroup, flag
 from oibeam.schemas.releases import SOURCE_KINDS, SUBSETS
-from oibeam.transforms.select.select_images import Selection
+from oibeam.transforms.select.selection import Selection
 
 IMAGE_SOURCES = ("original", "thumbnail")  # which URL --image-source picks
 TITLE = "selection (what to fetch)"

@@ -23,6 +23,7 @@ class SnapshotOptions:
     previous: str | None = None  # "latest", an id under the root, or a path
     retry_all: bool = False
     report: bool = True  # [--no-report]
+    replan: bool = False  # run the pipeline even when nothing changed
 
     def __post_init__(self) -> None:
         if (
@@ -58,6 +59,14 @@ SNAPSHOT = FlagGroup(
             "--retry-all",
             action="store_true",
             help="with --previous: fetch final failures again too (gone, changed, ...)",
+        ),
+        flag(
+            "--replan",
+            action="store_true",
+            help="with --previous: plan the refresh with the whole pipeline even "
+            "when its inputs and options are those of the previous snapshot "
+            "(by default such a refresh is written from the previous snapshot's "
+            "tables in seconds, without a pipeline)",
         ),
         flag(
             "--no-report",

@@ -14,7 +14,7 @@ from oibeam.pipelines.beam_options import (
 )
 from oibeam.transforms.read.csv_inputs import plan_inputs
 from oibeam.transforms.read.read_images_tables import count_rows
-from oibeam.transforms.select.select_images import Selection
+from oibeam.transforms.select.selection import Selection
 
 from support.headers import V1_IMAGES_HEADER
 

@@ -23,7 +23,7 @@ from oibeam.pipelines.options.selection import LABELS, SELECTION
 from oibeam.pipelines.options.snapshot import SNAPSHOT
 from oibeam.transforms.fetch.fetcher import FetchPolicy
 from oibeam.transforms.fetch.image_tasks import FetchConfig
-from oibeam.transforms.select.select_images import Selection
+from oibeam.transforms.select.selection import Selection
 from oibeam.transforms.stats.trainable import PRESETS
 
 GROUPS = [inputs_group(True), OUTPUT, RULE, LABELS, SELECTION, FETCH, POLICY, SNAPSHOT]

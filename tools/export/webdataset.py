@@ -39,7 +39,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from oibeam.schemas.fetch import OK
-from oibeam.schemas.snapshot import DELETED, SUCCESS
+from oibeam.schemas.snapshot import DELETED, MANIFEST, SUCCESS
 from oibeam.tools.export.base import ExportError, WrittenExport, list_directory
 from oibeam.tools.export.webdataset_shards import source_shards, write_shards
 from oibeam.tools.runs import Run
@@ -49,7 +49,6 @@ from oibeam.transforms.common.write_files import (
     write_parquet,
     write_text,
 )
-from oibeam.transforms.publish.manifest import MANIFEST
 from oibeam.transforms.publish.publish_snapshot import manifest_digest, success_text
 from oibeam.transforms.shard.locations import from_run_relative, listed_path
 

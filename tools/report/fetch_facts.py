@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from oibeam.schemas.fetch import OK
+from oibeam.schemas.tables import CLASSES
 from oibeam.tools.report.label_facts import InferredFacts, images_of
-from oibeam.transforms.read.classes import CLASSES
 from oibeam.transforms.stats.partials import LabelPartials, fold_labels
 from oibeam.transforms.stats.tables import label_stats_table, labels_of_images
 from oibeam.transforms.stats.trainable import TrainableRule, trainable_mask

@@ -8,9 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from oibeam.schemas.snapshot import MANIFEST
 from oibeam.tools.runs import inside, is_count, path_problem
 from oibeam.tools.verify.findings import Report
-from oibeam.transforms.publish.manifest import MANIFEST
 
 UNREADABLE = (pa.ArrowException, OSError)
 

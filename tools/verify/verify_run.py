@@ -7,7 +7,7 @@ from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
-from oibeam.schemas.snapshot import SUCCESS
+from oibeam.schemas.snapshot import MANIFEST, SUCCESS
 from oibeam.tools.runs import (
     BadManifest,
     NotARun,
@@ -24,7 +24,6 @@ from oibeam.tools.verify.counts import (
 from oibeam.tools.verify.files import check_file, strays
 from oibeam.tools.verify.findings import Report
 from oibeam.tools.verify.listing import listing_of, read_bytes
-from oibeam.transforms.publish.manifest import MANIFEST
 from oibeam.transforms.publish.publish_snapshot import (
     manifest_digest,
     recorded_digest,

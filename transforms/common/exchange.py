@@ -12,10 +12,10 @@ memory is bounded by one bucket on any runner. Names are derived from the block
 from __future__ import annotations
 
 import pyarrow as pa
-from apache_beam.io.filesystems import FileSystems
 
 from oibeam.schemas.elements import BucketPiece
 from oibeam.schemas.tables import LINE, SRC
+from oibeam.transforms.common import files
 from oibeam.transforms.common.filesystem import remove_tree
 from oibeam.transforms.common.write_files import write_atomically
 
@@ -44,7 +44,7 @@ def write_piece(
 
 
 def read_piece(piece: BucketPiece) -> pa.Table:
-    with FileSystems.open(piece.path) as handle:
+    with files.open(piece.path) as handle:
         data = handle.read()
     table = pa.ipc.open_file(pa.py_buffer(data)).read_all()
     if table.num_rows != piece.rows:

@@ -3,8 +3,9 @@
 A reader never sees a half-written file under its final name: every file is
 written as `.tmp-<uuid>-<name>` beside its final path (readers such as pyarrow
 datasets skip names starting with '.'), then renamed. Works on every Beam
-filesystem (local, gs://). Each write reports a WrittenFile with rows, bytes
-and the MD5 of the bytes, for the manifest.
+filesystem (local, gs://; local paths without importing Beam). Each write
+reports a WrittenFile with rows, bytes and the MD5 of the bytes, for the
+manifest.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ import hashlib
 import io
 import uuid
 
-import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.io.filesystems import FileSystems
 
 from oibeam.schemas.elements import WrittenFile
+from oibeam.transforms.common import files
 
 DEFAULT_COMPRESSION = "zstd"
 
@@ -56,9 +56,9 @@ def temporary_name(path: str) -> str:
 
 def commit(temp: str, final: str) -> None:
     """Moves a finished temporary file to its final name, replacing any old one."""
-    if FileSystems.exists(final):
-        FileSystems.delete([final])
-    FileSystems.rename([temp], [final])
+    if files.exists(final):
+        files.delete([final])
+    files.rename([temp], [final])
 
 
 def write_atomically(path: str, write, digest: bool = True) -> tuple[int, str]:
@@ -67,7 +67,7 @@ def write_atomically(path: str, write, digest: bool = True) -> tuple[int, str]:
     Returns (bytes, md5 hex) of what was written (md5 "" without `digest`).
     """
     temp = temporary_name(path)
-    with FileSystems.create(temp) as handle:
+    with files.create(temp) as handle:
         counting = _HashingWriter(handle, digest)
         write(counting)
     commit(temp, path)
@@ -85,49 +85,6 @@ def write_parquet(
 
 def write_text(path: str, text: str) -> tuple[int, str]:
     return write_atomically(path, lambda stream: stream.write(text.encode("utf-8")))
-
-
-class _WriteParquetPartFn(beam.DoFn):
-    """(part name, pa.Table) -> WrittenFile, written to DIR/<part>.parquet."""
-
-    def __init__(self, directory: str, table: str, schema: pa.Schema, compression: str):
-        self._directory = directory.rstrip("/")
-        self._table = table
-        self._schema = schema
-        self._compression = compression
-
-    def process(self, element: tuple[str, pa.Table]):
-        part, table = element
-        if table.schema != self._schema:
-            table = table.cast(self._schema)
-        path = f"{self._directory}/{part}.parquet"
-        size, md5 = write_parquet(path, table, self._compression)
-        yield WrittenFile(self._table, path, table.num_rows, size, md5)
-
-
-class WriteParquetTable(beam.PTransform):
-    """Writes PCollection[(part name, pa.Table)] as DIR/<part>.parquet files.
-
-    Output: PCollection[WrittenFile]. Part names must be unique and stable
-    (a bucket or range number), so a retried bundle rewrites the same file.
-    """
-
-    def __init__(
-        self,
-        directory: str,
-        table: str,
-        schema: pa.Schema,
-        compression: str = DEFAULT_COMPRESSION,
-    ) -> None:
-        super().__init__()
-        self._fn = _WriteParquetPartFn(directory, table, schema, compression)
-
-    def expand(
-        self, parts: beam.PCollection[tuple[str, pa.Table]]
-    ) -> beam.PCollection[WrittenFile]:
-        return parts | "WriteParts" >> beam.ParDo(self._fn).with_output_types(
-            WrittenFile
-        )
 
 
 def write_csv_output(text: str, path: str, table: str) -> WrittenFile:

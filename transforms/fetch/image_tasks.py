@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from string import Formatter
 
 import pyarrow as pa
-from apache_beam.io.filesystems import FileSystems
 
 from oibeam.schemas import fetch as contract
+from oibeam.transforms.common import files
 from oibeam.transforms.fetch.fetcher import Download, FetchPolicy, HttpFetcher
 from oibeam.transforms.fetch.gcs_fetch import GcsFetcher
 from oibeam.transforms.fetch.image_check import (
@@ -253,7 +253,7 @@ class TaskRunner:
 
     def _copy(self, row: dict) -> Result:
         try:
-            with FileSystems.open(row[PREV_TAR]) as handle:
+            with files.open(row[PREV_TAR]) as handle:
                 handle.seek(row[PREV_OFFSET])
                 data = handle.read(row[PREV_SIZE])
         except Exception as e:  # gone, unreadable: the caller fetches instead

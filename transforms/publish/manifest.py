@@ -32,7 +32,7 @@ from oibeam.schemas.elements import (
     RangeLines,
     WrittenFile,
 )
-from oibeam.schemas.snapshot import POOL
+from oibeam.schemas.snapshot import MANIFEST, POOL
 from oibeam.transforms.common.exchange import remove_exchange
 from oibeam.transforms.common.write_files import write_parquet, write_text
 from oibeam.transforms.publish.reconcile import (
@@ -43,7 +43,6 @@ from oibeam.transforms.publish.reconcile import (
 from oibeam.transforms.read.csv_inputs import InputPlan
 from oibeam.transforms.shard.locations import parent
 
-MANIFEST = "manifest.json"
 _LOG = logging.getLogger(__name__)
 
 

@@ -1,4 +1,6 @@
-"""PublishSnapshot: `_SUCCESS` after the manifest, then ROOT/LATEST, atomically.
+"""Publishing a snapshot: `_SUCCESS` after the manifest, then ROOT/LATEST,
+atomically (no Beam here: publish_step.PublishSnapshot runs publish() as the
+pipeline's last step, and an unchanged refresh calls it directly).
 
 `_SUCCESS` records when the snapshot was published and the SHA-256 of its
 manifest as `sha256sum` writes it (`sha256sum -c _SUCCESS` in the snapshot
@@ -24,13 +26,10 @@ import re
 import uuid
 from dataclasses import dataclass
 
-import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
-
-from oibeam.schemas.snapshot import LATEST, SUCCESS
+from oibeam.schemas.snapshot import LATEST, MANIFEST, SUCCESS
+from oibeam.transforms.common import files
 from oibeam.transforms.common.gcs_client import storage_client
 from oibeam.transforms.common.write_files import write_text
-from oibeam.transforms.publish.manifest import MANIFEST
 
 # A line of `sha256sum` output for the manifest (`*`: its binary mode).
 _DIGEST_LINE = re.compile(rf"([0-9a-f]{{64}}) [ *]{re.escape(MANIFEST)}")
@@ -170,7 +169,7 @@ def publish(manifest_path: str, root: str, snapshot_id: str, expected: Latest) -
     """After the manifest: writes `_SUCCESS` with the digest of the manifest
     as stored, then moves LATEST. Returns the snapshot directory."""
     directory = manifest_path.rsplit("/", 1)[0]
-    with FileSystems.open(manifest_path) as handle:
+    with files.open(manifest_path) as handle:
         manifest = handle.read()
     published = datetime.datetime.now(datetime.timezone.utc).isoformat()
     write_text(f"{directory}/{SUCCESS}", success_text(manifest, published))
@@ -178,20 +177,5 @@ def publish(manifest_path: str, root: str, snapshot_id: str, expected: Latest) -
     return directory
 
 
-class PublishSnapshot(beam.PTransform):
-    """PCollection[manifest path] (one) -> the published snapshot directory."""
-
-    def __init__(self, root: str, snapshot_id: str, expected: Latest) -> None:
-        super().__init__()
-        self._root = root
-        self._snapshot_id = snapshot_id
-        self._expected = expected
-
-    def expand(self, manifest: beam.PCollection[str]) -> beam.PCollection[str]:
-        return manifest | "SuccessThenLatest" >> beam.Map(
-            publish, self._root, self._snapshot_id, self._expected
-        ).with_output_types(str)
-
-
 def snapshot_complete(directory: str) -> bool:
-    return FileSystems.exists(f"{directory.rstrip('/')}/{SUCCESS}")
+    return files.exists(f"{directory.rstrip('/')}/{SUCCESS}")

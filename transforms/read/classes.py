@@ -21,16 +21,10 @@ import pyarrow as pa
 
 from oibeam.schemas import releases
 from oibeam.schemas.elements import CsvFile, CsvRange, FileCount, RangeLines
-from oibeam.schemas.tables import ERRORS_INTERNAL, LINE, REF_LINE, REF_SRC, SRC
+from oibeam.schemas.tables import CLASSES, ERRORS_INTERNAL, LINE, REF_LINE, REF_SRC, SRC
 from oibeam.transforms.common.csv_text import csv_line
 from oibeam.transforms.read.input_files import InputError, open_hashed, read_full
 
-CLASSES = pa.schema(
-    [
-        pa.field("LabelName", pa.string(), nullable=False),
-        pa.field("DisplayName", pa.string(), nullable=False),
-    ]
-)
 _MID = re.compile(releases.LABEL_NAME_PATTERN)
 # Headers seen in class description files (V5+: LabelName,DisplayName).
 _HEADERS = [["labelname", "displayname"], ["id", "name"], ["mid", "name"]]

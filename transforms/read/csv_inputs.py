@@ -19,9 +19,9 @@ from apache_beam.io.filesystems import FileSystems
 from oibeam.schemas import releases
 from oibeam.schemas.elements import CsvFile, CsvRange
 from oibeam.transforms.read.classes import starts_like_classes
+from oibeam.transforms.read.csv_lines import DEFAULT_SPLIT_BYTES
 from oibeam.transforms.read.input_files import InputError, is_compressed, read_head
 
-DEFAULT_SPLIT_BYTES = 64 << 20
 MIN_SPLIT_BYTES = 4096
 _HEAD_BYTES = 1 << 20
 

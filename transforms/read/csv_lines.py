@@ -25,6 +25,7 @@ import numpy as np
 from oibeam.transforms.read.csv_parse import ParsedRows, newlines_per_row
 
 DEFAULT_MAX_LINE_BYTES = 1 << 20
+DEFAULT_SPLIT_BYTES = 64 << 20  # a CSV is read in byte ranges of this size
 MIN_MAX_LINE_BYTES = 4096
 RAW_BYTES = 1024  # of an over-long line, kept in `raw`
 _READ_BYTES = 1 << 20

@@ -29,6 +29,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from oibeam.schemas import snapshot as contract
 from oibeam.schemas.elements import BucketPiece
+from oibeam.schemas.snapshot import MANIFEST
 from oibeam.transforms.common.exchange import write_piece
 from oibeam.transforms.common.image_keys import bucket_of, parse_image_ids
 from oibeam.transforms.fetch.image_tasks import (
@@ -37,7 +38,6 @@ from oibeam.transforms.fetch.image_tasks import (
     PREV_SIZE,
     PREV_TAR,
 )
-from oibeam.transforms.publish.manifest import MANIFEST
 from oibeam.transforms.shard.locations import (
     from_run_relative,
     is_file_name,

@@ -14,13 +14,13 @@ from apache_beam.testing.util import BeamAssertException, assert_that
 
 from oibeam.schemas.elements import WrittenFile
 from oibeam.transforms.common.write_files import (
-    WriteParquetTable,
     temporary_name,
     write_atomically,
     write_csv_output,
     write_parquet,
     write_text,
 )
+from oibeam.transforms.common.write_tables import WriteParquetTable
 
 SCHEMA = pa.schema(
     [

@@ -10,13 +10,13 @@ from apache_beam.testing.util import assert_that, equal_to
 from oibeam.schemas.tables import images_schema
 from oibeam.transforms.select.select_images import (
     SelectImages,
-    Selection,
     SmallestPerGroupFn,
     candidates,
     rank_pairs,
     resolve_labels,
     selection_digest,
 )
+from oibeam.transforms.select.selection import Selection
 
 
 def _images(rows) -> pa.Table:
