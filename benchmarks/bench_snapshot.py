@@ -2,7 +2,7 @@
 """Benchmark what a snapshot refresh costs now that snapshots share shards.
 
     python benchmarks/bench_snapshot.py [--images 10000] [--thumbnails]
-        [--mean-kb KB] [--repeat 1] [--processes 2] [--concurrency 16]
+        [--mean-kb KB] [--repeat 1] [--processes P] [--concurrency 16]
         [--server auto|nginx|python] [--no-check-targets] [--no-img2dataset]
         [--keep-outputs] [--workdir DIR] [--images-dir DIR]
 
@@ -208,7 +208,11 @@ def snapshot(b: Bench, release: str, snapshot_id: str, *extra: str) -> list[str]
         f"--output={b.root}",
         f"--snapshot-id={snapshot_id}",
         "--allow-private-hosts",
-        f"--direct_num_workers={b.args.processes}",
+        *(
+            [f"--direct_num_workers={b.args.processes}"]
+            if b.args.processes
+            else []  # oibeam's default: min(cores, 4) local workers
+        ),
         f"--concurrency={b.args.concurrency}",
         *extra,
     ]
@@ -354,14 +358,19 @@ SCENARIOS = (
 
 
 def tree_bytes(folder: Path) -> int:
-    """Summed sizes of the files under `folder` (0 if it does not exist)."""
+    """Summed sizes of the files under `folder` (0 if it does not exist), a
+    file with several names (hard links) counted once, as du counts it."""
     total = 0
+    seen: set[tuple[int, int]] = set()
     for parent, _, files in os.walk(folder):
         for name in files:
             try:
-                total += os.lstat(os.path.join(parent, name)).st_size
+                stat = os.lstat(os.path.join(parent, name))
             except FileNotFoundError:
-                pass
+                continue
+            if (stat.st_dev, stat.st_ino) not in seen:
+                seen.add((stat.st_dev, stat.st_ino))
+                total += stat.st_size
     return total
 
 
@@ -537,7 +546,11 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument(
+        "--processes",
+        type=int,
+        help="local workers (--direct_num_workers; default: oibeam's, min(cores, 4))",
+    )
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument(
         "--check-targets",

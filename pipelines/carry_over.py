@@ -3,15 +3,15 @@
 When the inputs and options are the parent's (unchanged_refresh decides), the
 pipeline would plan every image `carried` and write what this module writes,
 without reading a CSV or starting a worker:
-- tables/images and shards/index: the parent's rows in `carried-BBBBB-of-
-  NNNNN.parquet` parts per join bucket, sorted by ImageID, attempts and
-  elapsed time 0 (this run did nothing for them), index rows pointing at the
-  same pooled bytes (as ShareShards writes them);
 - tables/diff: every image `carried`, action `share` (ok) or `keep` (a final
-  failure), as PlanRefresh writes it;
-- every other table (labels, statistics, errors, deleted, the trainable CSV):
-  the parent's files, hard-linked on a local disk (copied on gs://): the same
-  inputs and options make the same bytes;
+  failure), in parts per join bucket sorted by ImageID, as PlanRefresh writes
+  it (the parent's rows are parked per bucket first: memory stays a bucket);
+- every other table (images, shard index, labels, statistics, errors,
+  deleted, the trainable CSV): the parent's files, hard-linked on a local
+  disk (copied on gs://). The pipeline would write the same rows: those of
+  the same inputs and options, carried images with the status their fetch
+  recorded and their index rows pointing at the same pooled bytes (its part
+  files are named otherwise);
 - the manifest: the parent's, with this run's id, parent, options, times,
   files, and changes/actions.
 """
@@ -37,8 +37,7 @@ from oibeam.transforms.common import files
 from oibeam.transforms.common.image_keys import bucket_of, parse_image_ids
 from oibeam.transforms.common.write_files import write_parquet, write_text
 
-REWRITTEN = ("images", "shard_index", "diff")  # the others are the parent's
-_ZERO = ("attempts", "elapsed_ms")
+REWRITTEN = ("diff",)  # the other tables are the parent's files
 
 
 def bucket_column(ids: pa.Array | pa.ChunkedArray, buckets: int) -> np.ndarray:
@@ -90,29 +89,6 @@ class _Spill:
         return table.sort_by("ImageID")
 
 
-def _arrow_type(t: pa.DataType) -> pa.DataType:
-    """`t` with lists as Arrow names them (`item`; Parquet reads `element`)."""
-    if pa.types.is_list(t):
-        return pa.list_(_arrow_type(t.value_type))
-    if pa.types.is_struct(t):
-        return pa.struct([f.with_type(_arrow_type(f.type)) for f in t])
-    return t
-
-
-def carried_images(images: pa.Table) -> pa.Table:
-    """The parent's images rows as a carrying run writes them (without the
-    marks a fetch leaves in a part's schema)."""
-    images = images.replace_schema_metadata(None)
-    images = images.cast(
-        pa.schema([f.with_type(_arrow_type(f.type)) for f in images.schema])
-    )
-    for name in _ZERO:
-        i = images.schema.get_field_index(name)
-        zeros = pa.array(np.zeros(images.num_rows, dtype=np.int64))
-        images = images.set_column(i, images.field(i), zeros.cast(images.field(i).type))
-    return images
-
-
 def carried_diff(images: pa.Table) -> pa.Table:
     """Every image carried: shared if ok (its bytes stay), else kept."""
     ok = pc.equal(images["status"], fetch_schema.OK)
@@ -133,33 +109,18 @@ def carried_diff(images: pa.Table) -> pa.Table:
 def write_rewritten(
     parent: Run, directory: str, buckets: int, compression: str
 ) -> list[WrittenFile]:
-    """tables/images, shards/index and tables/diff of the new snapshot."""
-    index_schema = fetch_schema.SHARD_INDEX
+    """tables/diff of the new snapshot: every image carried."""
     written = []
     with tempfile.TemporaryDirectory(prefix="oibeam-carry-") as folder:
         images = _Spill(folder, "images", buckets)
-        index = _Spill(folder, "index", buckets)
-        for spill, name, columns in (
-            (images, "images", parent.schema("images").names),
-            (index, "shard_index", index_schema.names),
-        ):
-            for batch in parent.batches(name, list(columns)):
-                spill.add(batch)
-            spill.close()
+        for batch in parent.batches("images", ["ImageID", "status", "shard"]):
+            images.add(batch)
+        images.close()
         for bucket in images.buckets():
-            part = f"{bucket:05d}-of-{buckets:05d}.parquet"
-            rows = images.rows(bucket, images.schema)
-            for table, path, data in (
-                (
-                    "shard_index",
-                    f"shards/index/carried-{part}",
-                    index.rows(bucket, index_schema).cast(index_schema),
-                ),
-                ("images", f"tables/images/carried-{part}", carried_images(rows)),
-                ("diff", f"tables/diff/part-{part}", carried_diff(rows)),
-            ):
-                size, md5 = write_parquet(f"{directory}/{path}", data, compression)
-                written.append(WrittenFile(table, path, data.num_rows, size, md5))
+            path = f"tables/diff/part-{bucket:05d}-of-{buckets:05d}.parquet"
+            diff = carried_diff(images.rows(bucket, images.schema))
+            size, md5 = write_parquet(f"{directory}/{path}", diff, compression)
+            written.append(WrittenFile("diff", path, diff.num_rows, size, md5))
     return written
 
 

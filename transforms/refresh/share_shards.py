@@ -2,9 +2,10 @@
 them; only their rows are written.
 
 Carried images are shared ones (bytes in a pooled shard) and kept failures
-(no bytes). Their images-table rows carry their previous status (attempts and
-elapsed time 0: this run did nothing for them); a shared image's shard index
-row points at the same bytes as before. Rows go to
+(no bytes). Their images-table rows carry their previous status, as recorded
+by the fetch that got the bytes (its attempts and time included; the diff
+says this run shared them); a shared image's shard index row points at the
+same bytes as before. Rows go to
 `carried-BBBBB-of-NNNNN.parquet` parts of tables/images and shards/index
 (paired by name, as fetched shards' parts are), so a refresh that fetches
 nothing writes no shard at all.
@@ -17,7 +18,6 @@ for exactly those shards: the snapshot's tables/deleted.
 from __future__ import annotations
 
 import apache_beam as beam
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -37,22 +37,20 @@ from oibeam.transforms.fetch.image_tasks import (
 from oibeam.transforms.fetch.pixel_boxes import with_upright_boxes
 from oibeam.transforms.shard.locations import shard_location
 
-_ZERO = ("attempts", "elapsed_ms")  # what this run spent on a carried image
-_FILL = {"status": "error", "retryable": False, "bytes": 0}
+# What a status column an older snapshot left null reads as.
+_FILL = {"status": "error", "retryable": False, "bytes": 0, "attempts": 0}
+_FILL |= {"elapsed_ms": 0}
 
 
 def shared_images(tasks: pa.Table, schema: pa.Schema) -> pa.Table:
     """The images-table rows of carried tasks: their columns now, their status
-    as the previous snapshot recorded it, boxes in pixels."""
+    as the previous snapshot recorded it (attempts and elapsed time too: of
+    the fetch that got the bytes), boxes in pixels."""
     table = tasks.drop_columns(internal_columns(tasks))
-    n = tasks.num_rows
     for f in fetch_contract.STATUS_FIELDS:
-        if f.name in _ZERO:
-            values = pa.array(np.zeros(n, dtype=np.int64)).cast(f.type)
-        else:
-            values = tasks[PREVIOUS + f.name].cast(f.type)
-            if not f.nullable:  # recorded by an older snapshot, maybe not
-                values = pc.fill_null(values, _FILL[f.name])
+        values = tasks[PREVIOUS + f.name].cast(f.type)
+        if not f.nullable:  # recorded by an older snapshot, maybe not
+            values = pc.fill_null(values, _FILL[f.name])
         table = table.append_column(f, values)
     return with_upright_boxes(table).select(schema.names).cast(schema)
 
