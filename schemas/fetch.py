@@ -11,7 +11,11 @@ import pyarrow as pa
 # status -> (retryable, meaning)
 STATUSES: dict[str, tuple[bool, str]] = {
     "ok": (False, "fetched and verified: size and MD5 match (thumbnails: decoded)"),
-    "gone": (False, "404/410, or redirected to a 'photo unavailable' placeholder"),
+    "gone": (
+        False,
+        "404/410, or a 'photo unavailable' placeholder (by its URL, by a "
+        "--placeholder-md5, or the same bytes for several images of a shard)",
+    ),
     "changed": (False, "the bytes differ from OriginalSize / OriginalMD5"),
     "http_error": (
         False,
@@ -37,6 +41,8 @@ STATUSES: dict[str, tuple[bool, str]] = {
     "error": (True, "an unexpected failure; `error` says what"),
 }
 OK = "ok"
+GONE = "gone"
+CHANGED = "changed"
 
 # How an `ok` image was verified.
 CHECKED_MD5 = "size+md5"

@@ -23,7 +23,7 @@ from oibeam.pipelines.options.selection import (
     apply_legacy_source,
 )
 from oibeam.pipelines.options.snapshot import SNAPSHOT, SnapshotOptions
-from oibeam.transforms.fetch.image_tasks import FetchConfig
+from oibeam.transforms.fetch.fetch_config import FetchConfig
 from oibeam.transforms.select.selection import Selection
 from oibeam.transforms.stats.trainable import TrainableRule
 

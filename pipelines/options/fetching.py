@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from oibeam.pipelines.options.flags import FlagGroup, flag
 from oibeam.pipelines.options.selection import IMAGE_SOURCES
-from oibeam.transforms.fetch.fetcher import FetchPolicy
-from oibeam.transforms.fetch.image_tasks import FetchConfig
+from oibeam.transforms.fetch.fetch_config import FetchConfig, FetchPolicy
 
 TITLE = "fetching"
 
@@ -26,13 +25,28 @@ POLICY = FlagGroup(
             help="retries of transient failures (5xx, 429, resets)",
         ),
         flag("--max-bytes", type=int, help="largest image to download"),
-        flag("--max-per-host", type=int, help="connections to one host per worker"),
+        flag(
+            "--max-per-host",
+            type=int,
+            help="most requests in flight to one host per worker: each host "
+            "starts at 8 (or this, if lower) and adapts (grows while it answers "
+            "promptly, halves on 429/503/timeouts, waits out Retry-After)",
+        ),
         flag(
             "--host-delay",
             type=float,
             help="politeness: seconds between requests to one host",
         ),
         flag("--max-redirects", type=int, help="redirects followed per image"),
+        flag(
+            "--placeholder-md5",
+            nargs="+",
+            action="extend",
+            metavar="HEX",
+            help="MD5s (hex) of known 'photo unavailable' images: bytes with one "
+            "of them are `gone`, wherever they came from (the same bytes for "
+            "several images of a shard are told without this)",
+        ),
         flag(
             "--allow-private-hosts",
             action="store_true",
@@ -68,7 +82,12 @@ FETCH = FlagGroup(
             help="auto: size+MD5 for originals and templates, full decode for "
             "thumbnails",
         ),
-        flag("--concurrency", type=int, help="requests in flight per worker"),
+        flag(
+            "--concurrency",
+            type=int,
+            help="images in flight per worker (one fetch loop drives them all; "
+            "hundreds hide 100-200 ms round trips)",
+        ),
         flag("--max-pixels", type=int, help="larger images are bombs"),
         flag(
             "--max-decode-memory",

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from oibeam.transforms.fetch.fetcher import FetchPolicy
+from oibeam.transforms.fetch.fetch_config import FetchPolicy
 from oibeam.transforms.fetch.gcs_fetch import GcsFetcher
 
 from support.headers import V1_IMAGES_HEADER

@@ -21,8 +21,7 @@ from oibeam.pipelines.options.fetching import FETCH, POLICY
 from oibeam.pipelines.options.inputs import OUTPUT, RULE, inputs_group
 from oibeam.pipelines.options.selection import LABELS, SELECTION
 from oibeam.pipelines.options.snapshot import SNAPSHOT
-from oibeam.transforms.fetch.fetcher import FetchPolicy
-from oibeam.transforms.fetch.image_tasks import FetchConfig
+from oibeam.transforms.fetch.fetch_config import FetchConfig, FetchPolicy
 from oibeam.transforms.select.selection import Selection
 from oibeam.transforms.stats.trainable import PRESETS
 

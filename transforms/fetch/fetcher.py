@@ -1,355 +1,504 @@
-"""Download one URL the way a polite, hard-to-fool crawler does (no Beam here).
+"""Fetch many URLs at once from one thread, on libcurl's multi interface (no
+Beam here).
 
-HttpFetcher.fetch(url) follows redirects itself (only to http/https, at most
-`max_redirects`, every hop checked against the host policy), reads the body
-under the byte cap, and hashes it. The per-image deadline bounds everything,
-retries included: socket timeouts bound each read, and a watchdog (deadlines)
-shuts the socket down when the deadline passes, so a trickling server cannot
-hold a fetch longer. Transient failures (connection errors, timeouts, 5xx, 429)
-are retried with exponential backoff and full jitter, or after the server's
-Retry-After; a kept-alive connection the server had closed is replaced at once.
-Each thread keeps its own connections per host (http_connections); a HostGate
-caps connections per host and spaces requests to one host (host_policy); how a
-failed attempt is told is failures.py.
+HttpFetcher.submit(url) returns a Future of the Download, and any thread may
+call it; one loop thread drives every transfer: libcurl multiplexes the
+sockets (keep-alive connections and TLS sessions shared by all transfers,
+bodies streamed into MD5 as they arrive), and this loop decides what starts
+when. Per host, HostLimits says how many requests may be in flight (it grows
+while the host copes, halves on 429/503/timeouts, pauses on Retry-After) and
+--host-delay spaces their starts. Each URL's fetch keeps to one contract: every
+redirect hop judged here (http/https only, at most --max-redirects, a
+placeholder target is `gone`), transient failures retried with exponential
+backoff and full jitter or after Retry-After, a request stalled longer than
+--timeout dropped, and the per-image --deadline bounding it all. Why libcurl
+and not asyncio + aiohttp: benchmarks/README.md ("Fetch engines").
 
-Longer than most modules on purpose: one exchange, from the request through
-redirects to the last byte of the body, and when its connection may be kept,
-reads best in one place.
+Longer than most modules on purpose: the loop, the schedule and a URL's life
+from first attempt to last read best in one place; one exchange is in
+curl_transfer.
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.client
+import heapq
+import itertools
+import logging
+import os
+import queue
 import random
+import selectors
+import socket
 import threading
 import time
-import zlib
-from dataclasses import dataclass
-from urllib.parse import SplitResult, urljoin, urlsplit
+import urllib.request
+from collections import deque
+from concurrent.futures import Future
+from urllib.parse import SplitResult, quote, urlsplit
+
+import pycurl
 
 from oibeam.transforms.fetch import host_policy
-from oibeam.transforms.fetch.deadlines import DEADLINES
-from oibeam.transforms.fetch.failures import (
-    Attempt,
-    classify,
-    retry_after,
-    stale,
-)
-from oibeam.transforms.fetch.host_policy import HostGate, Refused, redact
-from oibeam.transforms.fetch.http_connections import (
-    Connections,
-    environment_proxies,
-    tls_context,
-)
+from oibeam.transforms.fetch.curl_transfer import Transfer
+from oibeam.transforms.fetch.download import Download
+from oibeam.transforms.fetch.failures import Attempt, describe
+from oibeam.transforms.fetch.fetch_config import FetchPolicy
+from oibeam.transforms.fetch.host_limits import ANSWER, PUSH_BACK, HostLimits
+from oibeam.transforms.fetch.host_policy import Refused, redact
 
-_REDIRECTS = (301, 302, 303, 307, 308)
-_CHUNK = 256 << 10  # reads of bodies without a Content-Length
-# Error and redirect bodies up to this size are read, so the connection stays usable.
-_DRAIN = 64 << 10
-_DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": 15}
+_LOG = logging.getLogger(__name__)
+START_PER_HOST = 8  # requests in flight to a new host, before it has answered
+# The fewest a host gets however often it pushes back: one stalled transfer
+# must not hold every image of a host behind it.
+FLOOR_PER_HOST = 2
+_STALL_CHECK = 0.05  # s between looks for stalled transfers
+_MAX_WAIT = 0.5  # s the loop sleeps at most
+_SAFE_PATH = "/%:@!$&'()*+,;=-._~?"
 
 
-@dataclass(frozen=True)
-class FetchPolicy:
-    """Limits of one fetch (flag names in brackets)."""
-
-    timeout: float = 10.0  # connect and per-read timeout, seconds [--timeout]
-    deadline: float = 60.0  # whole fetch incl. retries, seconds [--deadline]
-    retries: int = 3  # extra attempts after a transient failure [--retries]
-    max_bytes: int = 64 << 20  # [--max-bytes]
-    max_per_host: int = 8  # concurrent connections to one host [--max-per-host]
-    host_delay: float = 0.0  # min seconds between request starts per host
-    max_redirects: int = 5
-    allow_private_hosts: bool = False
-    backoff: float = 0.5  # first retry waits up to this, doubling each time
-    max_backoff: float = 20.0
-    placeholders: tuple[str, ...] = ("photo_unavailable",)
-    user_agent: str = "oibeam/0.1 (Open Images snapshot tool)"
-
-    def __post_init__(self) -> None:
-        if self.timeout <= 0 or self.deadline <= 0:
-            raise ValueError("--timeout and --deadline must be > 0")
-        if self.retries < 0 or self.max_bytes < 1 or self.max_per_host < 1:
-            raise ValueError("--retries >= 0, --max-bytes >= 1, --max-per-host >= 1")
+def _pushed_back(failure: Attempt) -> bool:
+    """Whether a failure says the host has too much of us: 429 or 503, a
+    refused or reset connection, a stall (not the deadline of a trickle)."""
+    if failure.http_status in (429, 503) or failure.status == "connection_error":
+        return True
+    return failure.status == "timeout" and "deadline" not in failure.error
 
 
-@dataclass
-class Download:
-    """The outcome of fetching one URL (status None: the body was read whole)."""
+class _Request:
+    """One URL's life: its attempts, redirect hops, deadline and future."""
 
-    status: str | None = None
-    error: str | None = None
-    retryable: bool = False
-    http_status: int | None = None
-    attempts: int = 0
-    elapsed_ms: int = 0
-    data: bytes | None = None
-    md5: bytes | None = None  # digest of `data`
-    final_url: str | None = None
+    __slots__ = ("url", "current", "future", "attempts", "hops", "start", "deadline")
 
-    @property
-    def ok(self) -> bool:
-        return self.status is None
+    def __init__(self, url: str) -> None:
+        self.url = self.current = url
+        self.future: Future = Future()
+        self.attempts = 0
+        self.hops = 0
+        self.start: float | None = None  # the first attempt's start
+        self.deadline = 0.0
+
+
+def _host(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def request_target(parts: SplitResult, absolute: bool) -> str:
+    """What follows GET: the path and query (the whole URL through a proxy),
+    percent-encoding what http.client would refuse."""
+    path = parts.path or "/"
+    if parts.query:
+        path = f"{path}?{parts.query}"
+    if not path.isascii() or " " in path:
+        path = quote(path, safe=_SAFE_PATH)
+    if not absolute:
+        return path
+    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return f"{parts.scheme}://{netloc}{path}"
+
+
+def curl_url(url: str) -> str:
+    """The URL as libcurl is given it: path and query encoded as
+    request_target encodes them, the rest (user:password@, [IPv6], port) as
+    written."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{request_target(parts, False)}"
+
+
+def _ca_bundle() -> str | None:
+    found = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
+    if found:
+        return found
+    try:
+        import certifi
+
+        return certifi.where()
+    except ImportError:
+        return None
 
 
 class HttpFetcher:
-    """Fetches http(s) URLs under a FetchPolicy; safe to share between threads."""
+    """Fetches http(s) URLs under a FetchPolicy, many at once; thread-safe.
+    close() it when done (it owns a thread and libcurl handles)."""
 
-    def __init__(self, policy: FetchPolicy, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        policy: FetchPolicy,
+        seed: int | None = None,
+        limits: HostLimits | None = None,
+    ) -> None:
         self.policy = policy
-        self._gate = HostGate(policy.max_per_host, policy.host_delay)
-        self._local = threading.local()
+        ceiling = policy.max_per_host
+        self._limits = limits or HostLimits(
+            min(START_PER_HOST, ceiling), ceiling, min(FLOOR_PER_HOST, ceiling)
+        )
         self._random = random.Random(seed)
-        self._tls = tls_context()
-        self._proxies = environment_proxies()  # read once, not per request
-        self._headers = {
-            "User-Agent": policy.user_agent,
-            "Accept-Encoding": "identity",
-            "Accept": "*/*",
+        self._headers = ["User-Agent: " + policy.user_agent, "Accept: */*"]
+        self._proxies = {
+            scheme: url
+            for scheme, url in urllib.request.getproxies().items()
+            if scheme in ("http", "https", "no")
         }
-        self._all: list[Connections] = []
-        self._all_lock = threading.Lock()
+        self._cainfo = _ca_bundle()
+        self._incoming: queue.SimpleQueue[_Request] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self._checked_hosts: dict[str, float] = {}  # proxied hosts judged public
 
-    def _connections(self) -> Connections:
-        connections = getattr(self._local, "connections", None)
-        if connections is None:
-            connections = Connections(
-                self._tls, self._proxies, self.policy.allow_private_hosts
-            )
-            self._local.connections = connections
-            with self._all_lock:
-                self._all.append(connections)
-        return connections
+    # -- the caller's side ------------------------------------------------------
 
-    def close(self) -> None:
-        """Closes every thread's idle connections (call when no fetch runs)."""
-        with self._all_lock:
-            for connections in self._all:
-                connections.close()
+    def submit(self, url: str) -> Future:
+        """A Future of url's Download; never fails for network trouble."""
+        request = _Request(url)
+        with self._lock:
+            if self._closing:
+                raise RuntimeError("HttpFetcher is closed")
+            if self._thread is None:
+                self._set_up()
+            self._incoming.put(request)
+        self._wake()
+        return request.future
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except (BlockingIOError, OSError):  # a wake is pending, or the loop ended
+            pass
 
     def fetch(self, url: str) -> Download:
-        """Downloads `url`; never raises for network or server trouble."""
-        policy = self.policy
-        start = time.monotonic()
-        deadline = start + policy.deadline
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                result = self._attempt(url, deadline)
-                break
-            except Attempt as failure:
-                if failure.transient and attempts <= policy.retries:
-                    wait = failure.wait
-                    if wait is None:  # exponential backoff with full jitter
-                        cap = min(
-                            policy.max_backoff, policy.backoff * 2 ** (attempts - 1)
-                        )
-                        wait = self._random.uniform(0, cap)
-                    if time.monotonic() + wait < deadline:
-                        time.sleep(wait)
-                        continue
-                    failure.error += " (no time left before the deadline to retry)"
-                result = Download(
-                    status=failure.status,
-                    error=failure.error,
-                    retryable=failure.transient,
-                    http_status=failure.http_status,
-                )
-                break
-        result.attempts = attempts
-        result.elapsed_ms = int((time.monotonic() - start) * 1000)
-        return result
+        return self.submit(url).result()
 
-    def _attempt(self, url: str, deadline: float) -> Download:
-        current = url
-        for _ in range(self.policy.max_redirects + 1):
-            try:
-                host_policy.check_scheme(current)
-                parts = urlsplit(current)
-                parts.port  # noqa: B018 - raises ValueError for a bad port
-            except (Refused, ValueError) as e:
-                raise Attempt("refused", f"{e}: {redact(current)}") from None
-            with self._gate.slot(parts.hostname):
-                outcome = self._exchange(parts, current, deadline)
-            if isinstance(outcome, Download):
-                return outcome
-            code, location = outcome
-            if any(p in location for p in self.policy.placeholders):
-                raise Attempt(
-                    "gone",
-                    f"redirected to a placeholder: {redact(location)}",
-                    http_status=code,
-                )
-            current = location
-        raise Attempt(
-            "http_error",
-            f"more than {self.policy.max_redirects} redirects",
-            http_status=code,
+    def host_limit(self, host: str) -> int:
+        """Requests `host` may have in flight now (as HostLimits learned)."""
+        return self._limits.limit(host)
+
+    def close(self) -> None:
+        """Lets what was submitted finish, then stops the loop."""
+        with self._lock:
+            self._closing = True
+            thread = self._thread
+        if thread is not None:
+            self._wake()
+            thread.join()
+
+    # -- the loop ---------------------------------------------------------------
+
+    def _set_up(self) -> None:
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        self._watched: dict[int, int] = {}
+        self._curl_due: float | None = None
+        multi = self._multi = pycurl.CurlMulti()
+        multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
+        multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
+        multi.setopt(pycurl.M_MAXCONNECTS, 1024)
+        self._share = pycurl.CurlShare()
+        self._share.setopt(pycurl.SH_SHARE, pycurl.LOCK_DATA_DNS)
+        self._share.setopt(pycurl.SH_SHARE, pycurl.LOCK_DATA_SSL_SESSION)
+        self._free: list[pycurl.Curl] = []
+        self._active: dict[pycurl.Curl, tuple[_Request, Transfer]] = {}
+        self._waiting: dict[str, deque[_Request]] = {}
+        self._next_start: dict[str, float] = {}
+        self._timers: list[tuple[float, int, _Request]] = []
+        self._sequence = itertools.count()
+        self._next_stall_check = 0.0
+        self._thread = threading.Thread(
+            target=self._run, name="oibeam-curl", daemon=True
+        )
+        self._thread.start()
+
+    def _on_socket(self, event: int, fd: int, multi, data) -> None:
+        if event == pycurl.POLL_REMOVE:
+            if fd in self._watched:
+                self._selector.unregister(fd)
+                del self._watched[fd]
+            return
+        mask = (selectors.EVENT_READ if event in (1, 3) else 0) | (
+            selectors.EVENT_WRITE if event in (2, 3) else 0
+        )
+        if fd in self._watched:
+            self._selector.modify(fd, mask)
+        else:
+            self._selector.register(fd, mask)
+        self._watched[fd] = mask
+
+    def _on_timer(self, milliseconds: int) -> None:
+        self._curl_due = (
+            None if milliseconds < 0 else time.monotonic() + milliseconds / 1000
         )
 
-    def _exchange(self, parts: SplitResult, url: str, deadline: float):
-        """One request on a kept-alive connection (a new one if the server had
-        closed it): a Download, or (status, next URL) for a redirect."""
-        connections = self._connections()
-        for fresh in (False, True):
-            timeout = self._timeout(deadline)
-            try:
-                conn, key, reused = connections.take(parts, timeout, fresh)
-            except Refused as e:
-                raise Attempt("refused", f"{e}: {redact(url)}") from None
-            except Exception as e:
-                raise classify(e, url) from None
-            alarm = DEADLINES.arm(deadline, conn.sock)
-            outcome = error = response = None
-            try:
-                conn.request(
-                    "GET",
-                    connections.target(conn, parts),
-                    headers=connections.headers(conn, parts, self._headers),
+    def _run(self) -> None:
+        while True:
+            self._take_incoming()
+            now = time.monotonic()
+            self._fire_timers(now)
+            self._start_ready(now)
+            with self._lock:
+                idle = not (self._active or self._timers or self._waiting)
+                if idle and self._closing and self._incoming.empty():
+                    break
+            for key, mask in self._selector.select(self._wait(now)):
+                if key.fileobj is self._wake_r:
+                    self._drain_wake()
+                    continue
+                action = (pycurl.CSELECT_IN if mask & selectors.EVENT_READ else 0) | (
+                    pycurl.CSELECT_OUT if mask & selectors.EVENT_WRITE else 0
                 )
-                response = conn.getresponse()
-                outcome = self._handle(response, url)
-            except Exception as e:
-                error = e
-            fired = alarm.disarm()
-            if not fired and _read_whole(response, error, outcome):
-                connections.give_back(key, conn)
-            else:
-                conn.close()
-            if error is None:
-                return outcome
-            if fired:
-                raise Attempt(
-                    "timeout",
-                    f"deadline of {self.policy.deadline:g}s passed",
-                    transient=True,
-                ) from None
-            if reused and stale(error):
-                continue  # the server closed the idle connection: a new one
-            raise classify(error, url) from None
-        raise AssertionError("unreachable")
+                self._multi.socket_action(key.fd, action)
+            now = time.monotonic()
+            if self._curl_due is not None and now >= self._curl_due:
+                self._curl_due = None
+                self._multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)
+            self._collect()
+            if now >= self._next_stall_check:
+                self._next_stall_check = now + _STALL_CHECK
+                self._end_stalled(now)
+        self._multi.close()
+        for easy in self._free:
+            easy.close()
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
 
-    def _timeout(self, deadline: float) -> float:
-        remaining = deadline - time.monotonic()
+    def _wait(self, now: float) -> float:
+        due = [now + _MAX_WAIT]
+        if self._curl_due is not None:
+            due.append(self._curl_due)
+        if self._timers:
+            due.append(self._timers[0][0])
+        if self._active:
+            due.append(self._next_stall_check)
+        for host, waiting in self._waiting.items():
+            if waiting:
+                due.append(max(self._next_start.get(host, now), self._limits_due(host)))
+        return max(0.0, min(due) - now)
+
+    def _limits_due(self, host: str) -> float:
+        return self._limits.paused_until(host)
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _take_incoming(self) -> None:
+        while True:
+            try:
+                request = self._incoming.get_nowait()
+            except queue.Empty:
+                return
+            self._enqueue(request)
+
+    def _enqueue(self, request: _Request) -> None:
+        """In its host's line: at the end when new, at the front when it has
+        started already (a retry or a redirect hop: its deadline runs)."""
+        line = self._waiting.setdefault(_host(request.current), deque())
+        if request.start is None:
+            line.append(request)
+        else:
+            line.appendleft(request)
+
+    def _fire_timers(self, now: float) -> None:
+        while self._timers and self._timers[0][0] <= now:
+            _, _, request = heapq.heappop(self._timers)
+            self._enqueue(request)
+
+    def _start_ready(self, now: float) -> None:
+        for host in list(self._waiting):
+            waiting = self._waiting[host]
+            while waiting and self._limits.can_start(host, now):
+                if self._next_start.get(host, 0.0) > now:
+                    break
+                request = waiting.popleft()
+                try:
+                    self._start(request, host, now)
+                except Exception as e:  # a bug must fail one image, not the loop
+                    _LOG.exception("fetch of %s failed to start", redact(request.url))
+                    self._failed(request, Attempt("error", describe(e)), now)
+                if self.policy.host_delay > 0:
+                    self._next_start[host] = now + self.policy.host_delay
+            if not waiting:
+                del self._waiting[host]
+
+    def _start(self, request: _Request, host: str, now: float) -> None:
+        if request.hops == 0:  # a new attempt (a redirect hop continues one)
+            request.attempts += 1
+            if request.start is None:
+                request.start = now
+                request.deadline = now + self.policy.deadline
+        url = request.current
+        try:
+            host_policy.check_scheme(url)
+            urlsplit(url).port  # noqa: B018 - raises ValueError for a bad port
+            proxy = self._proxy_for(url)
+            if proxy is not None:
+                self._check_proxied_host(url, now)
+        except (Refused, ValueError) as e:
+            self._failed(request, Attempt("refused", f"{e}: {redact(url)}"), now)
+            return
+        remaining = request.deadline - now
         if remaining <= 0:
-            raise Attempt("timeout", f"deadline of {self.policy.deadline:g}s passed")
-        return min(self.policy.timeout, remaining)
-
-    def _handle(self, response: http.client.HTTPResponse, url: str):
-        """A Download for a 200, (code, next URL) for a redirect, else Attempt."""
-        code = response.status
-        if code == 200:
-            data = self._read_body(response)
-            return Download(
-                http_status=code,
-                data=data,
-                md5=hashlib.md5(data).digest(),
-                final_url=url,
-            )
-        _drain(response)
-        if code in _REDIRECTS:
-            location = response.getheader("Location")
-            if not location:
-                raise Attempt(
-                    "http_error", f"HTTP {code} without Location", http_status=code
-                )
-            return code, urljoin(url, location)
-        if code in (404, 410):
-            raise Attempt("gone", f"HTTP {code}", http_status=code)
-        if code == 429 or code >= 500:
-            wait = retry_after(response.getheader("Retry-After"))
-            raise Attempt(
-                "http_error",
-                f"HTTP {code}",
-                transient=True,
-                http_status=code,
-                wait=wait,
-            )
-        raise Attempt("http_error", f"HTTP {code}", http_status=code)
-
-    def _read_body(self, response: http.client.HTTPResponse) -> bytes:
-        """The body under the byte cap: one read straight into the result
-        when its length is known (the deadline watchdog bounds it)."""
-        limit = self.policy.max_bytes
-        length = response.length  # None: chunked or until the server closes
-        if length is not None and length > limit:
-            response.close()
-            raise Attempt(
-                "too_large",
-                f"Content-Length {length} > --max-bytes {limit}",
-                http_status=200,
-            )
-        encoding = (response.getheader("Content-Encoding") or "identity").lower()
-        if encoding == "identity" and length is not None:
-            data = response.read(length)
-            if len(data) != length:
-                raise Attempt(
-                    "connection_error",
-                    f"truncated body: {len(data)} of {length} bytes",
-                    transient=True,
-                    http_status=200,
-                )
-            return data
-        if encoding != "identity" and encoding not in _DECODERS:
-            response.close()
-            raise Attempt(
-                "http_error",
-                f"unsupported Content-Encoding {encoding!r}",
-                http_status=200,
-            )
-        decoder = (
-            zlib.decompressobj(_DECODERS[encoding]) if encoding in _DECODERS else None
+            self._failed(request, self._deadline_passed(), now)
+            return
+        easy = self._free.pop() if self._free else self._new_easy()
+        transfer = Transfer(
+            easy, curl_url(url), self.policy, proxy, self._cainfo, self._headers
         )
-        chunks: list[bytes] = []
-        total = 0
+        easy.setopt(pycurl.TIMEOUT_MS, int(remaining * 1000) + 1000)  # a backstop
+        self._active[easy] = (request, transfer)
+        self._limits.started(host)
+        self._multi.add_handle(easy)
+
+    def _new_easy(self) -> pycurl.Curl:
+        easy = pycurl.Curl()
+        easy.setopt(pycurl.SHARE, self._share)  # kept by reset()
+        return easy
+
+    def _proxy_for(self, url: str) -> str | None:
+        parts = urlsplit(url)
+        proxy = self._proxies.get(parts.scheme)
+        if not proxy or urllib.request.proxy_bypass_environment(
+            parts.hostname, self._proxies
+        ):
+            return None
+        return proxy
+
+    def _check_proxied_host(self, url: str, now: float) -> None:
+        """Through a proxy libcurl connects to the proxy: the target's own
+        addresses are judged here, by name (cached a minute)."""
+        host = _host(url)
+        if self.policy.allow_private_hosts or self._checked_hosts.get(host, 0) > now:
+            return
+        port = urlsplit(url).port or (443 if url.startswith("https") else 80)
+        host_policy.check_host(host, port, False)
+        self._checked_hosts[host] = now + 60.0
+
+    def _collect(self) -> None:
         while True:
-            chunk = response.read1(_CHUNK)
-            if not chunk:
-                break
-            if decoder is not None:
-                chunk = decoder.decompress(chunk, limit + 1 - total)
-            total += len(chunk)
-            if total > limit:
-                response.close()
-                raise Attempt(
-                    "too_large", f"more than --max-bytes {limit}", http_status=200
-                )
-            chunks.append(chunk)
-        # read1() does not mark a body of known length done when it reaches
-        # its end (read() does): without this its connection would be closed.
-        response.read()
-        if decoder is not None:
-            if not decoder.eof:
-                raise Attempt(
-                    "connection_error",
-                    f"truncated {encoding} body",
+            queued, done, failed = self._multi.info_read()
+            for easy in done:
+                self._finish(easy, 0, "")
+            for easy, errno, message in failed:
+                self._finish(easy, errno, message)
+            if not queued:
+                return
+
+    def _end_stalled(self, now: float) -> None:
+        timeout = self.policy.timeout
+        for easy, (request, transfer) in list(self._active.items()):
+            if now >= request.deadline:
+                transfer.aborted = self._deadline_passed()
+            elif now - transfer.last_progress > timeout:
+                transfer.aborted = Attempt(
+                    "timeout",
+                    f"read timed out: nothing received for {timeout:g}s",
                     transient=True,
-                    http_status=200,
                 )
-            chunks.append(decoder.flush())
-        return b"".join(chunks)
+            else:
+                continue
+            self._finish(easy, 0, "")
 
+    def _deadline_passed(self) -> Attempt:
+        return Attempt(
+            "timeout", f"deadline of {self.policy.deadline:g}s passed", transient=True
+        )
 
-def _read_whole(response: http.client.HTTPResponse | None, error, outcome) -> bool:
-    """Whether the server's whole answer was read, so the connection may carry
-    the next request: an image body read to its end, or the small body of an
-    error or redirect that _drain read (one it closed unread is not: its
-    bytes still wait on the socket)."""
-    if response is None or not response.isclosed() or response.will_close:
-        return False
-    if error is None and isinstance(outcome, Download):
-        return True
-    # _drain reads only bodies of known length, and a body read to its end
-    # leaves no length to read; a chunked or long body was closed unread.
-    drained = response.length == 0
-    return drained and (error is None or isinstance(error, Attempt))
+    def _finish(self, easy: pycurl.Curl, errno: int, message: str) -> None:
+        """A transfer ended (or was ended): its outcome decides what is next."""
+        request, transfer = self._active.pop(easy)
+        self._multi.remove_handle(easy)
+        now = time.monotonic()
+        try:
+            self._judge(easy, request, transfer, errno, message, now)
+        except Exception as e:  # a bug must fail one image, not the loop
+            _LOG.exception("fetch of %s failed", redact(request.url))
+            if not request.future.done():
+                self._complete(
+                    request, Download(status="error", error=describe(e)), now
+                )
 
+    def _judge(self, easy, request: _Request, transfer: Transfer, errno, message, now):
+        host = _host(request.current)
+        try:
+            outcome = transfer.outcome(errno, message)
+        except Attempt as failure:
+            self._limits.finished(
+                host,
+                PUSH_BACK if _pushed_back(failure) else ANSWER,
+                now,
+                transfer.ttfb(),
+                failure.wait,
+            )
+            self._recycle(easy)
+            self._failed(request, failure, now)
+            return
+        self._limits.finished(host, ANSWER, now, transfer.ttfb())
+        self._recycle(easy)
+        if isinstance(outcome, Download):
+            self._complete(request, outcome, now)
+        else:
+            self._redirected(request, *outcome, now)
 
-def _drain(response: http.client.HTTPResponse) -> None:
-    """Reads a small unwanted body (the connection stays usable) or closes it."""
-    if response.length is not None and response.length <= _DRAIN:
-        response.read()
-    else:
-        response.close()
+    def _recycle(self, easy: pycurl.Curl) -> None:
+        easy.reset()
+        if len(self._free) < 1024:
+            self._free.append(easy)
+        else:
+            easy.close()
+
+    def _redirected(self, request: _Request, code: int, location: str, now) -> None:
+        if any(p in location for p in self.policy.placeholders):
+            failure = Attempt(
+                "gone",
+                f"redirected to a placeholder: {redact(location)}",
+                http_status=code,
+            )
+            return self._failed(request, failure, now)
+        request.hops += 1
+        if request.hops > self.policy.max_redirects:
+            failure = Attempt(
+                "http_error",
+                f"more than {self.policy.max_redirects} redirects",
+                http_status=code,
+            )
+            return self._failed(request, failure, now)
+        request.current = location
+        self._enqueue(request)
+
+    def _failed(self, request: _Request, failure: Attempt, now: float) -> None:
+        policy = self.policy
+        request.hops = 0
+        request.current = request.url
+        if failure.transient and request.attempts <= policy.retries:
+            wait = failure.wait
+            if wait is None:  # exponential backoff with full jitter
+                cap = min(
+                    policy.max_backoff, policy.backoff * 2 ** (request.attempts - 1)
+                )
+                wait = self._random.uniform(0, cap)
+            if now + wait < request.deadline:
+                heapq.heappush(
+                    self._timers, (now + wait, next(self._sequence), request)
+                )
+                return
+            failure.error += " (no time left before the deadline to retry)"
+        download = Download(
+            status=failure.status,
+            error=failure.error,
+            retryable=failure.transient,
+            http_status=failure.http_status,
+        )
+        self._complete(request, download, now)
+
+    def _complete(self, request: _Request, download: Download, now: float) -> None:
+        download.attempts = max(1, request.attempts)
+        download.elapsed_ms = int((now - (request.start or now)) * 1000)
+        request.future.set_result(download)

@@ -15,7 +15,8 @@ import time
 import requests
 
 from oibeam.transforms.common.gcs_client import storage_client
-from oibeam.transforms.fetch.fetcher import Download, FetchPolicy
+from oibeam.transforms.fetch.download import Download
+from oibeam.transforms.fetch.fetch_config import FetchPolicy
 from oibeam.transforms.fetch.host_policy import Refused, check_scheme, redact
 
 

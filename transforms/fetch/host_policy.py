@@ -1,20 +1,19 @@
-"""What a fetch may touch, and how politely: schemes, addresses, connections
-and request spacing per host, and how URLs appear in logs.
+"""What a fetch may touch: schemes, addresses, and how URLs appear in logs
+(how many requests a host gets: host_limits).
 
 Only http, https (and gs for mirrors) are fetched. A host that resolves to an
 address that is not public (is_public) is refused unless allowed (a CSV row
-must not make a worker read its cloud metadata server or an internal service),
-both before connecting and, against DNS rebinding, for the address actually
-connected to. URLs in errors and logs lose credentials.
+must not make a worker read its cloud metadata server or an internal service):
+the fetch loop judges the address libcurl is about to connect to (so a name
+that resolves elsewhere later, DNS rebinding, is judged again), and through a
+proxy the target's addresses by name (check_host). URLs in errors and logs
+lose credentials.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import socket
-import threading
-import time
 from urllib.parse import urlsplit, urlunsplit
 
 FETCH_SCHEMES = ("http", "https")
@@ -29,11 +28,14 @@ def redact(url: str) -> str:
     """The URL without user:password@ and without query values."""
     try:
         parts = urlsplit(url)
+        port = parts.port
     except ValueError:
         return "<unparseable URL>"
     netloc = parts.hostname or ""
-    if parts.port:
-        netloc = f"{netloc}:{parts.port}"
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    if port:
+        netloc = f"{netloc}:{port}"
     query = "&".join(p.split("=", 1)[0] + "=…" for p in parts.query.split("&") if p)
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
@@ -127,29 +129,3 @@ def check_peer(sock, allow_private: bool) -> None:
     address = sock.getpeername()[0]
     if not is_public(address):
         raise Refused(f"connected to non-public address {address}")
-
-
-class HostGate:
-    """At most `limit` concurrent requests per host, starts `delay` s apart."""
-
-    def __init__(self, limit: int, delay: float) -> None:
-        self._limit = limit
-        self._delay = delay
-        self._lock = threading.Lock()
-        self._slots: dict[str, threading.BoundedSemaphore] = {}
-        self._next_start: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def slot(self, host: str):
-        with self._lock:
-            semaphore = self._slots.setdefault(
-                host, threading.BoundedSemaphore(self._limit)
-            )
-        with semaphore:
-            if self._delay > 0:
-                with self._lock:
-                    now = time.monotonic()
-                    start = max(now, self._next_start.get(host, now))
-                    self._next_start[host] = start + self._delay
-                time.sleep(max(0.0, start - now))
-            yield

@@ -29,17 +29,16 @@ from PIL import (
 )
 
 from oibeam.schemas.fetch import CHECKED_DECODE, CHECKED_MD5
+from oibeam.transforms.fetch.fetch_config import (
+    DEFAULT_MAX_DECODE_MEMORY,
+    DEFAULT_MAX_PIXELS,
+)
 
 # We check pixel counts ourselves (`max_pixels`); Pillow's own warning below its
 # hard limit would only repeat it on stderr.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 _EXIF_ORIENTATION = 0x0112
-DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's hard limit (2 x MAX_IMAGE_PIXELS)
-# Twice a download's --max-bytes: every baseline JPEG under DEFAULT_MAX_PIXELS
-# decodes within it (11 MiB at 1/8 scale), so do RGB(A) PNGs up to 33 M pixels
-# and progressive JPEGs up to 43 M; 16 decodes in flight hold at most 2 GiB.
-DEFAULT_MAX_DECODE_MEMORY = 128 << 20
 
 # Pillow decodes an ICO's largest icon, which may be a PNG of any size, inside
 # Image.open, before any size check could refuse it: ICOs are not opened.

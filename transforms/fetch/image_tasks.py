@@ -14,25 +14,22 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import itertools
 import json
 import logging
 import re
-from dataclasses import dataclass, field
-from string import Formatter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import pyarrow as pa
 
 from oibeam.schemas import fetch as contract
 from oibeam.transforms.common import files
-from oibeam.transforms.fetch.fetcher import Download, FetchPolicy, HttpFetcher
+from oibeam.transforms.fetch import placeholders
+from oibeam.transforms.fetch.download import Download
+from oibeam.transforms.fetch.fetch_config import FetchConfig
+from oibeam.transforms.fetch.fetcher import HttpFetcher
 from oibeam.transforms.fetch.gcs_fetch import GcsFetcher
-from oibeam.transforms.fetch.image_check import (
-    DEFAULT_MAX_DECODE_MEMORY,
-    DEFAULT_MAX_PIXELS,
-    Verdict,
-    check_image,
-)
+from oibeam.transforms.fetch.image_check import Verdict, check_image
 
 _LOG = logging.getLogger(__name__)
 
@@ -67,84 +64,6 @@ INTERNAL_FIELDS: list[pa.Field] = [
 ]
 
 
-@dataclass(frozen=True)
-class FetchConfig:
-    """How images are fetched and verified (flag names in brackets)."""
-
-    source: str = "original"  # original | thumbnail [--source]
-    url_template: str | None = None  # e.g. gs://mirror/{Subset}/{ImageID}.jpg
-    verify: str = "auto"  # auto | md5 | decode [--verify]
-    concurrency: int = 16  # requests in flight per worker [--concurrency]
-    policy: FetchPolicy = field(default_factory=FetchPolicy)
-    max_pixels: int = DEFAULT_MAX_PIXELS  # [--max-pixels]
-    # bytes one full decode may hold [--max-decode-memory]
-    max_decode_memory: int = DEFAULT_MAX_DECODE_MEMORY
-    full_decode: bool = False  # decode even MD5-verified images [--full-decode]
-    shard_bytes: int = 256 << 20  # target bytes per shard [--shard-bytes]
-
-    def __post_init__(self) -> None:
-        if self.source not in ("original", "thumbnail"):
-            raise ValueError("the image source is original or thumbnail")
-        if self.verify not in ("auto", "md5", "decode"):
-            raise ValueError("--verify is auto, md5 or decode")
-        if self.concurrency < 1 or self.shard_bytes < 1:
-            raise ValueError("--concurrency and --shard-bytes must be >= 1")
-        if self.max_decode_memory < 1:
-            raise ValueError("--max-decode-memory must be >= 1")
-
-    def check_template(self, columns: list[str]) -> None:
-        """ValueError unless the URL template is text with {Column} fields that
-        name columns the images have (nothing else: no {}, {0}, {a.b}, {a[0]},
-        conversions or format specs)."""
-        if not self.url_template:
-            return
-        try:
-            fields = list(Formatter().parse(self.url_template))
-        except ValueError as e:  # a lone { or }
-            raise ValueError(f"--url-template {self.url_template!r}: {e}") from None
-        names = set()
-        for _, name, spec, conversion in fields:
-            if name is None:
-                continue
-            if not name.isidentifier() or spec or conversion:
-                raise ValueError(
-                    f"--url-template {self.url_template!r}: "
-                    f"{{{name}{'!' + conversion if conversion else ''}"
-                    f"{':' + spec if spec else ''}}} is not a {{Column}} field "
-                    "(write a column name in braces, e.g. {ImageID}; {{ and }} "
-                    "for braces themselves)"
-                )
-            names.add(name)
-        unknown = sorted(names - set(columns))
-        if unknown:
-            raise ValueError(
-                f"--url-template names unknown column(s) {', '.join(unknown)}; "
-                f"columns: {', '.join(columns)}"
-            )
-
-    def outcome_key(self) -> str:
-        """The options that decide what a task yields (not how fast or how
-        patiently): a shard done under the same key need not be redone."""
-        return repr(
-            (
-                self.source,
-                self.url_template,
-                self.verify,
-                self.max_pixels,
-                self.max_decode_memory,
-                self.full_decode,
-            )
-        )
-
-    def same_bytes_as(self, other: dict) -> bool:
-        """Whether an earlier run with these fetch options (as in its manifest)
-        downloaded the same bytes: same URL choice and verification."""
-        return all(
-            other.get(name) == getattr(self, name)
-            for name in ("source", "url_template", "verify")
-        )
-
-
 def target(row: dict, config: FetchConfig) -> tuple[str | None, bool]:
     """(URL to fetch, whether to verify size and MD5) for one image row."""
     if config.url_template:
@@ -165,6 +84,7 @@ class Result:
 
     status: dict
     data: bytes | None = None
+    received_md5: str | None = None  # of bytes that came but were not ok
 
     @property
     def ok(self) -> bool:
@@ -196,36 +116,106 @@ def status_row(url: str | None, download: Download, verdict: Verdict | None) -> 
     }
 
 
+class _Done:
+    """A task whose result is known when it starts."""
+
+    def __init__(self, result: Result) -> None:
+        self._result = result
+
+    def result(self) -> Result:
+        return self._result
+
+
+class _Later:
+    """A task run when its result is asked for (in the asking thread)."""
+
+    def __init__(self, run, row: dict) -> None:
+        self._run, self._row = run, row
+
+    def result(self) -> Result:
+        return self._run(self._row)
+
+
+class _Fetching:
+    """A download in flight; result() waits for it and verifies its bytes in
+    the asking thread (the fetch loop only moves bytes)."""
+
+    def __init__(self, runner, row: dict, url: str, md5: bool, future) -> None:
+        self._runner, self._row, self._url, self._md5 = runner, row, url, md5
+        self._future = future
+
+    def result(self) -> Result:
+        download = self._future.result()
+        if not download.ok:
+            return Result(status_row(self._url, download, None))
+        return self._runner._verify(self._row, self._url, download, self._md5)
+
+
 class TaskRunner:
-    """Runs tasks (thread-safe): one per worker, built in DoFn.setup()."""
+    """Runs tasks (thread-safe): one per worker, built in DoFn.setup().
+    start(row) begins a task and returns what gives its Result; http(s)
+    downloads of every started task proceed at once on one fetch loop."""
 
     def __init__(self, config: FetchConfig) -> None:
         self.config = config
         self.http = HttpFetcher(config.policy)
         self.gcs = GcsFetcher(config.policy)
+        self._gcs_pool: ThreadPoolExecutor | None = None  # blocking gs:// reads
 
     def close(self) -> None:
         self.http.close()
+        if self._gcs_pool is not None:
+            self._gcs_pool.shutdown(wait=True)
 
     def run(self, row: dict) -> Result:
+        return self.start(row).result()
+
+    def start(self, row: dict):
+        """The task begun: an object whose result() gives its Result."""
         if not _IMAGE_ID.match(row.get("ImageID") or ""):  # it names tar members
             failure = Download(
                 status="refused", error="ImageID is not 16 lowercase hex digits"
             )
-            return Result(status_row(None, failure, None))
-        plan = row.get(PLAN) or FETCH
-        if plan == COPY:
-            result = self._copy(row)
-            if result.ok:
-                return result
-            _LOG.warning(
-                "%s: the earlier snapshot's bytes no longer verify (%s); fetching",
-                row["ImageID"],
-                result.status["error"],
-            )
-        return self._fetch(row)
+            return _Done(Result(status_row(None, failure, None)))
+        if (row.get(PLAN) or FETCH) == COPY:
+            return _Later(self._copy_or_fetch, row)
+        url, md5 = target(row, self.config)
+        if url is None:
+            failure = Download(status="refused", error="no URL")
+            return _Done(Result(status_row(None, failure, None)))
+        if url.startswith("gs://"):
+            if self._gcs_pool is None:
+                self._gcs_pool = ThreadPoolExecutor(
+                    min(32, self.config.concurrency), thread_name_prefix="oibeam-gcs"
+                )
+            future = self._gcs_pool.submit(self.gcs.fetch, url)
+        else:
+            future = self.http.submit(url)
+        return _Fetching(self, row, url, md5, future)
+
+    def _copy_or_fetch(self, row: dict) -> Result:
+        result = self._copy(row)
+        if result.ok:
+            return result
+        _LOG.warning(
+            "%s: the earlier snapshot's bytes no longer verify (%s); fetching",
+            row["ImageID"],
+            result.status["error"],
+        )
+        fresh = dict(row)
+        fresh[PLAN] = FETCH
+        return self.start(fresh).result()
 
     def _verify(self, row: dict, url, download: Download, md5: bool) -> Result:
+        if placeholders.known(download.md5, self.config.policy.placeholder_md5):
+            gone = Download(
+                status=contract.GONE,
+                error=f"a known placeholder image (md5 {download.md5.hex()})",
+                http_status=download.http_status,
+                attempts=download.attempts,
+                elapsed_ms=download.elapsed_ms,
+            )
+            return Result(status_row(url, gone, None))
         verdict = check_image(
             download.data,
             download.md5,
@@ -237,19 +227,9 @@ class TaskRunner:
             full_decode=self.config.full_decode,
         )
         status = status_row(url, download, verdict)
-        ok = status["status"] == contract.OK
-        return Result(status, download.data if ok else None)
-
-    def _fetch(self, row: dict) -> Result:
-        url, md5 = target(row, self.config)
-        if url is None:
-            failure = Download(status="refused", error="no URL")
-            return Result(status_row(None, failure, None))
-        fetcher = self.gcs if url.startswith("gs://") else self.http
-        download = fetcher.fetch(url)
-        if not download.ok:
-            return Result(status_row(url, download, None))
-        return self._verify(row, url, download, md5)
+        if status["status"] == contract.OK:
+            return Result(status, download.data)
+        return Result(status, None, download.md5.hex() if download.md5 else None)
 
     def _copy(self, row: dict) -> Result:
         try:
@@ -272,19 +252,25 @@ def internal_columns(table: pa.Table) -> list[str]:
     return [c for c in table.column_names if c == PLAN or c.startswith(PREVIOUS)]
 
 
-def ordered(pool, fn, items, window: int):
-    """Yields (item, fn(item)) in input order with at most `window` in flight."""
+def in_order(start, items, window: int, weight=None, budget: float = float("inf")):
+    """Yields (item, start(item).result()) in input order, with at most
+    `window` items started and not yet yielded, and (with `weight`) their
+    weights summing to at most `budget` (one item always goes)."""
     items = iter(items)
-    pending = collections.deque(
-        (item, pool.submit(fn, item)) for item in itertools.islice(items, window)
-    )
-    while pending:
-        item, future = pending.popleft()
-        result = future.result()
-        following = next(items, pending)  # `pending` marks the end
-        if following is not pending:
-            pending.append((following, pool.submit(fn, following)))
-        yield item, result
+    pending: collections.deque = collections.deque()
+    held = 0.0
+    following = next(items, None)
+    while pending or following is not None:
+        while following is not None and len(pending) < window:
+            w = weight(following) if weight else 0.0
+            if pending and held + w > budget:
+                break
+            pending.append((following, start(following), w))
+            held += w
+            following = next(items, None)
+        item, task, w = pending.popleft()
+        held -= w
+        yield item, task.result()
 
 
 # What a shared shard's JSON member keeps of the row: what cannot change

@@ -1,26 +1,28 @@
 """One shard's images fetched, verified and written into its tar, in ImageID
 order (no Beam here: FetchImages runs one of these per shard element).
 
-Each task (see image_tasks) runs on a thread pool, many in flight, and their
-results are taken back in task order through a bounded window, so the tar's
-bytes do not depend on which fetch finished first. Then the shard's index part
-and images-table part are committed after the tar (see shard_outputs).
+Every task (see image_tasks) is started ahead, --concurrency of them in
+flight on the worker's fetch loop (and no more than BUFFER_BYTES of their
+expected bytes held), and their results are taken back in task order, so the
+tar's bytes do not depend on which fetch finished first. Then the shard's
+index part and images-table part are committed after the tar (see
+shard_outputs).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 
 from oibeam.schemas import fetch as contract
 from oibeam.schemas.elements import WrittenFile
+from oibeam.transforms.fetch import placeholders
 from oibeam.transforms.fetch.image_tasks import (
     FetchConfig,
     TaskRunner,
+    in_order,
     internal_columns,
-    ordered,
     sample_json,
 )
 from oibeam.transforms.fetch.pixel_boxes import with_upright_boxes
@@ -51,20 +53,27 @@ def _index_row(image_id: str, shard: str, image: Member, meta: Member) -> tuple:
     )
 
 
+# Expected bytes (OriginalSize) of the images started and not yet written a
+# worker holds at most: 256 originals of ~2 MB in flight, not 256 of 15 MB.
+BUFFER_BYTES = 512 << 20
+_UNKNOWN_SIZE = 300_000  # a thumbnail's, or a row without OriginalSize
+
+
+def _expected_size(row: dict) -> float:
+    size = row.get("OriginalSize")
+    return float(size) if isinstance(size, int) and size > 0 else _UNKNOWN_SIZE
+
+
 class ShardFetcher:
     """Fetches shards with `config.concurrency` requests in flight; one per
-    worker (it owns a thread pool and keep-alive connections: close() it)."""
+    worker (it owns a fetch loop and keep-alive connections: close() it)."""
 
     def __init__(self, config: FetchConfig, outputs: ShardOutputs) -> None:
         self._config = config
         self._outputs = outputs
         self._runner = TaskRunner(config)
-        self._pool = ThreadPoolExecutor(
-            config.concurrency, thread_name_prefix="oibeam-fetch"
-        )
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
         self._runner.close()
 
     def fetch(
@@ -86,10 +95,17 @@ class ShardFetcher:
         """(the tar WrittenFile, index rows, a status per task)."""
         writer = self._outputs.open_tar(paths)
         statuses, index = [], []
+        received: dict[int, str] = {}  # bytes that came but were not ok
         try:
-            window = 2 * self._config.concurrency
             rows = tasks.to_pylist()
-            for row, result in ordered(self._pool, self._runner.run, rows, window):
+            taken = in_order(
+                self._runner.start,
+                rows,
+                self._config.concurrency,
+                _expected_size,
+                BUFFER_BYTES,
+            )
+            for row, result in taken:
                 status = result.status
                 if result.ok:
                     status["shard"] = paths.shard_name
@@ -103,8 +119,11 @@ class ShardFetcher:
                     index.append(
                         _index_row(row["ImageID"], status["shard"], image, meta)
                     )
+                if result.received_md5 is not None:
+                    received[len(statuses)] = result.received_md5
                 statuses.append(status)
                 on_status(status)
+            placeholders.mark_repeated(statuses, received)
             size, crc = writer.commit()
         except BaseException:
             writer.abort()

@@ -15,8 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from oibeam.transforms.fetch import host_policy
-from oibeam.transforms.fetch.fetcher import FetchPolicy, HttpFetcher
-from oibeam.transforms.fetch.http_connections import request_target
+from oibeam.transforms.fetch.fetcher import FetchPolicy, HttpFetcher, request_target
 
 from support.paths import IMAGES
 
@@ -239,4 +238,5 @@ def test_a_rebound_name_gets_no_tls_handshake(clean_env, monkeypatch):
     thread.join(5)
     listener.close()
     assert got.status == "refused" and "non-public" in got.error, got.error
-    assert received == [b""]  # connected, judged, closed: not a byte sent
+    # Not a byte sent: judged before connecting, or connected, judged, closed.
+    assert received in ([], [b""])
