@@ -5,6 +5,8 @@
         [--concurrency 16] [--repeat 2] [--mean-kb 460] [--no-curl-to-files]
         [--server auto|nginx|python] [--keep-outputs] [--oibeam-arg=--flag=value]
         [--startup-images 20] [--tools curl,curl-files,oibeam,img2dataset]
+    python benchmarks/bench_fetch.py --rtt 80ms [--congestion bbr,cubic]
+        [--hosts 16] [--tools curl:16,curl:256,oibeam,oibeam:128,...]
 
 1. writes N synthetic originals (cached per N, seed and mean size): sizes drawn
    from a log-normal clipped to 100 KB .. 2 MB (mean ~--mean-kb), each a real
@@ -24,7 +26,13 @@
      choice) and --concurrency C; every image must end with status ok in its
      manifest;
    - img2dataset (webdataset, original bytes kept, P processes, C threads, 4
-     shards per process); every image must be a success in its stats files.
+     shards per process); every image must be a success in its stats files;
+   - pycurl and aiohttp: the two minimal event-driven fetch loops of
+     fetch_engines.py (P processes, C in flight each, MD5 checked).
+   A tool may carry its concurrency, `curl:256`; a bare name takes
+   --concurrency or, when that is not given, 16 on loopback and the tool's
+   own default under --rtt (oibeam 16, img2dataset 256 threads, curl 50,
+   the engines 64).
    Each tool runs --repeat times (outputs cleared in between, tools interleaved);
    the best wall time counts, all are reported. oibeam and img2dataset also
    run --repeat times on the first --startup-images images: the best of those
@@ -34,6 +42,15 @@
    tree, from os.wait4) and peak memory (sum of the tree's RSS, sampled every
    0.2 s: wait4's ru_maxrss would include this script's own RSS at the fork),
    and oibeam's ratios to img2dataset and to both curl runs.
+
+With --rtt (80ms, 200ms, or 0 for no delay), the server and the clients are
+put in two network namespaces of their own with that round trip between them
+(delayed_network.py: a veth pair and an NFQUEUE delay; root only, removed at
+exit): nginx listens on --hosts addresses, the URLs spread evenly over them as
+Open Images URLs are over the 16 Flickr hosts, every client runs in the client
+namespace, and each round of tools runs once per server TCP congestion control
+of --congestion (BBR keeps its window on idle keep-alive connections, CUBIC
+restarts slow start), interleaved.
 
 Targets (informative, not enforced): oibeam fetches at least 2x as many
 images/s as img2dataset with the same number of processes, and at least 30% of
@@ -64,6 +81,7 @@ import pwd
 import shlex
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -73,6 +91,12 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from delayed_network import (
+    CONGESTION,
+    DelayedNetwork,
+    NetworkUnavailable,
+    parse_rtt,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 MIN_BYTES, MAX_BYTES = 100_000, 2_000_000
@@ -81,7 +105,13 @@ CSV_HEADER = (
     "ImageID,Subset,OriginalURL,OriginalLandingURL,License,AuthorProfileURL,"
     "Author,Title,OriginalSize,OriginalMD5"
 )
-TOOLS = ("curl", "curl-files", "oibeam", "img2dataset")
+TOOLS = ("curl", "curl-files", "oibeam", "img2dataset", "pycurl", "aiohttp")
+LOOPBACK_TOOLS = "curl,curl-files,oibeam,img2dataset"
+NETWORK_TOOLS = (
+    "curl:16,curl:256,oibeam,oibeam:128,img2dataset,img2dataset:512,"
+    "pycurl:64,pycurl:256,aiohttp:64,aiohttp:256"
+)
+ENGINES = Path(__file__).resolve().parent / "fetch_engines.py"
 
 
 # --- the images -------------------------------------------------------------
@@ -145,11 +175,19 @@ def write_images(folder: Path, rng, sizes: np.ndarray, jpegs: list[bytes]):
 # --- the inputs of each tool ---------------------------------------------------
 
 
-def write_images_csv(path: Path, images: list[dict], base_url: str) -> None:
+def image_url(image: dict, base_urls: list[str]) -> str:
+    """The image's URL on one of the server's addresses, picked by its (random)
+    ImageID: spread evenly, as Open Images URLs are over the Flickr hosts."""
+    base_url = base_urls[int(image["id"], 16) % len(base_urls)]
+    return f"{base_url}/{image['id']}.jpg"
+
+
+def write_images_csv(path: Path, images: list[dict], base_urls: list[str]) -> None:
     """An Open Images (V1 final) images.csv whose OriginalURLs are on our server."""
     lines = [CSV_HEADER]
     for image in images:
-        url = f"{base_url}/{image['id']}.jpg"
+        url = image_url(image, base_urls)
+        base_url = url.rsplit("/", 1)[0]
         lines.append(
             f"{image['id']},train,{url},{base_url}/photos/{image['id']},"
             "https://creativecommons.org/licenses/by/2.0/,"
@@ -159,14 +197,14 @@ def write_images_csv(path: Path, images: list[dict], base_url: str) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def write_url_parquet(path: Path, images: list[dict], base_url: str) -> None:
+def write_url_parquet(path: Path, images: list[dict], base_urls: list[str]) -> None:
     """img2dataset's input: columns url and ImageID (saved with each sample)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pa.table(
         {
-            "url": [f"{base_url}/{image['id']}.jpg" for image in images],
+            "url": [image_url(image, base_urls) for image in images],
             "ImageID": [image["id"] for image in images],
         }
     )
@@ -174,7 +212,12 @@ def write_url_parquet(path: Path, images: list[dict], base_url: str) -> None:
 
 
 def write_curl_configs(
-    folder: Path, images: list[dict], base_url: str, parts: int, out: Path | None
+    folder: Path,
+    images: list[dict],
+    base_urls: list[str],
+    parts: int,
+    out: Path | None,
+    name: str = "curl",
 ) -> list[Path]:
     """`parts` curl config files (-K) splitting the URLs; output to /dev/null
     or to out/<ImageID>.jpg."""
@@ -183,9 +226,9 @@ def write_curl_configs(
         lines = []
         for image in images[part::parts]:
             target = f"{out}/{image['id']}.jpg" if out else "/dev/null"
-            lines.append(f'url = "{base_url}/{image["id"]}.jpg"')
+            lines.append(f'url = "{image_url(image, base_urls)}"')
             lines.append(f'output = "{target}"')
-        config = folder / f"curl-{'files' if out else 'null'}-{part}.cfg"
+        config = folder / f"{name}-{'files' if out else 'null'}-{part}.cfg"
         config.write_text("\n".join(lines) + "\n")
         configs.append(config)
     return configs
@@ -200,8 +243,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def nginx_config(prefix: Path, root: Path, port: int) -> Path:
-    """A minimal nginx.conf serving `root`, with every path inside `prefix`."""
+def nginx_config(prefix: Path, root: Path, listen: list[str]) -> Path:
+    """A minimal nginx.conf serving `root` on `listen` (address:port each),
+    with every path inside `prefix`."""
     user = pwd.getpwuid(os.geteuid()).pw_name
     temp = prefix / "temp"
     temp.mkdir(parents=True, exist_ok=True)
@@ -209,13 +253,15 @@ def nginx_config(prefix: Path, root: Path, port: int) -> Path:
         f"    {kind}_temp_path {temp}/{kind};"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
+    listens = "\n".join(f"        listen {address};" for address in listen)
     conf = prefix / "nginx.conf"
     conf.write_text(
         f"""{"user " + user + ";" if os.geteuid() == 0 else ""}
 worker_processes {os.cpu_count() or 1};
 pid {prefix}/nginx.pid;
 error_log {prefix}/nginx-error.log warn;
-events {{ worker_connections 1024; }}
+worker_rlimit_nofile 16384;
+events {{ worker_connections 8192; }}
 http {{
     types {{ image/jpeg jpg; }}
     default_type application/octet-stream;
@@ -226,7 +272,7 @@ http {{
     access_log off;
 {temp_paths}
     server {{
-        listen 127.0.0.1:{port};
+{listens}
         root {root};
     }}
 }}
@@ -241,34 +287,51 @@ def find_nginx() -> str | None:
 
 
 def start_server(
-    root: Path, prefix: Path, choice: str
-) -> tuple[subprocess.Popen, str, str]:
+    root: Path, prefix: Path, choice: str, network=None
+) -> tuple[subprocess.Popen, list[str], str]:
     """Starts nginx (choice auto: if installed) or the Python fallback on a free
-    port: (process, base URL, which server)."""
-    port = free_port()
+    port of 127.0.0.1, or, given a DelayedNetwork, nginx on port 80 of each of
+    its server addresses inside its server namespace: (process, base URLs,
+    which server)."""
+    if network is None:
+        listen = [f"127.0.0.1:{free_port()}"]
+    else:
+        listen = [f"{address}:80" for address in network.addresses]
     nginx = find_nginx() if choice != "python" else None
-    if choice == "nginx" and not nginx:
-        sys.exit("--server nginx: nginx is not installed")
+    if (choice == "nginx" or network is not None) and not nginx:
+        sys.exit("nginx is not installed (--rtt needs it; apt-get install nginx)")
     if nginx:
-        conf = nginx_config(prefix, root, port)
+        conf = nginx_config(prefix, root, listen)
         cmd = [nginx, "-p", str(prefix), "-c", str(conf), "-e", "stderr"]
         cmd += ["-g", "daemon off;"]
         kind = "nginx"
     else:
-        cmd = [sys.executable, __file__, "--serve", str(root), str(port)]
+        port = listen[0].rsplit(":", 1)[1]
+        cmd = [sys.executable, __file__, "--serve", str(root), port]
         kind = "python"
+    if network is not None:
+        cmd = [*network.server_prefix, *cmd]
     log = open(prefix / f"{kind}.log", "wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}"
-    wait_until_serving(proc, base_url)
-    return proc, base_url, kind
+    base_urls = [f"http://{address}" for address in listen]
+    for base_url in base_urls:
+        wait_until_serving(proc, base_url, network)
+    return proc, base_urls, kind
 
 
-def wait_until_serving(proc: subprocess.Popen, base_url: str) -> None:
+def wait_until_serving(proc: subprocess.Popen, base_url: str, network=None) -> None:
+    """Returns once base_url answers (asked from the client namespace, if any)."""
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             sys.exit(f"the server exited with {proc.returncode}")
+        if network is not None:
+            probe = ["curl", "-sf", "-o", "/dev/null", "--max-time", "2"]
+            probe = [*network.client_prefix, *probe, f"{base_url}/images.json"]
+            if subprocess.run(probe).returncode == 0:
+                return
+            time.sleep(0.1)
+            continue
         try:
             urllib.request.urlopen(f"{base_url}/images.json", timeout=1).read(1)
             return
@@ -381,7 +444,8 @@ def measure(cmd: list[str], log: Path, server_pid: int) -> dict:
     """Runs cmd (output to `log`): exit code, wall s, CPU s of the process tree
     (os.wait4), peak of the summed tree RSS (sampled), and the server's CPU s
     over the run. wait4's ru_maxrss is kept as max_rss_mb but not used: Linux
-    counts in it the RSS of this (launching) process at the fork."""
+    counts in it the RSS of this (launching) process at the fork. A command
+    prefixed with `ip netns exec NS` is the same process tree: ip execs it."""
     server_before = tree_cpu_seconds(server_pid)
     with open(log, "wb") as out:
         start = time.perf_counter()
@@ -455,7 +519,10 @@ def check_curl(configs: list[Path], images: list[dict], out: Path | None) -> str
     return None
 
 
-def oibeam_command(csv: Path, out: Path, args: argparse.Namespace) -> list[str]:
+def oibeam_command(
+    csv: Path, out: Path, args: argparse.Namespace, concurrency: int | None
+) -> list[str]:
+    """oibeam fetch with P workers, --concurrency C (None: its default)."""
     return [
         sys.executable,
         "-m",
@@ -468,8 +535,7 @@ def oibeam_command(csv: Path, out: Path, args: argparse.Namespace) -> list[str]:
         str(out),
         "--overwrite",
         f"--direct_num_workers={args.processes}",
-        "--concurrency",
-        str(args.concurrency),
+        *(["--concurrency", str(concurrency)] if concurrency else []),
         *args.oibeam_arg,
     ]
 
@@ -492,11 +558,12 @@ def find_img2dataset() -> str | None:
 
 
 def img2dataset_command(
-    exe: str, urls: Path, out: Path, n: int, args: argparse.Namespace
+    exe: str, urls: Path, out: Path, n: int, processes: int, threads: int | None
 ) -> list[str]:
+    """img2dataset with P processes, C threads each (None: its default, 256)."""
     # Shards are img2dataset's unit of work per process: 4 per process, so all
     # P processes are busy (its default, 10,000 per shard, would use only one).
-    per_shard = max(1, math.ceil(n / (4 * args.processes)))
+    per_shard = max(1, math.ceil(n / (4 * processes)))
     return [
         exe,
         f"--url_list={urls}",
@@ -506,8 +573,8 @@ def img2dataset_command(
         "--output_format=webdataset",
         "--resize_mode=no",
         "--disable_all_reencoding=True",
-        f"--processes_count={args.processes}",
-        f"--thread_count={args.concurrency}",
+        f"--processes_count={processes}",
+        *([f"--thread_count={threads}"] if threads else []),
         f"--number_sample_per_shard={per_shard}",
         f"--output_folder={out}",
     ]
@@ -526,6 +593,38 @@ def check_img2dataset(out: Path, n: int) -> str | None:
     return f"{successes:,} of {n:,} succeeded; statuses {statuses}"
 
 
+def engine_command(
+    engine: str, csv: Path, processes: int, in_flight: int, per_host: int
+) -> list[str]:
+    """fetch_engines.py: P processes, `in_flight` requests in flight each."""
+    return [
+        sys.executable,
+        str(ENGINES),
+        "--engine",
+        engine,
+        "--images",
+        str(csv),
+        "--processes",
+        str(processes),
+        "--in-flight",
+        str(in_flight),
+        "--per-host",
+        str(per_host),
+    ]
+
+
+def check_engine(log: Path, n: int) -> str | None:
+    """None if the engine's report (its last line) counts n images ok."""
+    lines = log.read_text().strip().splitlines()
+    try:
+        report = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        return "no report (the run failed)"
+    if report.get("counts", {}).get("ok") == n:
+        return None
+    return f"counts {report.get('counts')}"
+
+
 # --- reporting ---------------------------------------------------------------------
 
 
@@ -533,6 +632,9 @@ def versions(i2d: str | None, server: str) -> dict:
     found = {"python": platform.python_version()}
     for package in ("apache-beam", "requests", "pyarrow"):
         found[package] = metadata.version(package)
+    for package in ("pycurl", "aiohttp", "uvloop"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[package] = metadata.version(package)
     found["curl"] = subprocess.run(
         ["curl", "--version"], capture_output=True, text=True
     ).stdout.split()[1]
@@ -570,12 +672,18 @@ def summarize(
     """The best (shortest) run of a tool, its rates, every run's wall time and,
     given its start-up runs over the first k images, its steady rate."""
     best = min(runs, key=lambda r: r["wall_s"])
+    walls = [r["wall_s"] for r in runs]
     summary = {
         **best,
-        "walls_s": [r["wall_s"] for r in runs],
+        "walls_s": walls,
         "images_per_s": round(n / best["wall_s"], 1),
         "mb_per_s": round(total_bytes / 1e6 / best["wall_s"], 1),
         "cpu_ms_per_image": round(1000 * best["cpu_s"] / n, 2),
+        "median_images_per_s": round(n / statistics.median(walls), 1),
+        "runs_images_per_s": [round(n / w, 1) for w in walls],
+        "runs_cpu_ms_per_image": [round(1000 * r["cpu_s"] / n, 2) for r in runs],
+        "runs_peak_mb": [r["peak_mb"] for r in runs],
+        "runs_load_before": [r.get("load_before") for r in runs],
         "problems": [r["problem"] for r in runs if r.get("problem")],
         "startup_s": None,
         "steady_images_per_s": round(n / best["wall_s"], 1),
@@ -596,7 +704,8 @@ def summarize(
 
 def print_table(results: dict, ratios: dict) -> None:
     print(
-        f"{'tool':12} {'wall s (runs)':>18} {'images/s':>9} {'MB/s':>7} "
+        f"{'tool':15} {'wall s (runs)':>18} {'images/s':>9} {'median/s':>8} "
+        f"{'MB/s':>7} "
         f"{'CPU ms/img':>10} {'peak MB':>8} {'server CPU s':>12} "
         f"{'start-up s':>10} {'steady/s':>9}"
     )
@@ -604,7 +713,8 @@ def print_table(results: dict, ratios: dict) -> None:
         walls = "/".join(f"{w:.1f}" for w in r["walls_s"])
         startup = "" if r["startup_s"] is None else f"{r['startup_s']:.1f}"
         print(
-            f"{tool:12} {walls:>18} {r['images_per_s']:9,.0f} {r['mb_per_s']:7,.0f} "
+            f"{tool:15} {walls:>18} {r['images_per_s']:9,.0f} "
+            f"{r['median_images_per_s']:8,.0f} {r['mb_per_s']:7,.0f} "
             f"{r['cpu_ms_per_image']:10.2f} {r['peak_mb']:8,} "
             f"{r['server_cpu_s']:12.1f} {startup:>10} "
             f"{r['steady_images_per_s']:9,.0f}"
@@ -624,13 +734,20 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mean-kb", type=float, default=460)
     parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="of every tool named without one (default: 16 on loopback, "
+        "the tool's own under --rtt)",
+    )
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument(
         "--startup-images",
         type=int,
         default=20,
-        help="images in the start-up runs of oibeam and img2dataset (default 20)",
+        help="images in the start-up runs of oibeam and img2dataset (default 20; "
+        "0: none)",
     )
     parser.add_argument(
         "--curl-to-files", action=argparse.BooleanOptionalAction, default=True
@@ -651,8 +768,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--tools",
-        default=",".join(TOOLS),
-        help=f"comma-separated subset of {','.join(TOOLS)} (default: all)",
+        default=None,
+        help=f"comma-separated, each one of {','.join(TOOLS)} with an optional "
+        f":CONCURRENCY (default: {LOOPBACK_TOOLS}; with --rtt: {NETWORK_TOOLS})",
     )
     parser.add_argument(
         "--server",
@@ -661,84 +779,142 @@ def parse_args() -> argparse.Namespace:
         help="auto: nginx if installed, else the Python server",
     )
     parser.add_argument(
+        "--rtt",
+        type=parse_rtt,
+        default=None,
+        help="run in network namespaces with this round trip (80ms, 200ms; 0: "
+        "no delay); root only. Default: loopback",
+    )
+    parser.add_argument(
+        "--congestion",
+        default=",".join(CONGESTION),
+        help="with --rtt: the server TCP congestion controls to run under "
+        "(default: bbr,cubic)",
+    )
+    parser.add_argument(
+        "--hosts",
+        type=int,
+        default=16,
+        help="with --rtt: server addresses the URLs spread over (default 16, "
+        "as the Flickr hosts of Open Images)",
+    )
+    parser.add_argument(
         "--serve", nargs=2, metavar=("DIR", "PORT"), help=argparse.SUPPRESS
     )
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.tools is None:
+        args.tools = NETWORK_TOOLS if args.rtt is not None else LOOPBACK_TOOLS
+    if args.rtt is None and args.concurrency is None:
+        args.concurrency = 16  # loopback: as before
+    args.congestion = [c for c in args.congestion.split(",") if c]
+    unknown = set(args.congestion) - set(CONGESTION)
+    if unknown:
+        parser.error(f"--congestion: unknown {', '.join(sorted(unknown))}")
+    return args
 
 
-def plan_runs(args, images, base_url, run_dir, out_dir) -> dict[str, dict]:
-    """tool -> {cmd, out, check()} for every tool that can run here."""
+def parse_tools(text: str) -> list[tuple[str, str, int | None]]:
+    """'curl:256,oibeam' -> [(label, tool, concurrency or None)]."""
+    specs = []
+    for label in (t.strip() for t in text.split(",") if t.strip()):
+        tool, _, concurrency = label.partition(":")
+        if tool not in TOOLS:
+            raise SystemExit(f"--tools: unknown {tool}")
+        if concurrency and not concurrency.isdigit():
+            raise SystemExit(f"--tools: {label}: not a number after ':'")
+        specs.append((label, tool, int(concurrency) if concurrency else None))
+    return specs
+
+
+def plan_runs(args, images, base_urls, run_dir, out_dir) -> dict[str, dict]:
+    """label -> {cmd, out, check()} for every tool of --tools that can run here."""
     n = len(images)
     csv, urls = run_dir / "images.csv", run_dir / "urls.parquet"
-    write_images_csv(csv, images, base_url)
-    write_url_parquet(urls, images, base_url)
-    runs = {}
-    null_cfgs = write_curl_configs(run_dir, images, base_url, args.processes, None)
-    runs["curl"] = {
-        "cmd": curl_command(null_cfgs, args.concurrency),
-        "out": None,
-        "check": lambda log: check_curl(null_cfgs, images, None),
-    }
-    if args.curl_to_files:
-        files = out_dir / "curl-files"
-        cfgs = write_curl_configs(run_dir, images, base_url, args.processes, files)
-        runs["curl-files"] = {
-            "cmd": curl_command(cfgs, args.concurrency),
-            "out": files,
-            "make_out": True,
-            "check": lambda log: check_curl(cfgs, images, files),
-        }
+    write_images_csv(csv, images, base_urls)
+    write_url_parquet(urls, images, base_urls)
     k = min(args.startup_images, n)
     small_csv, small_urls = (
         run_dir / "images-startup.csv",
         run_dir / "urls-startup.parquet",
     )
-    write_images_csv(small_csv, images[:k], base_url)
-    write_url_parquet(small_urls, images[:k], base_url)
-    oibeam_out, oibeam_small = out_dir / "oibeam", out_dir / "oibeam-startup"
-    runs["oibeam"] = {
-        "cmd": oibeam_command(csv, oibeam_out, args),
-        "out": oibeam_out,
-        "check": lambda log: check_oibeam(oibeam_out, n),
-        "startup": {
-            "cmd": oibeam_command(small_csv, oibeam_small, args),
-            "out": oibeam_small,
-            "check": lambda log: check_oibeam(oibeam_small, k),
-        },
-    }
+    write_images_csv(small_csv, images[:k], base_urls)
+    write_url_parquet(small_urls, images[:k], base_urls)
     i2d = find_img2dataset()
-    if i2d is None:
-        print(
-            "img2dataset not found: skipped. Install it in its own venv with\n"
-            "  python -m venv /tmp/i2d && /tmp/i2d/bin/pip install img2dataset"
-        )
-    else:
-        i2d_out, i2d_small = out_dir / "img2dataset", out_dir / "img2dataset-startup"
-        runs["img2dataset"] = {
-            "cmd": img2dataset_command(i2d, urls, i2d_out, n, args),
-            "out": i2d_out,
-            "check": lambda log: check_img2dataset(i2d_out, n),
-            "startup": {
-                "cmd": img2dataset_command(i2d, small_urls, i2d_small, k, args),
-                "out": i2d_small,
-                "check": lambda log: check_img2dataset(i2d_small, k),
-            },
-        }
-    wanted = set(args.tools.split(","))
-    unknown = wanted - set(TOOLS)
-    if unknown:
-        raise SystemExit(f"--tools: unknown {', '.join(sorted(unknown))}")
-    return {tool: run for tool, run in runs.items() if tool in wanted}
+    runs = {}
+    for label, tool, own in parse_tools(args.tools):
+        concurrency = own or args.concurrency  # None: the tool's default
+        name = label.replace(":", "-")
+        if tool == "curl-files" and not args.curl_to_files:
+            continue
+        if tool in ("curl", "curl-files"):
+            out = out_dir / name if tool == "curl-files" else None
+            prefix = "curl" + (f"-{own}" if own else "")  # -> <prefix>-null-0.cfg
+            cfgs = write_curl_configs(
+                run_dir, images, base_urls, args.processes, out, prefix
+            )
+            runs[label] = {
+                "cmd": curl_command(cfgs, concurrency or 50),
+                "out": out,
+                "make_out": out is not None,
+                "check": lambda log, cfgs=cfgs, out=out: check_curl(cfgs, images, out),
+            }
+        elif tool == "oibeam":
+            out, small = out_dir / name, out_dir / f"{name}-startup"
+            runs[label] = {
+                "cmd": oibeam_command(csv, out, args, concurrency),
+                "out": out,
+                "check": lambda log, out=out: check_oibeam(out, n),
+                "startup": k
+                and {
+                    "cmd": oibeam_command(small_csv, small, args, concurrency),
+                    "out": small,
+                    "check": lambda log, small=small: check_oibeam(small, k),
+                },
+            }
+        elif tool == "img2dataset":
+            if i2d is None:
+                print(
+                    "img2dataset not found: skipped. Install it in its own venv with\n"
+                    "  python -m venv /tmp/i2d && /tmp/i2d/bin/pip install img2dataset"
+                )
+                continue
+            out, small = out_dir / name, out_dir / f"{name}-startup"
+            p = args.processes
+            runs[label] = {
+                "cmd": img2dataset_command(i2d, urls, out, n, p, concurrency),
+                "out": out,
+                "check": lambda log, out=out: check_img2dataset(out, n),
+                "startup": k
+                and {
+                    "cmd": img2dataset_command(
+                        i2d, small_urls, small, k, p, concurrency
+                    ),
+                    "out": small,
+                    "check": lambda log, small=small: check_img2dataset(small, k),
+                },
+            }
+        else:  # the engines: no per-host cap below the in-flight count here
+            in_flight = concurrency or 64
+            runs[label] = {
+                "cmd": engine_command(tool, csv, args.processes, in_flight, in_flight),
+                "out": None,
+                "check": lambda log: check_engine(log, n),
+            }
+    return runs
 
 
-def run_once(name: str, run: dict, log: Path, server_pid: int) -> dict:
+def run_once(
+    name: str, run: dict, log: Path, server_pid: int, prefix: list[str]
+) -> dict:
     """One measured, checked run of a tool (its output dir cleared first and,
-    for curl, made)."""
+    for curl, made), its command after `prefix` (ip netns exec NS, or none)."""
     if run["out"] is not None:
         clear(run["out"])
         if run.get("make_out"):
             run["out"].mkdir(parents=True)
-    result = measure(run["cmd"], log, server_pid)
+    load = os.getloadavg()[0]  # the machine is shared: say how busy it was
+    result = measure([*prefix, *run["cmd"]], log, server_pid)
+    result["load_before"] = round(load, 1)
     problem = run["check"](log)
     if result["exit"] != 0:
         problem = f"exit {result['exit']} (see {log}); {problem or ''}"
@@ -750,19 +926,73 @@ def run_once(name: str, run: dict, log: Path, server_pid: int) -> dict:
     return result
 
 
-def run_tools(runs: dict, repeat: int, run_dir: Path, server_pid: int) -> dict:
-    """Runs every tool (and its start-up run) `repeat` times, interleaved;
-    name -> list of measures ("<tool>:startup" for the start-up runs)."""
+def run_tools(
+    runs: dict, repeat: int, run_dir: Path, server_pid: int, network=None, ccs=()
+) -> dict:
+    """Runs every tool (and its start-up run) `repeat` times, interleaved, and
+    under a network once per server congestion control of `ccs` in each round;
+    name -> list of measures (name: "<tool>[@<cc>][:startup]")."""
     measured: dict[str, list[dict]] = {}
+    prefix = network.client_prefix if network else []
     for attempt in range(1, repeat + 1):
-        for tool, run in runs.items():
-            for name, variant in ((f"{tool}:startup", run.get("startup")), (tool, run)):
-                if variant is None:
-                    continue
-                log = run_dir / f"{name.replace(':', '-')}-{attempt}.log"
-                result = run_once(f"{name} run {attempt}", variant, log, server_pid)
-                measured.setdefault(name, []).append(result)
+        for cc in ccs if network else [None]:
+            if cc:
+                network.set_congestion(cc)
+            at = f"@{cc}" if cc else ""
+            for tool, run in runs.items():
+                variants = (
+                    (f"{tool}{at}:startup", run.get("startup")),
+                    (tool + at, run),
+                )
+                for name, variant in variants:
+                    if not variant:
+                        continue
+                    log = run_dir / f"{name.replace(':', '-')}-{attempt}.log"
+                    result = run_once(
+                        f"{name} run {attempt}", variant, log, server_pid, prefix
+                    )
+                    measured.setdefault(name, []).append(result)
     return measured
+
+
+def fetch_all(args, images, data: Path, run_dir: Path, out_dir: Path) -> dict:
+    """Serves `data`, runs the tools (in a delayed network under --rtt): the
+    measures by run name, the commands, the server kind and the network's
+    measured handshake times."""
+    network = None
+    with contextlib.ExitStack() as stack:
+        if args.rtt is not None:
+            try:
+                network = stack.enter_context(
+                    DelayedNetwork(args.rtt, args.hosts, run_dir / "netdelay")
+                )
+            except NetworkUnavailable as e:
+                sys.exit(f"--rtt: {e}")
+        server, base_urls, server_kind = start_server(
+            data, run_dir, args.server, network
+        )
+        stack.callback(stop_server, server)
+        where = f"{len(base_urls)} addresses from {base_urls[0]}"
+        print(f"serving with {server_kind} on {where}")
+        handshakes = []
+        if network is not None:
+            address = network.addresses[0]
+            handshakes = network.handshake_ms(address, 80, 20)
+            print(
+                f"network: {network.client} -> {network.server}, RTT {args.rtt:g} ms "
+                f"asked; TCP handshakes {min(handshakes)}..{max(handshakes)} ms "
+                f"(median {statistics.median(handshakes)})"
+            )
+        runs = plan_runs(args, images, base_urls, run_dir, out_dir)
+        measured = run_tools(
+            runs, args.repeat, run_dir, server.pid, network, args.congestion
+        )
+    return {
+        "measured": measured,
+        "commands": {t: shlex.join(r["cmd"]) for t, r in runs.items()},
+        "server": server_kind,
+        "handshake_ms": handshakes,
+    }
 
 
 def main() -> None:
@@ -780,55 +1010,73 @@ def main() -> None:
     )
     run_dir, out_dir = work / "run", work / "out"
     run_dir.mkdir(parents=True, exist_ok=True)
-    server, base_url, server_kind = start_server(data, run_dir, args.server)
     try:
-        print(f"serving with {server_kind} on {base_url}")
-        runs = plan_runs(args, images, base_url, run_dir, out_dir)
-        measured = run_tools(runs, args.repeat, run_dir, server.pid)
+        done = fetch_all(args, images, data, run_dir, out_dir)
     finally:
-        stop_server(server)
-    if not args.keep_outputs:
-        shutil.rmtree(out_dir, ignore_errors=True)
+        if not args.keep_outputs:
+            shutil.rmtree(out_dir, ignore_errors=True)
+    measured = done["measured"]
     n, k = len(images), min(args.startup_images, len(images))
     results = {
         t: summarize(m, n, total_bytes, measured.get(f"{t}:startup"), k)
         for t, m in measured.items()
         if not t.endswith(":startup")
     }
-    ratios = {}
-    if "oibeam" in results:
-        for other in ("img2dataset", "curl", "curl-files"):
-            if other in results:
-                ratios[f"{other} images/s"] = (
-                    results["oibeam"]["images_per_s"] / results[other]["images_per_s"]
-                )
-        if "img2dataset" in results:
-            ratios["img2dataset steady images/s"] = (
-                results["oibeam"]["steady_images_per_s"]
-                / results["img2dataset"]["steady_images_per_s"]
-            )
-    print_table(results, ratios)
+    groups = [f"@{cc}" for cc in args.congestion] if args.rtt is not None else [""]
+    all_ratios = {}
+    for at in groups:
+        group = {
+            t: r for t, r in results.items() if (t.endswith(at) if at else "@" not in t)
+        }
+        if at:
+            print(f"\nRTT {args.rtt:g} ms, server congestion control {at[1:]}:")
+        ratios = oibeam_ratios(group, at)
+        print_table(group, ratios)
+        all_ratios.update({f"{name}{at}": v for name, v in ratios.items()})
     record = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"
         ),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "machine": machine(),
-        "server": server_kind,
-        "versions": versions(find_img2dataset(), server_kind),
+        "server": done["server"],
+        "versions": versions(find_img2dataset(), done["server"]),
         "images": n,
         "bytes": total_bytes,
         "processes": args.processes,
         "concurrency": args.concurrency,
+        "rtt_ms": args.rtt,
+        "hosts": args.hosts if args.rtt is not None else 1,
+        "handshake_ms": done["handshake_ms"],
         "startup_images": k,
-        "commands": {t: shlex.join(r["cmd"]) for t, r in runs.items()},
+        "commands": done["commands"],
         "results": results,
-        "ratios": {k: round(v, 3) for k, v in ratios.items()},
+        "ratios": {k: round(v, 3) for k, v in all_ratios.items()},
     }
     with open(work / "results.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
-    if "oibeam" in results and results["oibeam"]["problems"]:
+    if any(r["problems"] for t, r in results.items() if t.split("@")[0] == "oibeam"):
         sys.exit("oibeam fetch did not fetch every image with status ok")
+
+
+def oibeam_ratios(results: dict, at: str) -> dict[str, float]:
+    """oibeam's (defaults) images/s over every other tool's, and its steady
+    rate over img2dataset's (defaults); `at` is the congestion suffix."""
+    ours = results.get("oibeam" + at)
+    if ours is None:
+        return {}
+    ratios = {}
+    for tool, r in results.items():
+        if tool != "oibeam" + at:
+            ratios[f"{tool.removesuffix(at)} images/s"] = (
+                ours["images_per_s"] / r["images_per_s"]
+            )
+    if "img2dataset" + at in results:
+        ratios["img2dataset steady images/s"] = (
+            ours["steady_images_per_s"]
+            / results["img2dataset" + at]["steady_images_per_s"]
+        )
+    return ratios
 
 
 if __name__ == "__main__":
