@@ -13,11 +13,12 @@ TaskRunner: refresh/share_shards writes their rows.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import hashlib
 import json
 import logging
 import re
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -119,6 +120,8 @@ def status_row(url: str | None, download: Download, verdict: Verdict | None) -> 
 class _Done:
     """A task whose result is known when it starts."""
 
+    future = None  # nothing in flight
+
     def __init__(self, result: Result) -> None:
         self._result = result
 
@@ -128,6 +131,8 @@ class _Done:
 
 class _Later:
     """A task run when its result is asked for (in the asking thread)."""
+
+    future = None
 
     def __init__(self, run, row: dict) -> None:
         self._run, self._row = run, row
@@ -142,10 +147,10 @@ class _Fetching:
 
     def __init__(self, runner, row: dict, url: str, md5: bool, future) -> None:
         self._runner, self._row, self._url, self._md5 = runner, row, url, md5
-        self._future = future
+        self.future = future  # of the Download
 
     def result(self) -> Result:
-        download = self._future.result()
+        download = self.future.result()
         if not download.ok:
             return Result(status_row(self._url, download, None))
         return self._runner._verify(self._row, self._url, download, self._md5)
@@ -253,22 +258,38 @@ def internal_columns(table: pa.Table) -> list[str]:
 
 
 def in_order(start, items, window: int, weight=None, budget: float = float("inf")):
-    """Yields (item, start(item).result()) in input order, with at most
-    `window` items started and not yet yielded, and (with `weight`) their
-    weights summing to at most `budget` (one item always goes)."""
+    """Yields (item, start(item).result()) in input order. Up to `window`
+    tasks are in flight (their future not done), and more start while the
+    first one is awaited, as others finish: a slow image at the head does
+    not idle the rest. Tasks started and not yet yielded weigh (`weight`)
+    at most `budget` in all (one task always goes), which bounds the bytes
+    a worker holds."""
     items = iter(items)
     pending: collections.deque = collections.deque()
     held = 0.0
     following = next(items, None)
+
+    def in_flight() -> list:
+        return [t.future for _, t, _ in pending if t.future and not t.future.done()]
+
     while pending or following is not None:
-        while following is not None and len(pending) < window:
+        flying = len(in_flight())
+        while following is not None and flying < window:
             w = weight(following) if weight else 0.0
             if pending and held + w > budget:
                 break
-            pending.append((following, start(following), w))
+            task = start(following)
+            pending.append((following, task, w))
             held += w
+            flying += task.future is not None
             following = next(items, None)
-        item, task, w = pending.popleft()
+        item, task, w = pending[0]
+        head = task.future
+        if head is not None and not head.done() and following is not None:
+            if flying >= window:  # a slot frees when any finishes: refill
+                concurrent.futures.wait(in_flight(), return_when=FIRST_COMPLETED)
+                continue
+        pending.popleft()
         held -= w
         yield item, task.result()
 
