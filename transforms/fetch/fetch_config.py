@@ -10,7 +10,7 @@ from string import Formatter
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's hard limit (2 x MAX_IMAGE_PIXELS)
 # Twice a download's --max-bytes: every baseline JPEG under DEFAULT_MAX_PIXELS
 # decodes within it (11 MiB at 1/8 scale), so do RGB(A) PNGs up to 33 M pixels
-# and progressive JPEGs up to 43 M; 16 decodes in flight hold at most 2 GiB.
+# and progressive JPEGs up to 43 M. A worker decodes one image at a time.
 DEFAULT_MAX_DECODE_MEMORY = 128 << 20
 
 
