@@ -57,11 +57,9 @@ class _Spill:
     def __init__(self, folder: str, name: str, buckets: int) -> None:
         self._folder, self._name, self._buckets = folder, name, buckets
         self._writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
-        self.schema: pa.Schema | None = None
 
     def add(self, batch: pa.RecordBatch) -> None:
         table = pa.Table.from_batches([batch])
-        self.schema = table.schema
         which = bucket_column(table["ImageID"], self._buckets)
         for bucket in np.unique(which).tolist():
             rows = table.filter(pa.array(which == bucket))
@@ -79,10 +77,8 @@ class _Spill:
     def buckets(self) -> list[int]:
         return sorted(self._writers)
 
-    def rows(self, bucket: int, schema: pa.Schema) -> pa.Table:
-        """The bucket's rows sorted by ImageID (`schema` when it has none)."""
-        if bucket not in self._writers:
-            return schema.empty_table()
+    def rows(self, bucket: int) -> pa.Table:
+        """The rows of one of buckets(), sorted by ImageID."""
         path = os.path.join(self._folder, f"{self._name}-{bucket}.arrow")
         with pa.memory_map(path) as source:
             table = pa.ipc.open_file(source).read_all()
@@ -118,7 +114,7 @@ def write_rewritten(
         images.close()
         for bucket in images.buckets():
             path = f"tables/diff/part-{bucket:05d}-of-{buckets:05d}.parquet"
-            diff = carried_diff(images.rows(bucket, images.schema))
+            diff = carried_diff(images.rows(bucket))
             size, md5 = write_parquet(f"{directory}/{path}", diff, compression)
             written.append(WrittenFile("diff", path, diff.num_rows, size, md5))
     return written

@@ -140,12 +140,15 @@ def _parent_path(config: SnapshotConfig) -> str | None:
     return f"{config.root}/{previous}" if "/" not in previous else previous
 
 
-def why_not(config: SnapshotConfig, parent: Run) -> str | None:
-    """Why this refresh needs the pipeline, or None when it is unchanged."""
+def why_not(
+    config: SnapshotConfig, parent: Run, current: list[tuple[str, str]]
+) -> str | None:
+    """Why this refresh needs the pipeline, or None when it is unchanged;
+    `current`: its input files (current_inputs)."""
     manifest = parent.manifest
     if manifest.get("refresh_key") != refresh_key(config):
         return "other options (or oibeam version) than the previous snapshot's"
-    return changed_input(manifest.get("inputs", []), current_inputs(config)) or (
+    return changed_input(manifest.get("inputs", []), current) or (
         work_left(parent, config.snapshot.retry_all)
     )
 
@@ -191,23 +194,25 @@ def refresh_if_unchanged(config: SnapshotConfig, beam_args: list[str]):
             if not snapshot_complete(path):
                 return None  # the pipeline says what is wrong with it
             parent = Run.load(path)
-            reason = why_not(config, parent)
+            current = current_inputs(config)
+            reason = why_not(config, parent, current)
         except (NotARun, OSError, ValueError, KeyError) as e:
             reason = f"the previous snapshot could not be compared ({e})"
         if reason:
             _LOG.info("refreshing %s with the pipeline: %s", path, reason)
             return None
         _LOG.info("nothing changed since %s: carrying it over", parent.directory)
-        _write(config, parent, latest, path)
+        _write(config, parent, latest, path, current)
     return _outcome(config)
 
 
-def _info(config: SnapshotConfig, parent: Run, path: str) -> dict[str, Any]:
+def _info(
+    config: SnapshotConfig, parent: Run, path: str, current: list[tuple[str, str]]
+) -> dict[str, Any]:
     """What this run sets in the parent's manifest."""
     recorded = parent.manifest["options"]
     options = config.as_json()
     options["selection"] = recorded["selection"]  # labels resolved to mids
-    current = current_inputs(config)
     inputs = [
         {**entry, "path": p}
         for entry, (_, p) in zip(parent.manifest["inputs"], current, strict=True)
@@ -229,9 +234,9 @@ def _info(config: SnapshotConfig, parent: Run, path: str) -> dict[str, Any]:
     }
 
 
-def _write(config: SnapshotConfig, parent: Run, latest, path: str) -> None:
+def _write(config: SnapshotConfig, parent: Run, latest, path: str, current) -> None:
     directory = config.directory
-    info = _info(config, parent, path)
+    info = _info(config, parent, path, current)
     written = carry_over.write_rewritten(
         parent,
         directory,
