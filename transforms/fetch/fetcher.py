@@ -275,7 +275,9 @@ class HttpFetcher:
         if self._active:
             due.append(self._next_stall_check)
         for host, waiting in self._waiting.items():
-            if waiting:
+            # A host at its limit starts more when a transfer ends (a socket
+            # event wakes the loop): only a pause or --host-delay is a time.
+            if waiting and self._limits.in_flight(host) < self._limits.limit(host):
                 due.append(max(self._next_start.get(host, now), self._limits_due(host)))
         return max(0.0, min(due) - now)
 
