@@ -119,3 +119,11 @@ def add_groups(parser: argparse.ArgumentParser, *groups: FlagGroup) -> None:
         if group.title not in headings:
             headings[group.title] = parser.add_argument_group(group.title)
         group.add_arguments(headings[group.title])
+
+
+def at_least_one(text: str) -> int:
+    """An argparse type: an int of 1 or more."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value

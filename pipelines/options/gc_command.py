@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def _at_least_one(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+from oibeam.pipelines.options.flags import at_least_one
 
 
 def _days(text: str) -> float:
@@ -32,7 +27,7 @@ def gc_parser() -> argparse.ArgumentParser:
     parser.add_argument("root", metavar="ROOT", help="a snapshot root, local or gs://")
     parser.add_argument(
         "--keep",
-        type=_at_least_one,
+        type=at_least_one,
         metavar="N",
         help="keep the N newest complete snapshots",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from oibeam.pipelines.options.flags import at_least_one
 from oibeam.schemas.releases import SOURCE_KINDS
 
 
@@ -37,13 +38,6 @@ def verify_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _at_least_one(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def report_parser() -> argparse.ArgumentParser:
     from oibeam.tools.report.write_report import DEFAULT_TOP  # matplotlib: lazily
 
@@ -59,7 +53,7 @@ def report_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--top",
-        type=_at_least_one,
+        type=at_least_one,
         default=DEFAULT_TOP,
         help=f"rows in the top/bottom tables (default {DEFAULT_TOP})",
     )
