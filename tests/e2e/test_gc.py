@@ -15,8 +15,9 @@ import time
 
 import pytest
 
-from oibeam.transforms.publish.claim import GC_CLAIM, claimed, claimed_name
+from oibeam.transforms.publish.claim import GC_CLAIM, claimed
 
+from support.claims import claim_held
 from support.runs import run_cli
 from support.snapshot_release import (
     Photo,
@@ -215,24 +216,10 @@ def test_gc_refuses_while_a_snapshot_is_being_built(root, capsys):
 
 def test_a_snapshot_waits_for_gc_then_completes(built, root, caplog):
     _, release, _, _ = built
-    held = threading.Event()
-    released_at = []
-
-    def hold_gc() -> None:
-        with claimed_name(str(root), GC_CLAIM):
-            held.set()
-            time.sleep(2)
-            released_at.append(time.monotonic())
-
-    thread = threading.Thread(target=hold_gc)
-    thread.start()
-    assert held.wait(10)
     caplog.set_level("INFO", logger="oibeam.transforms.publish.claim")
-    try:
+    with claim_held(str(root), GC_CLAIM, 2) as released_at:
         assert snapshot(release.write(), root, "s3") == 0
         finished_at = time.monotonic()
-    finally:
-        thread.join()
     assert finished_at > released_at[0]
     assert "waiting for oibeam gc on" in caplog.text
     assert (root / "LATEST").read_text() == "s3\n"

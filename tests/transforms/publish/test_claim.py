@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -23,6 +22,8 @@ from oibeam.transforms.publish.claim import (
     held_claims,
     wait_for_gc,
 )
+
+from support.claims import claim_held
 
 
 def test_a_local_claim_refuses_a_second_run_until_it_ends(tmp_path):
@@ -105,20 +106,9 @@ def test_held_claims_and_waiting_for_gc_locally(tmp_path):
     assert sorted(os.listdir(root)) == [GC_CLAIM, ".s1.claim"]
 
     # A waiting snapshot run goes on as soon as gc lets go.
-    held, released = threading.Event(), []
-
-    def hold_gc() -> None:
-        with claimed_name(root, GC_CLAIM):
-            held.set()
-            time.sleep(0.5)
-            released.append(time.monotonic())
-
-    thread = threading.Thread(target=hold_gc)
-    thread.start()
-    assert held.wait(5)
-    wait_for_gc(root, timeout=10, poll=0.05)
-    assert released and time.monotonic() >= released[0]
-    thread.join()
+    with claim_held(root, GC_CLAIM, 0.5) as released:
+        wait_for_gc(root, timeout=10, poll=0.05)
+        assert released and time.monotonic() >= released[0]
 
 
 def test_gcs_claims_are_seen_by_gc_and_snapshot_runs(gcs_emulator):
