@@ -167,11 +167,18 @@ def describe(
     total: int | None,
     seconds: float,
     rate: float | None = None,
+    byte_rate: float | None = None,
 ) -> str:
     """One stage's progress: a bar and the time left when its total is known
-    (at `rate` units a second, else at the average rate over `seconds`)."""
+    (at `rate` units a second, else at the average rate over `seconds`);
+    fetching, its rates too (none when `rate` is 0: not measured yet)."""
     seconds = max(seconds, 1e-9)
     done = counts.done
+    if rate is None:
+        rate = done / seconds
+        byte_rate = counts.bytes / seconds
+    elif byte_rate is None:
+        byte_rate = counts.bytes / seconds
     if stage == READ:
         amount = f"{done / 1e6:,.1f}" + (f"/{total / 1e6:,.1f}" if total else "")
     else:
@@ -182,12 +189,11 @@ def describe(
         filled = round(share * _BAR)
         parts.insert(0, f"[{'#' * filled}{'-' * (_BAR - filled)}] {share:4.0%}")
     if stage == FETCH:
-        parts.append(
-            f"ok {counts.ok:,}, failed {done - counts.ok:,}, "
-            f"{counts.bytes / 1e6:,.1f} MB, {done / seconds:,.0f} images/s, "
-            f"{counts.bytes / 1e6 / seconds:,.1f} MB/s"
-        )
-    rate = done / seconds if rate is None else rate
+        fetched = f"ok {counts.ok:,}, failed {done - counts.ok:,}, "
+        fetched += f"{counts.bytes / 1e6:,.1f} MB"
+        if rate > 0:
+            fetched += f", {rate:,.0f} images/s, {byte_rate / 1e6:,.1f} MB/s"
+        parts.append(fetched)
     if total and 0 < done < total and rate > 0:
         parts.append(f"{_clock((total - done) / rate)} left")
     return "  ".join(parts)
@@ -213,7 +219,8 @@ class ProgressPrinter:
         self._interval = interval or (0.5 if self._tty else 15.0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self._began: dict[str, tuple[float, int]] = {}  # first seen: (time, done)
+        # first seen: (time, done, bytes)
+        self._began: dict[str, tuple[float, int, int]] = {}
         self._width = 0
 
     def __enter__(self) -> ProgressPrinter:
@@ -234,17 +241,24 @@ class ProgressPrinter:
         now = time.monotonic()
         for stage in STAGES:
             if counts[stage].done and stage not in self._began:
-                self._began[stage] = (now, counts[stage].done)
+                self._began[stage] = (now, counts[stage].done, counts[stage].bytes)
         begun = [stage for stage in STAGES if stage in self._began]
         if not begun:
             return None
         stage = begun[-1]
-        since, first = self._began[stage]
+        since, first, first_bytes = self._began[stage]
         seconds = now - since
-        # The rate since the stage was first seen: what came before may have
-        # arrived at once (a worker publishes twice a second at most).
-        rate = (counts[stage].done - first) / seconds if seconds > 0.5 else 0.0
-        return describe(stage, counts[stage], totals.get(stage), seconds, rate)
+        # The rates since the stage was first seen: what came before may have
+        # arrived at once (a worker publishes twice a second at most), and a
+        # stage first seen as it ended has no rate (0: none shown).
+        if seconds > 0.5:
+            rate = (counts[stage].done - first) / seconds
+            byte_rate = (counts[stage].bytes - first_bytes) / seconds
+        else:
+            rate = byte_rate = 0.0
+        return describe(
+            stage, counts[stage], totals.get(stage), seconds, rate, byte_rate
+        )
 
     def _show(self, line: str) -> None:
         padding = " " * max(0, self._width - len(line))  # wipe a longer line

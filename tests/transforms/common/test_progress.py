@@ -118,3 +118,21 @@ def test_publishing_is_throttled_unless_at_once(tmp_path):
     assert read_published(str(tmp_path))[0][READ] == StageCounts(done=10)
     counter.add(READ, 10, publish_to=str(tmp_path), at_once=True)
     assert read_published(str(tmp_path))[0][READ] == StageCounts(done=40)
+
+
+def test_a_fetch_first_seen_as_it_ended_shows_no_rate(tmp_path):
+    # A run over before the printer's first look used to divide 5,000
+    # images by the nanoseconds since it was seen: "5,000,000,000,000 images/s".
+    counter = ProgressCounter()
+    publish_total(str(tmp_path), FETCH, 5_000)
+    counter.add(FETCH, 5_000, True, 2_300_000_000)
+    counter.publish(str(tmp_path))
+    stream = _Tty()
+    with ProgressPrinter(str(tmp_path), interval=60, stream=stream):
+        pass
+    last = stream.getvalue().rstrip("\n").rsplit("\r", 1)[1]
+    assert "5,000/5,000 images fetched" in last and "2,300.0 MB" in last
+    assert "images/s" not in last and "MB/s" not in last
+    # Measured over time, the rate is the images since the stage was seen.
+    with_rate = describe(FETCH, StageCounts(5_000, 5_000, 2_300_000_000), 5_000, 2.0)
+    assert "2,500 images/s, 1,150.0 MB/s" in with_rate
