@@ -3,7 +3,7 @@ request for a while and counts how many it holds at once: for tests of how
 many requests a fetch keeps in flight, and of how it backs off a host that
 answers 429 above a number of concurrent requests.
 
-    with BusyServer(["127.0.0.1", "127.0.0.2"], hold=0.3, limit=None) as s:
+    with BusyServer(["127.0.0.1", "127.0.0.2"], hold=0.3, limit=None, body=b) as s:
         s.url(address, "x.jpg")  ->  http://127.0.0.2:PORT/x.jpg
         s.peak, s.answered, s.refused
 """
@@ -34,7 +34,7 @@ class _Handler(BaseHTTPRequestHandler):
                 code, body = 429, b"too many\n"
             else:
                 time.sleep(state.hold)
-                code, body = 200, BODY
+                code, body = 200, state.body
             self.send_response(code)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -57,8 +57,15 @@ class BusyServer:
     """One server per address, one shared count; `limit`: above this many
     requests held at once, answer 429 at once (None: never)."""
 
-    def __init__(self, addresses: list[str], hold: float, limit: int | None = None):
+    def __init__(
+        self,
+        addresses: list[str],
+        hold: float,
+        limit: int | None = None,
+        body: bytes = BODY,
+    ):
         self.addresses = addresses
+        self.body = body
         self.hold = hold
         self.limit = limit
         self.lock = threading.Lock()

@@ -2,10 +2,11 @@
 
 Images are assigned to shards by a stable digest of the ImageID; a shard's
 rows wait in exchange files, so only file names are shuffled. One element per
-shard, fetched into its tar by a ShardFetcher (shard_fetch.py), then its index
-part and its images-table part (the rows plus status columns) are written, in
-that order (see shard_outputs: a shard an earlier attempt finished is read
-back, not fetched again).
+shard, fetched into its tar by a ShardFetcher (shard_fetch.py; the shards of a
+bundle overlap, so the window stays full across them), then its index part
+and its images-table part (the rows plus status columns) are written, in that
+order (see shard_outputs: a shard an earlier attempt finished is read back,
+not fetched again).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+from apache_beam.utils.windowed_value import WindowedValue
 
 from oibeam.schemas import fetch as contract
 from oibeam.schemas.elements import SELECTED, STATUS, BucketPiece, Count, WrittenFile
@@ -103,7 +105,11 @@ def _missing_shards(shards: int, written: list[WrittenFile], outputs: ShardOutpu
 class _FetchShardFn(beam.DoFn):
     """(shard, [BucketPiece]) -> WrittenFile (tar, index part, images part);
     tagged 'counts': a Count per status. A shard an earlier attempt committed
-    for the same tasks and options is read back, not fetched again."""
+    for the same tasks and options is read back, not fetched again.
+
+    Shards of a bundle overlap: an element's shard is begun, and the shards
+    begun before it are completed while its fetches fill the window; the
+    last one is completed at the bundle's end."""
 
     def __init__(
         self, config: FetchConfig, outputs: ShardOutputs, progress_dir: str | None
@@ -123,7 +129,17 @@ class _FetchShardFn(beam.DoFn):
     def teardown(self) -> None:
         self._fetcher.close()
 
-    def process(self, element, shards: int):
+    def start_bundle(self) -> None:
+        self._fetcher.abort()  # what a failed bundle left open (it is retried)
+        self._windows: dict[int, tuple] = {}  # shard -> (timestamp, windows)
+
+    def process(
+        self,
+        element,
+        shards: int,
+        timestamp=beam.DoFn.TimestampParam,
+        window=beam.DoFn.WindowParam,
+    ):
         shard, pieces = element
         tasks = pa.concat_tables([read_piece(p) for p in pieces]).sort_by("ImageID")
         paths = self._outputs.paths(shard, shards)
@@ -131,8 +147,26 @@ class _FetchShardFn(beam.DoFn):
         done = read_done(paths, tasks_fingerprint)
         if done is not None:
             self._metrics["resumed"].inc(done[0].num_rows)
-        else:
-            done = self._fetcher.fetch(paths, tasks, tasks_fingerprint, self._count)
+            yield from self._outputs_of(done)
+            return
+        self._windows[shard] = (timestamp, (window,))
+        self._fetcher.begin(paths, tasks, tasks_fingerprint)
+        for job, done in self._fetcher.complete(self._count, keep=1):
+            del self._windows[job.paths.shard]
+            yield from self._outputs_of(done)
+
+    def finish_bundle(self):
+        for job, done in self._fetcher.complete(self._count):
+            timestamp, windows = self._windows.pop(job.paths.shard)
+            for value in self._outputs_of(done):
+                if isinstance(value, beam.pvalue.TaggedOutput):
+                    yield beam.pvalue.TaggedOutput(
+                        value.tag, WindowedValue(value.value, timestamp, windows)
+                    )
+                else:
+                    yield WindowedValue(value, timestamp, windows)
+
+    def _outputs_of(self, done):
         images, written = done
         if self._progress_dir:
             PROGRESS.publish(self._progress_dir)

@@ -12,11 +12,9 @@ TaskRunner: refresh/share_shards writes their rows.
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import json
 import logging
-import queue
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -255,55 +253,6 @@ class TaskRunner:
 
 def internal_columns(table: pa.Table) -> list[str]:
     return [c for c in table.column_names if c == PLAN or c.startswith(PREVIOUS)]
-
-
-def in_order(start, items, window: int, weight=None, budget: float = float("inf")):
-    """Yields (item, start(item).result()) in input order. Up to `window`
-    tasks are in flight (their future not done), and more start while the
-    first one is awaited, as others finish: a slow image at the head does
-    not idle the rest. Tasks started and not yet yielded weigh (`weight`)
-    at most `budget` in all (one task always goes), which bounds the bytes
-    a worker holds. Each finished future is counted once, from a queue its
-    done-callback feeds: the cost per task does not grow with `window`."""
-    items = iter(items)
-    pending: collections.deque = collections.deque()
-    finished: queue.SimpleQueue = queue.SimpleQueue()
-    held = 0.0
-    flying = 0  # started futures not yet taken from `finished`
-    following = next(items, None)
-
-    def count_finished() -> int:
-        n = 0
-        while True:
-            try:
-                finished.get_nowait()
-            except queue.Empty:
-                return n
-            n += 1
-
-    while pending or following is not None:
-        flying -= count_finished()
-        while following is not None and flying < window:
-            w = weight(following) if weight else 0.0
-            if pending and held + w > budget:
-                break
-            task = start(following)
-            pending.append((following, task, w))
-            held += w
-            if task.future is not None:
-                flying += 1
-                task.future.add_done_callback(finished.put)
-            following = next(items, None)
-        item, task, w = pending[0]
-        head = task.future
-        if head is not None and not head.done() and following is not None:
-            if flying >= window:  # a slot frees when any finishes: refill
-                finished.get()
-                flying -= 1
-                continue
-        pending.popleft()
-        held -= w
-        yield item, task.result()
 
 
 # What a shared shard's JSON member keeps of the row: what cannot change

@@ -1,12 +1,12 @@
-"""One shard's images fetched, verified and written into its tar, in ImageID
-order (no Beam here: FetchImages runs one of these per shard element).
+"""Shards' images fetched, verified and written into their tars, in ImageID
+order (no Beam here: FetchImages begins one shard per element).
 
 Every task (see image_tasks) is started ahead, --concurrency of them in
 flight on the worker's fetch loop (and no more than BUFFER_BYTES of their
-expected bytes held), and their results are taken back in task order, so the
-tar's bytes do not depend on which fetch finished first. Then the shard's
-index part and images-table part are committed after the tar (see
-shard_outputs).
+expected bytes held), across the shards begun, and their results are taken
+back in task order, so a tar's bytes do not depend on which fetch finished
+first. Then each shard's index part and images-table part are committed
+after its tar (see shard_outputs).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from oibeam.transforms.fetch import placeholders
 from oibeam.transforms.fetch.image_tasks import (
     FetchConfig,
     TaskRunner,
-    in_order,
     internal_columns,
     sample_json,
 )
+from oibeam.transforms.fetch.in_order import InOrder
 from oibeam.transforms.fetch.pixel_boxes import with_upright_boxes
 from oibeam.transforms.shard.shard_outputs import ShardOutputs, ShardPaths
 from oibeam.transforms.shard.shard_writer import Member
@@ -64,69 +64,116 @@ def _expected_size(row: dict) -> float:
     return float(size) if isinstance(size, int) and size > 0 else _UNKNOWN_SIZE
 
 
+class _ShardJob:
+    """One shard being written: its tar, and what its tasks came to so far."""
+
+    def __init__(self, paths: ShardPaths, tasks: pa.Table, fingerprint: str, writer):
+        self.paths, self.tasks, self.fingerprint = paths, tasks, fingerprint
+        self.writer = writer
+        self.left = tasks.num_rows  # results not yet taken
+        self.statuses: list[dict] = []
+        self.index: list[tuple] = []
+        self.received: dict[int, str] = {}  # bytes that came but were not ok
+
+
 class ShardFetcher:
     """Fetches shards with `config.concurrency` requests in flight; one per
-    worker (it owns a fetch loop and keep-alive connections: close() it)."""
+    worker (it owns a fetch loop and keep-alive connections: close() it).
+
+    Shards begun one after another share one line of tasks: while one
+    shard's last images are awaited, the next one's are in flight, so the
+    window does not drain at every shard's end (at 200 ms round trips a shard
+    of ~500 images is only two windows deep)."""
 
     def __init__(self, config: FetchConfig, outputs: ShardOutputs) -> None:
         self._config = config
         self._outputs = outputs
         self._runner = TaskRunner(config)
+        self._open: list[_ShardJob] = []  # begun, not yet complete, in order
+        self._new_line()
+
+    def _new_line(self) -> None:
+        runner = self._runner
+        self._line = InOrder(
+            lambda job_row: runner.start(job_row[1]),
+            self._config.concurrency,
+            lambda job_row: _expected_size(job_row[1]),
+            BUFFER_BYTES,
+        )
 
     def close(self) -> None:
+        self.abort()
         self._runner.close()
 
-    def fetch(
-        self,
-        paths: ShardPaths,
-        tasks: pa.Table,
-        tasks_fingerprint: str,
-        on_status: Callable[[dict], None],
-    ) -> tuple[pa.Table, list[WrittenFile]]:
-        """Runs the shard's tasks (sorted by ImageID) into its tar; then commits
-        the index and images parts. Returns (images-table part, every file
-        written); `on_status` sees each image's status as it is taken."""
-        tar, index, statuses = self._write_tar(paths, tasks, on_status)
-        images = with_status(tasks, statuses, self._outputs.schema)
-        written = self._outputs.commit_tables(paths, images, index, tasks_fingerprint)
-        return images, [tar, *written]
-
-    def _write_tar(self, paths: ShardPaths, tasks: pa.Table, on_status):
-        """(the tar WrittenFile, index rows, a status per task)."""
-        writer = self._outputs.open_tar(paths)
-        statuses, index = [], []
-        received: dict[int, str] = {}  # bytes that came but were not ok
+    def begin(self, paths: ShardPaths, tasks: pa.Table, tasks_fingerprint: str):
+        """Opens the shard's tar and starts its tasks (sorted by ImageID) as
+        the window allows; complete() takes them. Returns the shard's job."""
+        job = _ShardJob(paths, tasks, tasks_fingerprint, self._outputs.open_tar(paths))
+        self._open.append(job)
+        if job.left:
+            self._line.feed((job, row) for row in tasks.to_pylist())
         try:
-            rows = tasks.to_pylist()
-            taken = in_order(
-                self._runner.start,
-                rows,
-                self._config.concurrency,
-                _expected_size,
-                BUFFER_BYTES,
-            )
-            for row, result in taken:
-                status = result.status
-                if result.ok:
-                    status["shard"] = paths.shard_name
-                    ext = contract.FORMAT_EXTENSIONS.get(status["format"], "bin")
-                    image, meta = writer.add_sample(
-                        row["ImageID"],
-                        ext,
-                        result.data,
-                        sample_json(row, status, self._outputs.frozen_json),
-                    )
-                    index.append(
-                        _index_row(row["ImageID"], status["shard"], image, meta)
-                    )
-                if result.received_md5 is not None:
-                    received[len(statuses)] = result.received_md5
-                statuses.append(status)
-                on_status(status)
-            placeholders.mark_repeated(statuses, received)
-            size, crc = writer.commit()
+            self._line.refill()
         except BaseException:
-            writer.abort()
+            self.abort()
             raise
-        tar = WrittenFile("shards", paths.tar, writer.samples, size, crc)
-        return tar, index, statuses
+        return job
+
+    def complete(self, on_status: Callable[[dict], None], keep: int = 0):
+        """Takes results into their tars until at most `keep` shards are open,
+        the last begun (their tasks stay in flight); yields (job, (images-table
+        part, every file written)) for each shard committed, in begin order.
+        `on_status` sees each image's status as it is taken."""
+        try:
+            while len(self._open) > keep:
+                head = self._open[0]
+                if head.left:
+                    job, row, result = self._take()
+                    self._write(job, row, result)
+                    on_status(job.statuses[-1])
+                    continue
+                self._open.pop(0)
+                yield head, self._commit(head)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Removes the tars of open shards; what is in flight is let go."""
+        jobs, self._open = self._open, []
+        if jobs:
+            self._new_line()  # results of the old line are never taken
+        for job in jobs:
+            job.writer.abort()
+
+    def _take(self):
+        (job, row), result = self._line.take()
+        job.left -= 1
+        return job, row, result
+
+    def _write(self, job: _ShardJob, row: dict, result) -> None:
+        status = result.status
+        if result.ok:
+            status["shard"] = job.paths.shard_name
+            ext = contract.FORMAT_EXTENSIONS.get(status["format"], "bin")
+            image, meta = job.writer.add_sample(
+                row["ImageID"],
+                ext,
+                result.data,
+                sample_json(row, status, self._outputs.frozen_json),
+            )
+            job.index.append(_index_row(row["ImageID"], status["shard"], image, meta))
+        if result.received_md5 is not None:
+            job.received[len(job.statuses)] = result.received_md5
+        job.statuses.append(status)
+
+    def _commit(self, job: _ShardJob) -> tuple[pa.Table, list[WrittenFile]]:
+        """The tar, then the index and images parts (see shard_outputs)."""
+        placeholders.mark_repeated(job.statuses, job.received)
+        size, crc = job.writer.commit()
+        tar = WrittenFile("shards", job.paths.tar, job.writer.samples, size, crc)
+        images = with_status(job.tasks, job.statuses, self._outputs.schema)
+        written = self._outputs.commit_tables(
+            job.paths, images, job.index, job.fingerprint
+        )
+        return images, [tar, *written]

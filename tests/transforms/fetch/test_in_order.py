@@ -7,7 +7,7 @@ import threading
 import time
 from concurrent.futures import Future
 
-from oibeam.transforms.fetch.image_tasks import in_order
+from oibeam.transforms.fetch.in_order import in_order
 
 
 class _Task:
