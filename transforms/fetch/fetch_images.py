@@ -107,9 +107,10 @@ class _FetchShardFn(beam.DoFn):
     tagged 'counts': a Count per status. A shard an earlier attempt committed
     for the same tasks and options is read back, not fetched again.
 
-    Shards of a bundle overlap: an element's shard is begun, and the shards
-    begun before it are completed while its fetches fill the window; the
-    last one is completed at the bundle's end."""
+    Shards of a bundle overlap: an element's shard is begun, results are
+    taken until all its tasks have started, and the next element's shard
+    then fills the window while earlier ones finish; what is still open is
+    completed at the bundle's end."""
 
     def __init__(
         self, config: FetchConfig, outputs: ShardOutputs, progress_dir: str | None
@@ -151,7 +152,7 @@ class _FetchShardFn(beam.DoFn):
             return
         self._windows[shard] = (timestamp, (window,))
         self._fetcher.begin(paths, tasks, tasks_fingerprint)
-        for job, done in self._fetcher.complete(self._count, keep=1):
+        for job, done in self._fetcher.complete(self._count, feeding=True):
             del self._windows[job.paths.shard]
             yield from self._outputs_of(done)
 

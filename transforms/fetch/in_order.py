@@ -67,18 +67,23 @@ class InOrder:
                 self._flying += 1
                 task.future.add_done_callback(self._finished.put)
 
-    def take(self):
+    def take(self, unless_starving: bool = False):
         """(item, its task's result) of the first item not yet taken; waits
-        for it, starting others as slots free up. IndexError if none."""
+        for it, starting others as slots free up. IndexError if none.
+        `unless_starving`: None instead of waiting once every item fed has
+        started (time to feed more, before the window drains)."""
         while True:
             self.refill()
             item, task, w = self._pending[0]
             head = task.future
-            if head is not None and not head.done() and self._peek() is not None:
-                if self._flying >= self._window:  # a slot frees when any finishes
-                    self._finished.get()
+            if head is not None and not head.done():
+                more = self._peek() is not None
+                if more and self._flying >= self._window:  # a slot frees when
+                    self._finished.get()  # any finishes
                     self._flying -= 1
                     continue
+                if not more and unless_starving:
+                    return None
             self._pending.popleft()
             self._held -= w
             return item, task.result()

@@ -57,6 +57,10 @@ def _index_row(image_id: str, shard: str, image: Member, meta: Member) -> tuple:
 # worker holds at most: 256 originals of ~2 MB in flight, not 256 of 15 MB.
 BUFFER_BYTES = 512 << 20
 _UNKNOWN_SIZE = 300_000  # a thumbnail's, or a row without OriginalSize
+# Shards a worker has begun and not committed, at most, while it asks for more
+# (each holds an open tar): at 200 ms round trips a shard's slowest images
+# take seconds, while the next ~3 shards of ~300 images could be fetched.
+MAX_OPEN = 8
 
 
 def _expected_size(row: dict) -> float:
@@ -81,9 +85,9 @@ class ShardFetcher:
     worker (it owns a fetch loop and keep-alive connections: close() it).
 
     Shards begun one after another share one line of tasks: while one
-    shard's last images are awaited, the next one's are in flight, so the
+    shard's last images are awaited, the next ones' are in flight, so the
     window does not drain at every shard's end (at 200 ms round trips a shard
-    of ~500 images is only two windows deep)."""
+    of ~300-500 images is one or two windows deep)."""
 
     def __init__(self, config: FetchConfig, outputs: ShardOutputs) -> None:
         self._config = config
@@ -119,21 +123,30 @@ class ShardFetcher:
             raise
         return job
 
-    def complete(self, on_status: Callable[[dict], None], keep: int = 0):
-        """Takes results into their tars until at most `keep` shards are open,
-        the last begun (their tasks stay in flight); yields (job, (images-table
-        part, every file written)) for each shard committed, in begin order.
-        `on_status` sees each image's status as it is taken."""
+    def complete(self, on_status: Callable[[dict], None], feeding: bool = False):
+        """Takes results into their tars; yields (job, (images-table part,
+        every file written)) for each shard committed, in begin order.
+        `on_status` sees each image's status as it is taken. Without
+        `feeding`, returns once every shard begun is committed; with it, as
+        soon as every task begun has started and at most MAX_OPEN shards are
+        open: the caller begins the next shard while these are in flight, so
+        a shard's slow last images do not idle the window."""
         try:
-            while len(self._open) > keep:
+            while self._open:
                 head = self._open[0]
-                if head.left:
-                    job, row, result = self._take()
-                    self._write(job, row, result)
-                    on_status(job.statuses[-1])
+                if not head.left:
+                    self._open.pop(0)
+                    yield head, self._commit(head)
                     continue
-                self._open.pop(0)
-                yield head, self._commit(head)
+                taken = self._line.take(
+                    unless_starving=feeding and len(self._open) <= MAX_OPEN
+                )
+                if taken is None:
+                    return
+                (job, row), result = taken
+                job.left -= 1
+                self._write(job, row, result)
+                on_status(job.statuses[-1])
         except BaseException:
             self.abort()
             raise
@@ -145,11 +158,6 @@ class ShardFetcher:
             self._new_line()  # results of the old line are never taken
         for job in jobs:
             job.writer.abort()
-
-    def _take(self):
-        (job, row), result = self._line.take()
-        job.left -= 1
-        return job, row, result
 
     def _write(self, job: _ShardJob, row: dict, result) -> None:
         status = result.status

@@ -57,18 +57,25 @@ def test_the_next_shard_is_in_flight_while_the_last_one_drains(tmp_path):
         fetcher = _fetcher(tmp_path)
         outputs = fetcher._outputs
         first = fetcher.begin(outputs.paths(0, 2), _tasks(server, 0, 30), "a")
-        assert list(fetcher.complete(lambda status: None, keep=1)) == []
+        commits = []  # (job, requests the server held as it was committed)
+
+        def complete(feeding: bool) -> None:
+            for job, done in fetcher.complete(lambda status: None, feeding):
+                commits.append((job, server.now))
+                results[job] = done
+
+        results = {}
+        complete(feeding=True)  # returns once the first shard's tasks started
+        assert commits == []
         second = fetcher.begin(outputs.paths(1, 2), _tasks(server, 100, 30), "b")
-        in_flight_at_commit = []
-        done = []
-        for job, _ in fetcher.complete(lambda status: None, keep=1):
-            in_flight_at_commit.append(server.now)
-            done.append(job)
-        # The first shard committed with the second's requests held by the
-        # server (one shard at a time, none would be).
-        assert done == [first] and in_flight_at_commit[0] > 0
-        last = list(fetcher.complete(lambda status: None))
+        complete(feeding=True)
+        complete(feeding=False)
         fetcher.close()
+    # The first shard committed with the second's requests held by the
+    # server (one shard at a time, none would be).
+    assert [job for job, _ in commits] == [first, second]
+    assert commits[0][1] > 0
+    last = [(second, results[second])]
     assert [job for job, _ in last] == [second]
     for _, (images, _) in last:
         assert set(images["status"].to_pylist()) == {"ok"}
