@@ -31,7 +31,7 @@
      fetch_engines.py (P processes, C in flight each, MD5 checked).
    A tool may carry its concurrency, `curl:256`; a bare name takes
    --concurrency or, when that is not given, 16 on loopback and the tool's
-   own default under --rtt (oibeam 16, img2dataset 256 threads, curl 50,
+   own default under --rtt (oibeam 256, img2dataset 256 threads, curl 50,
    the engines 64).
    Each tool runs --repeat times (outputs cleared in between, tools interleaved);
    the best wall time counts, all are reported. oibeam and img2dataset also
