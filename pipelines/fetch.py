@@ -17,6 +17,7 @@ import pyarrow as pa
 from oibeam.pipelines import stages
 from oibeam.pipelines.beam_options import for_fetching, pipeline_options
 from oibeam.pipelines.launch import (
+    check_workers_see_paths,
     launched,
     plan_csv_inputs,
     resolve_labels_of,
@@ -138,6 +139,7 @@ def run_fetch(config: FetchRunConfig, beam_args: list[str]) -> str:
     """Plans, runs to completion, returns the manifest path."""
     args = beam_args + config.output.beam_args()
     options = pipeline_options(args)
+    check_workers_see_paths(options, config)
     config = resolve_labels_of(config)
     layout = RunLayout(config.output.output)
     source, columns, rows = plan_source(config)

@@ -26,6 +26,7 @@ from oibeam.pipelines.stages import join_buckets
 from oibeam.pipelines.versions import versions
 from oibeam.schemas import fetch as fetch_schema
 from oibeam.transforms.common.exchange import remove_exchange
+from oibeam.transforms.common.files import is_uri
 from oibeam.transforms.common.progress import ProgressPrinter
 from oibeam.transforms.publish.manifest import EXTRA_INPUTS
 from oibeam.transforms.read.classes import (
@@ -115,6 +116,33 @@ def _hierarchy_input(path: str | None) -> dict[str, Any]:
         "labels": len(load_hierarchy(path).labels),
     }
     return {EXTRA_INPUTS: [entry]}
+
+
+def check_workers_see_paths(options: PipelineOptions, config: TablesConfig) -> None:
+    """UsageError when a runner whose workers run elsewhere is given local
+    paths (--output, inputs) that nothing says every worker can see: workers
+    read the inputs and write the run (exchange files, tables, shards)."""
+    runner = runner_name(options)
+    if runner == LOCAL_RUNNER or config.output.shared_paths:
+        return
+    inputs = config.inputs
+    paths = [
+        config.output.output,
+        *inputs.images,
+        *inputs.labels,
+        *inputs.classes,
+        *inputs.boxes,
+        *([inputs.hierarchy] if inputs.hierarchy else []),
+    ]
+    local = [p for p in paths if not is_uri(p)]
+    if local:
+        raise UsageError(
+            f"--runner {runner} runs its workers elsewhere, where local paths "
+            f"such as {local[0]} are not there: put --output and the inputs on "
+            "storage every worker reaches (gs://...), or, for a shared mount "
+            "seen at the same path by every worker (NFS, or a cluster on this "
+            "machine), say so with --shared-paths"
+        )
 
 
 def run_info(

@@ -27,6 +27,7 @@ from apache_beam.options.pipeline_options import TestOptions
 from oibeam.pipelines import stages
 from oibeam.pipelines.beam_options import for_fetching, pipeline_options
 from oibeam.pipelines.launch import (
+    check_workers_see_paths,
     launched,
     plan_csv_inputs,
     resolve_labels_of,
@@ -40,6 +41,7 @@ from oibeam.schemas import fetch as fetch_schema
 from oibeam.schemas import snapshot as snapshot_schema
 from oibeam.schemas import tables as schemas
 from oibeam.transforms.common.exchange import remove_exchange
+from oibeam.transforms.common.files import absolute
 from oibeam.transforms.common.filesystem import holds_anything
 from oibeam.transforms.publish.claim import claimed, wait_for_gc
 from oibeam.transforms.publish.manifest import WriteManifest
@@ -102,7 +104,7 @@ def find_previous(config: SnapshotConfig, latest: Latest) -> PreviousSnapshot | 
     elif "/" not in config.snapshot.previous:
         path = f"{config.root}/{config.snapshot.previous}"
     else:
-        path = config.snapshot.previous.rstrip("/")
+        path = absolute(config.snapshot.previous.rstrip("/"))
     if path == config.directory:
         raise UsageError(f"--previous {path} is the snapshot being built")
     try:
@@ -313,6 +315,7 @@ def run_snapshot(config: SnapshotConfig, beam_args: list[str]) -> Outcome:
     """Checks, builds and runs the snapshot pipeline to completion."""
     args = beam_args + config.output.beam_args()
     options = pipeline_options(args)
+    check_workers_see_paths(options, config)
     try:
         check_publishable(config.root)
     except ValueError as e:

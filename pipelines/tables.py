@@ -18,7 +18,12 @@ import apache_beam as beam
 
 from oibeam.pipelines import stages
 from oibeam.pipelines.beam_options import pipeline_options
-from oibeam.pipelines.launch import launched, plan_csv_inputs, run_info
+from oibeam.pipelines.launch import (
+    check_workers_see_paths,
+    launched,
+    plan_csv_inputs,
+    run_info,
+)
 from oibeam.pipelines.layout import RunLayout
 from oibeam.pipelines.options.beam_commands import TablesConfig
 from oibeam.schemas import tables as schemas
@@ -80,6 +85,7 @@ def build_tables(
 def run_tables(config: TablesConfig, beam_args: list[str]) -> str:
     """Plans the inputs, runs the pipeline to completion, returns the manifest path."""
     options = pipeline_options(beam_args + config.output.beam_args())
+    check_workers_see_paths(options, config)
     layout = RunLayout(config.output.output)
     plan = plan_csv_inputs(config.inputs)
     layout.claim(config.output.overwrite)

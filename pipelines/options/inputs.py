@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from oibeam.pipelines.options.flags import FlagGroup, flag
 from oibeam.schemas.releases import SOURCE_KINDS
+from oibeam.transforms.common.files import absolute
 from oibeam.transforms.common.write_files import DEFAULT_COMPRESSION
 from oibeam.transforms.read.csv_lines import (
     DEFAULT_MAX_LINE_BYTES,
@@ -33,6 +34,12 @@ class Inputs:
     def __post_init__(self) -> None:
         if not self.images:
             raise ValueError("--images is required (one or more file patterns)")
+        # Workers read these, in their own working directories.
+        for name in ("images", "labels", "classes", "boxes"):
+            paths = tuple(absolute(p) for p in getattr(self, name))
+            object.__setattr__(self, name, paths)
+        if self.hierarchy:
+            object.__setattr__(self, "hierarchy", absolute(self.hierarchy))
         if self.expand_ancestors and not self.hierarchy:
             raise ValueError("--expand-ancestors needs --hierarchy FILE")
         if self.join_buckets < 0:
@@ -55,11 +62,14 @@ class Output:
     overwrite: bool = False
     parquet_compression: str = DEFAULT_COMPRESSION
     job_labels: tuple[str, ...] = ()
+    shared_paths: bool = False  # local paths every worker sees [--shared-paths]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "output", self.output.rstrip("/"))
-        if not self.output:
+        output = self.output.rstrip("/")
+        if not output:
             raise ValueError("--output is required (a directory, not /)")
+        # Workers write under it, in their own working directories.
+        object.__setattr__(self, "output", absolute(output))
 
     def beam_args(self) -> list[str]:
         """Flags of ours that become Beam pipeline options."""
@@ -160,6 +170,14 @@ OUTPUT = FlagGroup(
             "--parquet-compression",
             choices=["zstd", "snappy", "gzip", "lz4", "none"],
             help="the codec of every Parquet table written",
+        ),
+        flag(
+            "--shared-paths",
+            action="store_true",
+            help="local --output and input paths are on storage every worker "
+            "sees at the same path (an NFS mount, a cluster on this machine); "
+            "without it a runner whose workers run elsewhere takes only URIs "
+            "such as gs://",
         ),
         flag(
             "--job-label",

@@ -42,8 +42,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve(module: str, port_flag: str, log: Path):
-    """Starts a Beam service module on a free port; (process, port)."""
+def _serve(module: str, port_flag: str, log: Path, cwd: Path | None = None):
+    """Starts a Beam service module on a free port (in `cwd`); (process, port)."""
     port = _free_port()
     env = dict(os.environ)
     # The worker pool starts workers with `python` from PATH: ours.
@@ -53,6 +53,7 @@ def _serve(module: str, port_flag: str, log: Path):
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
         env=env,
+        cwd=cwd,
     )
     deadline = time.monotonic() + 60
     while True:
@@ -81,9 +82,13 @@ def job_service(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def worker_pool(tmp_path_factory):
+    """Workers in a working directory of their own, as on a cluster."""
     log = tmp_path_factory.mktemp("services") / "worker_pool.log"
     process, port = _serve(
-        "apache_beam.runners.worker.worker_pool_main", "--service_port", log
+        "apache_beam.runners.worker.worker_pool_main",
+        "--service_port",
+        log,
+        cwd=tmp_path_factory.mktemp("worker_cwd"),
     )
     yield f"localhost:{port}"
     process.kill()
@@ -145,6 +150,7 @@ def test_every_runner_writes_the_same_snapshot(
         beam_flags = ["--direct_num_workers", "2", "--direct_running_mode", runner]
     else:
         beam_flags = [
+            "--shared-paths",  # the workers run on this machine
             "--runner",
             "PortableRunner",
             "--job_endpoint",
@@ -172,10 +178,60 @@ def test_every_runner_writes_the_same_snapshot(
     assert code == 0
     assert (tmp_path / "LATEST").read_text() == f"{runner}\n"
     _same_snapshot(reference, tmp_path / runner)
-    local = runner == "multi_processing"
-    assert manifest(tmp_path / runner)["runner"] == (
-        "FnApiRunner" if local else "PortableRunner"
+    assert manifest(tmp_path / runner)["runner"] == {
+        "multi_processing": "FnApiRunner",
+    }.get(runner, "PortableRunner")
+
+
+def test_relative_paths_reach_workers_in_another_directory(
+    release, reference, worker_pool, job_service, tmp_path, monkeypatch
+):
+    """Inputs and --output given relative to the launcher's directory: the
+    workers (the pool runs them in a directory of their own) read and write
+    the same files, as they are made absolute at launch."""
+    monkeypatch.chdir(tmp_path)
+    inputs = [
+        os.path.relpath(a, tmp_path) if a.startswith("/") else a
+        for a in release.write()
+    ]
+    assert not any(a.startswith("/") for a in inputs)
+    portable = [
+        "--runner",
+        "PortableRunner",
+        "--job_endpoint",
+        job_service,
+        "--environment_type",
+        "EXTERNAL",
+        "--environment_config",
+        worker_pool,
+    ]
+    flags = [*inputs, "--output", "out", "--snapshot-id", "rel", *FLAGS]
+    assert run_cli("snapshot", *flags, "--shared-paths", *portable) == 0
+    _same_snapshot(reference, tmp_path / "out" / "rel")
+    assert manifest(tmp_path / "out" / "rel")["options"]["output"]["output"] == str(
+        tmp_path / "out"
     )
+
+
+def test_local_paths_with_workers_elsewhere_are_refused(
+    release, job_service, tmp_path, capsys
+):
+    code = run_cli(
+        "snapshot",
+        *release.write(),
+        "--output",
+        tmp_path,
+        *FLAGS,
+        "--runner",
+        "PortableRunner",
+        "--job_endpoint",
+        job_service,
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--runner PortableRunner runs its workers elsewhere" in err
+    assert "gs://" in err and "--shared-paths" in err
+    assert list(tmp_path.iterdir()) == []  # refused before anything is written
 
 
 def test_dataflow_builds_the_snapshot_job_offline(release, reference, tmp_path):
@@ -188,6 +244,7 @@ def test_dataflow_builds_the_snapshot_job_offline(release, reference, tmp_path):
             str(reference.parent),
             "--snapshot-id",
             "dataflow",
+            "--shared-paths",  # the dry run reads the previous snapshot here
             "--previous",
             "ref",
             *FLAGS,

@@ -166,6 +166,7 @@ def test_an_unchanged_refresh_publishes_like_the_pipeline(release, tmp_path):
     # publishes nothing.
     assert snapshot_cli(flags, root, "s9", "--previous", "s1", "--num_wokers=2") == 2
     dataflow_dry_run = [
+        "--shared-paths",  # the dry run reads the release and s1 here
         *("--runner", "DataflowRunner", "--dry_run", "True"),
         *("--project", "oibeam-tests", "--region", "us-central1"),
         *("--temp_location", "gs://oibeam-tests-bucket/tmp"),

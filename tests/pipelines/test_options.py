@@ -4,6 +4,7 @@ are the config's own, and each command's parser yields the config it runs."""
 from __future__ import annotations
 
 import inspect
+import os
 import re
 
 import pytest
@@ -48,8 +49,9 @@ def test_defaults_are_the_configs_own():
     assert config.fetch.policy == FetchPolicy()
     assert config.selection == Selection()
     assert config.rule == PRESETS["v1"]
-    assert config.output.output == "out"  # trailing slash dropped
-    assert config.inputs.images == ("i.csv",)
+    # Absolute (workers run in other directories), trailing slash dropped.
+    assert config.output.output == os.path.abspath("out")
+    assert config.inputs.images == (os.path.abspath("i.csv"),)
 
 
 def test_a_full_fetch_command_line():
@@ -134,11 +136,23 @@ def test_labels_are_required_where_they_are(capsys):
     assert "--labels PATTERN [PATTERN ...] [--classes" in usage  # not [bracketed]
 
 
+def test_local_paths_are_made_absolute_and_uris_kept(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["--images", "a/*.csv", "gs://b/i.csv", "--labels", "~/l.csv"]
+    argv += ["--hierarchy", "h.json", "--boxes", "../x.csv", "--output", "gs://o/r/"]
+    config = TablesConfig.from_args(_parse(tables_parser(), argv))
+    assert config.inputs.images == (f"{tmp_path}/a/*.csv", "gs://b/i.csv")
+    assert config.inputs.labels == (os.path.expanduser("~/l.csv"),)
+    assert config.inputs.hierarchy == f"{tmp_path}/h.json"
+    assert config.inputs.boxes == (f"{tmp_path.parent}/x.csv",)
+    assert config.output.output == "gs://o/r"
+
+
 def test_snapshot_options():
     config = SnapshotConfig.from_args(
         _parse(snapshot_parser(), BASE + ["--snapshot-id", "n1", "--no-report"])
     )
-    assert config.directory == "out/n1"
+    assert config.directory == os.path.abspath("out/n1")
     assert not config.snapshot.report and not config.snapshot.retry_all
     args = _parse(snapshot_parser(), BASE)
     assert args.snapshot_id is None  # the time is taken when the config is built
@@ -190,6 +204,8 @@ def test_every_value_after_a_repeatable_flag_is_taken(flag, values, field):
         argv += ["--labels", "l.csv", "m.csv", "n.csv"]
     args, beam_args = fetch_parser().parse_known_args(argv)
     assert beam_args == []
+    if flag == "--labels":  # paths are made absolute
+        values = [os.path.abspath(v) for v in values]
     assert field(FetchRunConfig.from_args(args)) == tuple(values)
 
 

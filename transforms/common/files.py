@@ -37,6 +37,14 @@ def is_uri(path: str) -> bool:
     return "://" in path
 
 
+def absolute(path: str) -> str:
+    """`path` as a worker in any working directory sees it: URIs as they
+    are, local paths (and patterns) made absolute, `~` expanded."""
+    if is_uri(path):
+        return path
+    return os.path.abspath(os.path.expanduser(path))
+
+
 def _beam():
     from apache_beam.io.filesystems import FileSystems as Beam
 
