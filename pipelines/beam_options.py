@@ -46,6 +46,30 @@ def _runner_flag(args: list[str]) -> tuple[int, str | None]:
     return -1, None
 
 
+DASK_RUNNER = "oibeam.pipelines.dask_runner.DaskRunner"
+
+
+def _with_our_dask_runner(args: list[str]) -> list[str]:
+    """--runner DaskRunner means oibeam's fix of Beam's (dask_runner.py),
+    imported so that its flags (--dask_client_address ...) are known."""
+    index, runner = _runner_flag(args)
+    if runner not in ("DaskRunner", DASK_RUNNER):
+        return args
+    try:
+        import oibeam.pipelines.dask_runner  # noqa: F401
+    except ImportError as e:
+        raise BeamFlagError(
+            f"--runner DaskRunner needs dask.distributed ({e}): "
+            "pip install 'oibeam[dask]'"
+        ) from None
+    args = list(args)
+    if args[index] == "--runner":
+        args[index + 1] = DASK_RUNNER
+    else:
+        args[index] = f"--runner={DASK_RUNNER}"
+    return args
+
+
 def with_local_default(args: list[str]) -> list[str]:
     """The args with --runner FnApiRunner when none or DirectRunner, and with
     LOCAL_WORKERS workers unless --direct_num_workers says otherwise.
@@ -72,6 +96,11 @@ def with_local_default(args: list[str]) -> list[str]:
     return args
 
 
+def runner_args(args: list[str]) -> list[str]:
+    """The Beam args with the runner oibeam uses for the one asked for."""
+    return with_local_default(_with_our_dask_runner(args))
+
+
 def check_known(args: list[str]) -> None:
     """Raises BeamFlagError for flags no PipelineOptions class defines."""
     parser = _BeamArgumentParser(allow_abbrev=False)
@@ -89,7 +118,7 @@ def check_known(args: list[str]) -> None:
 def pipeline_options(args: list[str]) -> PipelineOptions:
     """PipelineOptions from Beam flags, with the explicit local default runner."""
     set_up_beam()
-    args = with_local_default(args)
+    args = runner_args(args)
     check_known(args)
     return PipelineOptions(args)
 

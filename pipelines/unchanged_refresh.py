@@ -168,9 +168,9 @@ def refresh_if_unchanged(config: SnapshotConfig, beam_args: list[str]):
     if _dry_run(beam_args):
         return None
     if beam_args:  # no pipeline runs, but a mistyped flag is still refused
-        from oibeam.pipelines.beam_options import check_known, with_local_default
+        from oibeam.pipelines.beam_options import check_known, runner_args
 
-        check_known(with_local_default(beam_args))
+        check_known(runner_args(beam_args))
     try:
         check_publishable(config.root)
     except ValueError as e:

@@ -21,6 +21,7 @@ import pytest
 from oibeam.pipelines.options.beam_commands import SnapshotConfig, snapshot_parser
 from oibeam.pipelines.snapshot import run_snapshot
 
+from support.dask_cluster import DaskCluster
 from support.runs import run_cli
 from support.snapshot_release import (
     Photo,
@@ -96,6 +97,13 @@ def worker_pool(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory):
+    """A dask.distributed scheduler and 2 worker processes on 127.0.0.1."""
+    with DaskCluster(tmp_path_factory.mktemp("dask"), workers=2) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
 def release(fault_server, tmp_path_factory):
     made = Release(fault_server, tmp_path_factory.mktemp("runners"), "runners")
     for i in range(16):
@@ -141,13 +149,17 @@ def _same_snapshot(a: Path, b: Path) -> None:
 
 @pytest.mark.parametrize(
     "runner",
-    ["multi_processing", "portable_loopback", "portable_external"],
+    ["multi_processing", "portable_loopback", "portable_external", "dask"],
 )
 def test_every_runner_writes_the_same_snapshot(
     runner, release, reference, tmp_path, request
 ):
     if runner == "multi_processing":
         beam_flags = ["--direct_num_workers", "2", "--direct_running_mode", runner]
+    elif runner == "dask":
+        address = request.getfixturevalue("dask_cluster").address
+        beam_flags = ["--shared-paths", "--runner", "DaskRunner"]
+        beam_flags += ["--dask_client_address", address]
     else:
         beam_flags = [
             "--shared-paths",  # the workers run on this machine
@@ -180,7 +192,34 @@ def test_every_runner_writes_the_same_snapshot(
     _same_snapshot(reference, tmp_path / runner)
     assert manifest(tmp_path / runner)["runner"] == {
         "multi_processing": "FnApiRunner",
+        "dask": "oibeam.pipelines.dask_runner.DaskRunner",
     }.get(runner, "PortableRunner")
+
+
+@pytest.mark.parametrize("command", ["tables", "fetch"])
+def test_tables_and_fetch_on_dask_are_the_local_runners(
+    command, release, dask_cluster, tmp_path
+):
+    """`oibeam tables` and `oibeam fetch` on a 2-worker dask.distributed
+    cluster write what the local runner writes, tables and tars."""
+    flags = [*release.write(), *(FLAGS if command == "fetch" else [])]
+    local, dask = tmp_path / "local", tmp_path / "dask"
+    assert run_cli(command, *flags, "--output", local) == 0
+    on_dask = ["--shared-paths", "--runner", "DaskRunner"]
+    on_dask += ["--dask_client_address", dask_cluster.address]
+    assert run_cli(command, *flags, "--output", dask, *on_dask) == 0
+    assert manifest(local)["tables"].keys() == manifest(dask)["tables"].keys()
+    tables = sorted(p.name for p in (local / "tables").iterdir() if p.is_dir())
+    assert tables == sorted(p.name for p in (dask / "tables").iterdir() if p.is_dir())
+    assert "images" in tables and len(tables) >= 2
+    for table in tables:
+        assert comparable(local, table).equals(comparable(dask, table)), table
+    tars = shard_paths(local)
+    assert len(tars) > 1 if command == "fetch" else tars == []
+    for one, other in zip(tars, shard_paths(dask), strict=True):
+        assert one.name == other.name and one.read_bytes() == other.read_bytes()
+    for counted in ("rows", "counts"):  # tables' rows, a fetch's statuses
+        assert manifest(local).get(counted) == manifest(dask).get(counted)
 
 
 def test_relative_paths_reach_workers_in_another_directory(
