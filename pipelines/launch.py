@@ -125,15 +125,7 @@ def check_workers_see_paths(options: PipelineOptions, config: TablesConfig) -> N
     runner = runner_name(options)
     if runner == LOCAL_RUNNER or config.output.shared_paths:
         return
-    inputs = config.inputs
-    paths = [
-        config.output.output,
-        *inputs.images,
-        *inputs.labels,
-        *inputs.classes,
-        *inputs.boxes,
-        *([inputs.hierarchy] if inputs.hierarchy else []),
-    ]
+    paths = [config.output.output, *config.inputs.paths()]
     local = [p for p in paths if not is_uri(p)]
     if local:
         raise UsageError(

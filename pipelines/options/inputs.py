@@ -15,6 +15,8 @@ from oibeam.transforms.read.csv_lines import (
 )
 from oibeam.transforms.stats.trainable import PRESETS, make_rule
 
+_PATTERN_FIELDS = ("images", "labels", "classes", "boxes")  # of Inputs
+
 
 @dataclass(frozen=True)
 class Inputs:
@@ -35,7 +37,7 @@ class Inputs:
         if not self.images:
             raise ValueError("--images is required (one or more file patterns)")
         # Workers read these, in their own working directories.
-        for name in ("images", "labels", "classes", "boxes"):
+        for name in _PATTERN_FIELDS:
             paths = tuple(absolute(p) for p in getattr(self, name))
             object.__setattr__(self, name, paths)
         if self.hierarchy:
@@ -48,6 +50,11 @@ class Inputs:
             raise ValueError("--max-rejected is a share of rows, within [0, 1]")
         if self.max_line_bytes < MIN_MAX_LINE_BYTES:
             raise ValueError(f"--max-line-bytes must be at least {MIN_MAX_LINE_BYTES}")
+
+    def paths(self) -> list[str]:
+        """Every input path and pattern given."""
+        patterns = [p for name in _PATTERN_FIELDS for p in getattr(self, name)]
+        return patterns + ([self.hierarchy] if self.hierarchy else [])
 
     def require_labels(self) -> None:
         if not self.labels:
