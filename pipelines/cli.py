@@ -12,6 +12,7 @@ import functools
 import importlib
 import logging
 import re
+import shlex
 import signal
 import sys
 from collections.abc import Callable
@@ -84,6 +85,9 @@ commands:
   export   training lists, per-image JSONL, COCO boxes, attribution (ok images)
   gc       expire old snapshots of a root, delete unused pooled shards, erase
            the bytes of images no kept snapshot has (oibeam gc --help)
+  download-metadata
+           download a release's official CSVs (v1-v3), checked, laid out for
+           tables/snapshot (oibeam download-metadata --help)
   sample   write a synthetic release in the real V1 shape (oibeam sample --help)
   sample-server
            serve a sample release's images on loopback, faults included
@@ -330,6 +334,24 @@ def sample_server_main(argv: list[str]) -> int:
     return 0
 
 
+def download_metadata_main(argv: list[str]) -> int:
+    from oibeam.tools.metadata.download import DownloadError, download_metadata
+
+    args = tool_commands.download_metadata_parser().parse_args(argv)
+    try:
+        layout = download_metadata(
+            args.release, tuple(args.splits), args.output, args.base_url
+        )
+    except (DownloadError, OSError) as e:
+        return _fail("download-metadata", e, 1)
+    print(
+        f"{len(layout.downloaded)} file(s) downloaded, {len(layout.kept)} already "
+        f"there, in {args.output}; give them to oibeam tables or snapshot:"
+    )
+    print("  " + " ".join(shlex.quote(a) for a in layout.flags()))
+    return 0
+
+
 COMMANDS = {
     "tables": tables_main,
     "fetch": fetch_main,
@@ -338,6 +360,7 @@ COMMANDS = {
     "report": report_main,
     "export": export_main,
     "gc": gc_main,
+    "download-metadata": download_metadata_main,
     "sample": sample_main,
     "sample-server": sample_server_main,
 }

@@ -1,0 +1,1 @@
+"""`oibeam download-metadata`: a release's official CSVs, checked and laid out."""

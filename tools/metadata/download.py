@@ -1,0 +1,222 @@
+"""Download a release's official metadata files, check them, and lay them out
+so `oibeam tables` / `snapshot` take them directly (no Beam here).
+
+Each file lands at OUTPUT/<its URL's path> (so files two releases share are
+fetched once): streamed to a temporary name, its bytes counted against
+Content-Length (and the catalogue's size and MD5 where published), renamed
+when whole. A .tar.gz is then read whole (a truncated or corrupt archive
+fails here, not in a pipeline) and its regular files extracted beside it into
+a folder of the archive's name, again under a temporary name first; a member
+that would land outside that folder is refused. A rerun skips what is already
+there whole (OUTPUT/downloads.json records each file's bytes and MD5).
+`--base-url` fetches the same paths from a mirror.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
+
+import requests
+
+from oibeam.tools.metadata.official_files import (
+    CLASSES,
+    KINDS,
+    NOT_LISTED,
+    RELEASES,
+    SPLITS,
+    OfficialFile,
+)
+
+RECORD = "downloads.json"
+_CHUNK = 1 << 20
+_TIMEOUT = 60
+
+
+class DownloadError(ValueError):
+    """A file could not be downloaded whole and as published."""
+
+
+@dataclass
+class Layout:
+    """What was downloaded: the inputs for each flag, and every file."""
+
+    inputs: dict[str, list[str]] = field(default_factory=dict)
+    downloaded: list[str] = field(default_factory=list)  # fetched by this run
+    kept: list[str] = field(default_factory=list)  # already there, whole
+
+    def flags(self) -> list[str]:
+        """`--images ... --labels ... --classes ... --boxes ...`."""
+        out: list[str] = []
+        for kind in KINDS:
+            if self.inputs.get(kind):
+                out += [f"--{kind}", *self.inputs[kind]]
+        return out
+
+
+def files_of(release: str) -> tuple[OfficialFile, ...]:
+    if release in NOT_LISTED:
+        raise DownloadError(
+            f"--release {release}: its official file list is not in oibeam yet "
+            "(see oibeam/tools/metadata/official_files.py); download its CSVs "
+            "by hand and give them to --images/--labels/--classes/--boxes"
+        )
+    if release not in RELEASES:
+        raise DownloadError(f"--release {release}: one of {', '.join(RELEASES)}")
+    return RELEASES[release]
+
+
+def download_metadata(
+    release: str,
+    splits: tuple[str, ...],
+    output: str,
+    base_url: str | None = None,
+    files: tuple[OfficialFile, ...] | None = None,
+) -> Layout:
+    """Downloads `release`'s files (or `files`) into `output`; the inputs of
+    `splits` (classes files always) go to the layout's flags."""
+    root = Path(output).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    record_path = root / RECORD
+    record = json.loads(record_path.read_text()) if record_path.exists() else {}
+    layout = Layout()
+    for official in files if files is not None else files_of(release):
+        url = _mirrored(official.url, base_url)
+        target = root / _relative(official.url)
+        done = record.get(official.url)
+        if done and target.exists() and target.stat().st_size == done["bytes"]:
+            layout.kept.append(str(target))
+        else:
+            record[official.url] = _download(url, target, official)
+            _write_record(record_path, record)
+            layout.downloaded.append(str(target))
+        found = _extracted(target) if official.archive else [target]
+        chosen = [p for p in found if official.kind == CLASSES or _in(p, splits)]
+        layout.inputs.setdefault(official.kind, []).extend(str(p) for p in chosen)
+    return layout
+
+
+def _relative(url: str) -> PurePosixPath:
+    path = PurePosixPath(urlsplit(url).path.lstrip("/"))
+    if not path.parts or ".." in path.parts:
+        raise DownloadError(f"not a file URL: {url}")
+    return path
+
+
+def _mirrored(url: str, base_url: str | None) -> str:
+    if not base_url:
+        return url
+    return f"{base_url.rstrip('/')}/{_relative(url)}"
+
+
+def _download(url: str, target: Path, official: OfficialFile) -> dict:
+    """Streams `url` to `target` (renamed only when whole); {bytes, md5}."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".tmp-{uuid.uuid4().hex}-{target.name}")
+    md5, size = hashlib.md5(), 0
+    try:
+        with requests.get(url, stream=True, timeout=_TIMEOUT) as answer:
+            if answer.status_code != 200:
+                raise DownloadError(f"{url}: HTTP {answer.status_code}")
+            declared = answer.headers.get("Content-Length")
+            with temp.open("wb") as out:
+                for chunk in answer.iter_content(_CHUNK):
+                    out.write(chunk)
+                    md5.update(chunk)
+                    size += len(chunk)
+        if declared is not None and declared.isdigit() and int(declared) != size:
+            raise DownloadError(f"{url}: {size:,} of {int(declared):,} bytes came")
+        if official.size is not None and size != official.size:
+            raise DownloadError(
+                f"{url}: {size:,} bytes, the release says {official.size:,}"
+            )
+        if official.md5 is not None and md5.hexdigest() != official.md5:
+            raise DownloadError(
+                f"{url}: MD5 {md5.hexdigest()}, the release says {official.md5}"
+            )
+        if official.archive:
+            _check_archive(temp, url)
+        os.replace(temp, target)
+    except requests.RequestException as e:
+        raise DownloadError(f"{url}: {e}") from e
+    finally:
+        temp.unlink(missing_ok=True)
+    if official.archive:
+        _remove_tree(_extract_dir(target))  # what an older download held
+    return {"bytes": size, "md5": md5.hexdigest()}
+
+
+def _check_archive(path: Path, url: str) -> None:
+    """Reads the whole archive: DownloadError if it is truncated or corrupt,
+    or if a member would land outside its folder."""
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            for member in tar:
+                _member_path(member, url)
+                if member.isfile():
+                    with tar.extractfile(member) as data:
+                        while data.read(_CHUNK):
+                            pass
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise DownloadError(f"{url}: not a whole .tar.gz ({e})") from e
+
+
+def _member_path(member: tarfile.TarInfo, url: str) -> PurePosixPath | None:
+    """The member's path inside its folder (None: not a regular file or dir)."""
+    path = PurePosixPath(member.name)
+    if path.is_absolute() or ".." in path.parts:
+        raise DownloadError(f"{url}: member {member.name!r} is outside the archive")
+    if not (member.isfile() or member.isdir()):
+        return None  # links, devices: not metadata
+    return path
+
+
+def _extract_dir(archive: Path) -> Path:
+    return archive.with_name(archive.name.removesuffix(".tar.gz").removesuffix(".tgz"))
+
+
+def _extracted(archive: Path) -> list[Path]:
+    """The archive's CSV files, extracted beside it once (sorted)."""
+    folder = _extract_dir(archive)
+    if not folder.exists():
+        temp = folder.with_name(f".tmp-{uuid.uuid4().hex}-{folder.name}")
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                for member in tar:
+                    path = _member_path(member, str(archive))
+                    if path is None or not member.isfile():
+                        continue
+                    out = temp.joinpath(*path.parts)
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    with tar.extractfile(member) as data, out.open("wb") as f:
+                        shutil.copyfileobj(data, f, _CHUNK)
+            temp.mkdir(exist_ok=True)
+            os.replace(temp, folder)
+        finally:
+            _remove_tree(temp)
+    return sorted(p for p in folder.rglob("*.csv") if p.is_file())
+
+
+def _in(path: Path, splits: tuple[str, ...]) -> bool:
+    """Whether a CSV belongs to one of `splits` (by its folder: train/,
+    validation/, test/); a CSV in no split folder belongs to every split."""
+    named = [part for part in path.parts if part in SPLITS]
+    return not named or named[-1] in splits
+
+
+def _remove_tree(path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path)
+
+
+def _write_record(path: Path, record: dict) -> None:
+    temp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+    temp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    os.replace(temp, path)
