@@ -3,12 +3,13 @@ so `oibeam tables` / `snapshot` take them directly (no Beam here).
 
 Each file lands at OUTPUT/<its URL's path> (so files two releases share are
 fetched once): streamed to a temporary name, its bytes counted against
-Content-Length (and the catalogue's size and MD5 where published), renamed
-when whole. A .tar.gz is then read whole (a truncated or corrupt archive
-fails here, not in a pipeline) and its regular files extracted beside it into
-a folder of the archive's name, again under a temporary name first; a member
-that would land outside that folder is refused. A rerun skips what is already
-there whole (OUTPUT/downloads.json records each file's bytes and MD5).
+Content-Length (and the catalogue's size and MD5 where published). A .tar.gz
+is read once, whole, as its regular files are extracted into a temporary
+folder (a truncated or corrupt archive fails here, not in a pipeline; a
+member that would land outside the folder is refused); the file, and the
+folder under the archive's name, are renamed only when both are whole. A
+rerun skips what is already there whole (OUTPUT/downloads.json records each
+file's bytes and MD5).
 `--base-url` fetches the same paths from a mirror.
 """
 
@@ -141,31 +142,52 @@ def _download(url: str, target: Path, official: OfficialFile) -> dict:
             raise DownloadError(
                 f"{url}: MD5 {md5.hexdigest()}, the release says {official.md5}"
             )
-        if official.archive:
-            _check_archive(temp, url)
-        os.replace(temp, target)
+        # An archive is read whole, as it is extracted, before either is
+        # under its final name.
+        unpacked = _unpack(temp, url) if official.archive else None
+        try:
+            os.replace(temp, target)
+            if unpacked is not None:
+                _install(unpacked, _extract_dir(target))
+        finally:
+            if unpacked is not None:
+                _remove_tree(unpacked)
     except requests.RequestException as e:
         raise DownloadError(f"{url}: {e}") from e
     finally:
         temp.unlink(missing_ok=True)
-    if official.archive:
-        _remove_tree(_extract_dir(target))  # what an older download held
     return {"bytes": size, "md5": md5.hexdigest()}
 
 
-def _check_archive(path: Path, url: str) -> None:
-    """Reads the whole archive: DownloadError if it is truncated or corrupt,
-    or if a member would land outside its folder."""
+def _unpack(archive: Path, url: str) -> Path:
+    """The archive's regular files, extracted into a temporary folder beside
+    it as it is read whole: DownloadError if it is truncated or corrupt, or
+    if a member would land outside its folder (nothing is left then)."""
+    temp = archive.with_name(f".tmp-{uuid.uuid4().hex}-unpacked")
     try:
-        with tarfile.open(path, "r:gz") as tar:
+        with tarfile.open(archive, "r:gz") as tar:
             for member in tar:
-                _member_path(member, url)
-                if member.isfile():
-                    with tar.extractfile(member) as data:
-                        while data.read(_CHUNK):
-                            pass
+                path = _member_path(member, url)
+                if path is None or not member.isfile():
+                    continue
+                out = temp.joinpath(*path.parts)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with tar.extractfile(member) as data, out.open("wb") as f:
+                    shutil.copyfileobj(data, f, _CHUNK)
+        temp.mkdir(exist_ok=True)
+        return temp
     except (tarfile.TarError, OSError, EOFError) as e:
+        _remove_tree(temp)
         raise DownloadError(f"{url}: not a whole .tar.gz ({e})") from e
+    except BaseException:
+        _remove_tree(temp)
+        raise
+
+
+def _install(unpacked: Path, folder: Path) -> None:
+    """`unpacked` becomes `folder` (what an older download held goes)."""
+    _remove_tree(folder)
+    os.replace(unpacked, folder)
 
 
 def _member_path(member: tarfile.TarInfo, url: str) -> PurePosixPath | None:
@@ -186,21 +208,7 @@ def _extracted(archive: Path) -> list[Path]:
     """The archive's CSV files, extracted beside it once (sorted)."""
     folder = _extract_dir(archive)
     if not folder.exists():
-        temp = folder.with_name(f".tmp-{uuid.uuid4().hex}-{folder.name}")
-        try:
-            with tarfile.open(archive, "r:gz") as tar:
-                for member in tar:
-                    path = _member_path(member, str(archive))
-                    if path is None or not member.isfile():
-                        continue
-                    out = temp.joinpath(*path.parts)
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    with tar.extractfile(member) as data, out.open("wb") as f:
-                        shutil.copyfileobj(data, f, _CHUNK)
-            temp.mkdir(exist_ok=True)
-            os.replace(temp, folder)
-        finally:
-            _remove_tree(temp)
+        _install(_unpack(archive, str(archive)), folder)
     return sorted(p for p in folder.rglob("*.csv") if p.is_file())
 
 

@@ -176,8 +176,7 @@ def describe(
     done = counts.done
     if rate is None:
         rate = done / seconds
-        byte_rate = counts.bytes / seconds
-    elif byte_rate is None:
+    if byte_rate is None:
         byte_rate = counts.bytes / seconds
     if stage == READ:
         amount = f"{done / 1e6:,.1f}" + (f"/{total / 1e6:,.1f}" if total else "")
