@@ -86,7 +86,7 @@ commands:
   gc       expire old snapshots of a root, delete unused pooled shards, erase
            the bytes of images no kept snapshot has (oibeam gc --help)
   download-metadata
-           download a release's official CSVs (v1-v3), checked, laid out for
+           download a release's official CSVs (v1-v7), checked, laid out for
            tables/snapshot (oibeam download-metadata --help)
   sample   write a synthetic release in the real V1 shape (oibeam sample --help)
   sample-server
@@ -245,6 +245,7 @@ def report_main(argv: list[str]) -> int:
 
 def export_main(argv: list[str]) -> int:
     from oibeam.tools.export.base import ExportError
+    from oibeam.tools.export.files import FilesOptions
     from oibeam.tools.export.run_export import ExportConfig, run_export
 
     args = tool_commands.export_parser().parse_args(argv)
@@ -257,6 +258,7 @@ def export_main(argv: list[str]) -> int:
             min_confidence=args.min_confidence,
             trainable_only=args.trainable_only,
             bucket_rows=args.bucket_rows,
+            files=FilesOptions.from_flags(args),
         )
     except ValueError as e:
         return _fail("export", e)

@@ -89,15 +89,18 @@ def export_parser() -> argparse.ArgumentParser:
         help="tencent: training lists (<subset>.txt, classes.tsv); jsonl: one "
         "object per image; coco: boxes as COCO JSON per subset (needs a run "
         "made with --boxes); attribution: license and author per image; "
+        "files: the images as plain files (below); "
         "webdataset: a self-contained copy of the run (its live samples in new "
         "tars, its tables, a manifest that `oibeam verify` checks), which copies "
-        "every image byte; all: every one but webdataset (coco only if the run "
-        "has boxes). Repeatable",
+        "every image byte; all: every one but files and webdataset (coco only "
+        "if the run has boxes). Repeatable",
     )
     parser.add_argument(
         "--output", metavar="DIR", help="where to write (default RUN_DIR/exports)"
     )
-    group = parser.add_argument_group("training lists (--format tencent)")
+    group = parser.add_argument_group(
+        "training lists (--format tencent, and files with --layout labels)"
+    )
     group.add_argument(
         "--label-source",
         "--source",  # its name before 0.2, as fetch's --label-source
@@ -122,6 +125,7 @@ def export_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only labels of the run's trainable set (tables/trainable_labels.csv)",
     )
+    _files_flags(parser)
     parser.add_argument(
         "--bucket-rows",
         dest="bucket_rows",
@@ -134,14 +138,70 @@ def export_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _files_flags(parser: argparse.ArgumentParser) -> None:
+    from oibeam.tools.export.files import IMAGE_PATHS, LABEL_FILES, LAYOUTS
+    from oibeam.tools.export.files_image import DEFAULT_QUALITY
+
+    group = parser.add_argument_group("plain files (--format files)")
+    group.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="flat",
+        help="flat: files/<subset>/<ImageID>.<ext>; labels: also one folder "
+        "per positive label, files/<subset>/<label>/ (default: flat)",
+    )
+    group.add_argument(
+        "--label-files",
+        dest="label_files",
+        choices=LABEL_FILES,
+        default="symlink",
+        help="with --layout labels: a relative symlink to the flat file, or a "
+        "copy in each label folder (gs:// holds no symlinks) (default: symlink)",
+    )
+    size = group.add_mutually_exclusive_group()
+    size.add_argument(
+        "--resize-longest",
+        dest="resize_longest",
+        type=at_least_one,
+        metavar="N",
+        help="shrink each image so its longest side is at most N pixels (aspect "
+        "kept, never enlarged; resized images are written as JPEG)",
+    )
+    size.add_argument(
+        "--resize-shortest",
+        dest="resize_shortest",
+        type=at_least_one,
+        metavar="N",
+        help="shrink each image so its shortest side is at most N pixels",
+    )
+    group.add_argument(
+        "--jpeg-quality",
+        dest="jpeg_quality",
+        type=int,
+        metavar="Q",
+        default=DEFAULT_QUALITY,
+        help=f"quality of the JPEGs written (default {DEFAULT_QUALITY})",
+    )
+    group.add_argument(
+        "--image-paths",
+        dest="image_paths",
+        choices=IMAGE_PATHS,
+        default="members",
+        help="what COCO file_name and the JSONL path name: the member of a "
+        "shard, or the file --format files writes in the same command "
+        "(default: members)",
+    )
+
+
 def download_metadata_parser() -> argparse.ArgumentParser:
-    from oibeam.tools.metadata.official_files import NOT_LISTED, RELEASES, SPLITS
+    from oibeam.tools.metadata.official_files import RELEASES, SPLITS
 
     parser = argparse.ArgumentParser(
         prog="oibeam download-metadata",
         description="Download a release's official metadata CSVs (images, "
-        "image-level labels, class descriptions, boxes where the release has "
-        "them) from their official locations, check each is whole (bytes "
+        "image-level labels, class descriptions, boxes and the box hierarchy "
+        "where the release has them) from their official locations, check "
+        "each is whole (bytes "
         "against Content-Length, archives read through, sizes and MD5s where "
         "published), extract archives, and print the flags that give them to "
         "`oibeam tables` or `oibeam snapshot`. A rerun skips what is there.",
@@ -149,8 +209,8 @@ def download_metadata_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--release",
         required=True,
-        choices=(*RELEASES, *NOT_LISTED),
-        help="v1-v3 (v4-v7: not listed yet, see the error)",
+        choices=tuple(RELEASES),
+        help="the Open Images release, v1 (2016) to v7 (2022)",
     )
     parser.add_argument(
         "--split",
@@ -158,7 +218,8 @@ def download_metadata_parser() -> argparse.ArgumentParser:
         nargs="+",
         choices=SPLITS,
         default=list(SPLITS),
-        help="the splits whose CSVs the printed flags name (default: all)",
+        help="the splits whose CSVs the printed flags name; v4-v7 fetch only "
+        "these splits' files (default: all)",
     )
     parser.add_argument("--output", required=True, metavar="DIR")
     parser.add_argument(

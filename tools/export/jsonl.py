@@ -2,8 +2,11 @@
 ImageID order.
 
 Keys, in this order, each only when the run has the column and the value is
-not null: ImageID, Subset, path (shards/<shard>/<member>), shard, member,
-offset and size (of the member's bytes in the tar, to seek), the release's
+not null: ImageID, Subset, path (shards/<shard>/<member>; with --image-paths
+files, the file: files/<subset>/..., relative to the export directory), shard,
+member, offset and size (of the member's bytes in the tar, to seek), with
+--image-paths files file_width and file_height (and box *_px in the file's
+pixels), the release's
 columns (URLs, OriginalSize, OriginalMD5 as given, Rotation, license and
 attribution), extra release columns, what the fetch found (checked, format,
 mode, width, height, exif_orientation, display_*, upright_*), labels (every
@@ -46,15 +49,17 @@ def _dumps(row: dict) -> str:
     return json.dumps(row, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def jsonl_columns(schema: pa.Schema) -> tuple[str, ...]:
-    """The image columns written, in key order, for a run's images schema."""
-    release = [c for c in IMAGE_COLUMNS if c not in _FIRST]
-    known = set(_FIRST) | set(release) | set(_FETCHED) | set(_NESTED) | _LEFT_OUT
+def jsonl_columns(schema: pa.Schema, added: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The image columns written, in key order, for a run's images schema;
+    `added` (columns an export adds to each batch) follow the index columns."""
+    first = (*_FIRST, *added)
+    release = [c for c in IMAGE_COLUMNS if c not in first]
+    known = set(first) | set(release) | set(_FETCHED) | set(_NESTED) | _LEFT_OUT
     extras = [c for c in schema.names if c not in known]
     return tuple(
         c
-        for c in (*_FIRST, *release, *extras, *_FETCHED, *_NESTED)
-        if c in schema.names or c in (PATH, *INDEX_COLUMNS)
+        for c in (*first, *release, *extras, *_FETCHED, *_NESTED)
+        if c in schema.names or c in (PATH, *INDEX_COLUMNS, *added)
     )
 
 
@@ -63,9 +68,9 @@ class ImagesJsonl(Exporter):
 
     name = "jsonl"
 
-    def __init__(self, schema: pa.Schema) -> None:
+    def __init__(self, schema: pa.Schema, added: tuple[str, ...] = ()) -> None:
         super().__init__()
-        self._keys = jsonl_columns(schema)
+        self._keys = jsonl_columns(schema, added)
         self.columns = tuple(c for c in self._keys if c in schema.names)
 
     def start(self, directory: str) -> None:

@@ -1,11 +1,13 @@
 """`oibeam export RUN_DIR --format F`: training lists, per-image JSONL, COCO
 boxes and attribution, from the fetched and verified (`ok`) images of a run;
-and `webdataset`, a self-contained copy of the run (see `webdataset`).
+`files`, the images as plain files (see `files`); and `webdataset`, a
+self-contained copy of the run (see `webdataset`).
 
 load_run (ROOT/ID, or ROOT -> LATEST) -> OkImages.spill (ok rows bucketed by
 ImageID; each format observes them) -> OkImages.batches (sorted, placed in the
 shards) -> each format writes its files under OUT/<format>/ -> commit -> sweep
-what an earlier export of the same format left.
+what an earlier export of the same format left. `files` writes each batch
+first, so COCO and JSONL can point at its files (--image-paths files).
 
 No Beam pipeline: every format is a few files written in ImageID order, one
 sequential stream each, and the reader keeps memory bounded by buckets. The
@@ -18,11 +20,22 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 
+from apache_beam.io.filesystems import FileSystems
+
 from oibeam.schemas.fetch import OK
 from oibeam.schemas.releases import SOURCE_KINDS
+from oibeam.schemas.snapshot import MANIFEST
 from oibeam.tools.export.attribution import Attribution
 from oibeam.tools.export.base import Exporter, WrittenExport, sweep
 from oibeam.tools.export.coco import NO_BOXES, CocoBoxes, NoBoxes
+from oibeam.tools.export.files import (
+    FILE_COLUMNS,
+    FilesExport,
+    FilesOptions,
+    coco_view,
+    jsonl_view,
+)
+from oibeam.tools.export.files import NAME as FILES
 from oibeam.tools.export.jsonl import ImagesJsonl
 from oibeam.tools.export.reader import (
     BUCKET_ROWS,
@@ -35,12 +48,13 @@ from oibeam.tools.export.training_list import LabelRule, TrainingList
 from oibeam.tools.export.webdataset import NAME as WEBDATASET
 from oibeam.tools.export.webdataset import copy_run
 from oibeam.tools.runs import Run, statuses_of
+from oibeam.transforms.publish.publish_snapshot import manifest_digest
 
 _LOG = logging.getLogger(__name__)
 
 FORMATS: tuple[str, ...] = ("tencent", "jsonl", "coco", "attribution")
 # Formats `all` leaves out: asked for by name only (a copy of every image byte).
-COPIES: tuple[str, ...] = (WEBDATASET,)
+COPIES: tuple[str, ...] = (FILES, WEBDATASET)
 EXPORTS_DIR = "exports"
 
 
@@ -56,6 +70,7 @@ class ExportConfig:
     min_confidence: float = 0.0
     trainable_only: bool = False
     bucket_rows: int = BUCKET_ROWS
+    files: FilesOptions = field(default_factory=FilesOptions)
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.formats if f not in (*FORMATS, *COPIES)]
@@ -68,6 +83,10 @@ class ExportConfig:
             raise ValueError("--min-confidence must be within [0, 1]")
         if self.bucket_rows < 1:
             raise ValueError("--bucket-rows must be at least 1")
+        if self.files.image_paths == FILES and FILES not in self.formats:
+            raise ValueError(
+                "--image-paths files needs --format files in the same command"
+            )
 
     @classmethod
     def asked(
@@ -127,15 +146,30 @@ class ExportOutcome:
         return "\n".join(lines)
 
 
+def _label_rule(config: ExportConfig, run: RunFiles) -> LabelRule:
+    allowed = trainable_labels(run.directory) if config.trainable_only else None
+    return LabelRule(config.source, config.min_confidence, allowed)
+
+
+def _files_export(config: ExportConfig, run: RunFiles) -> FilesExport:
+    with FileSystems.open(f"{run.directory}/{MANIFEST}") as f:
+        digest = manifest_digest(f.read())
+    labels = config.files.layout == "labels"
+    rule = _label_rule(config, run) if labels else None
+    return FilesExport(config.files, run.directory, digest, rule)
+
+
 def _exporters(config: ExportConfig, run: RunFiles) -> list[Exporter]:
+    """The formats' exporters, `files` first (the others may point at it)."""
     made: list[Exporter] = []
+    if FILES in config.formats:
+        made.append(_files_export(config, run))
+    to_files = config.files.image_paths == FILES
     for name in config.formats:
         if name == "tencent":
-            allowed = trainable_labels(run.directory) if config.trainable_only else None
-            rule = LabelRule(config.source, config.min_confidence, allowed)
-            made.append(TrainingList(rule))
+            made.append(TrainingList(_label_rule(config, run)))
         elif name == "jsonl":
-            made.append(ImagesJsonl(run.schema))
+            made.append(ImagesJsonl(run.schema, FILE_COLUMNS if to_files else ()))
         elif name == "coco":
             made.append(CocoBoxes(run.snapshot_id))
         elif name == "attribution":
@@ -155,7 +189,7 @@ def run_export(config: ExportConfig) -> ExportOutcome:
     run = load_run(config.run)
     output = (config.output or f"{run.directory}/{EXPORTS_DIR}").rstrip("/")
     outcome = ExportOutcome(run.directory, output)
-    formats = tuple(f for f in config.formats if f not in COPIES)
+    formats = tuple(f for f in config.formats if f != WEBDATASET)
     if formats:
         _write_formats(dataclasses.replace(config, formats=formats), run, outcome)
     if WEBDATASET in config.formats:
@@ -196,8 +230,7 @@ def _write_formats(config: ExportConfig, run: RunFiles, outcome: ExportOutcome) 
             for exporter in exporters:
                 exporter.start(f"{output}/{exporter.name}")
             for batch in images.batches():
-                for exporter in exporters:
-                    exporter.write(batch)
+                _write_batch(exporters, batch, config.files.image_paths == FILES)
             finished = [(e, e.finish()) for e in exporters]
         except BaseException:
             for exporter in exporters:
@@ -205,9 +238,29 @@ def _write_formats(config: ExportConfig, run: RunFiles, outcome: ExportOutcome) 
             raise
     for exporter, written in finished:
         outcome.written += written
+        if isinstance(exporter, FilesExport):  # a tree, swept by itself
+            outcome.removed += exporter.removed
+            outcome.notes.append(exporter.note())
+            continue
         outcome.removed += sweep(f"{output}/{exporter.name}", [w.path for w in written])
         if isinstance(exporter, TrainingList) and exporter.unlabelled:
             outcome.notes.append(
                 f"{exporter.unlabelled:,} ok image(s) have no positive label under "
                 "these options: they have no line in the training lists"
             )
+
+
+def _write_batch(exporters: list[Exporter], batch, to_files: bool) -> None:
+    """One batch to every format; with `to_files`, COCO and JSONL get the
+    batch as the files just written describe it."""
+    placed = None
+    for exporter in exporters:
+        if isinstance(exporter, FilesExport):
+            exporter.write(batch)
+            placed = exporter.placed if to_files else None
+        elif placed is not None and isinstance(exporter, CocoBoxes):
+            exporter.write(coco_view(batch, placed))
+        elif placed is not None and isinstance(exporter, ImagesJsonl):
+            exporter.write(jsonl_view(batch, placed))
+        else:
+            exporter.write(batch)
