@@ -73,13 +73,15 @@ class BucketPiece(NamedTuple):
 
 
 # What a run counts about its images (Count.kind): images selected, and per
-# fetch status, refresh change, refresh action, or --label that selected them.
-SELECTED, STATUS, CHANGE, ACTION, LABEL = (
+# fetch status, refresh change, refresh action, or --label that selected them;
+# and images the selection dropped, per reason (--drop-eval-duplicates).
+SELECTED, STATUS, CHANGE, ACTION, LABEL, DROPPED = (
     "selected",
     "status",
     "change",
     "action",
     "label",
+    "dropped",
 )
 
 
@@ -87,6 +89,6 @@ class Count(NamedTuple):
     """A count for the manifest, summed over the run: images selected, or
     images per fetch status, refresh change or refresh action (`value`)."""
 
-    kind: str  # SELECTED | STATUS | CHANGE | ACTION | LABEL
-    value: str  # which status, change, action or label ("" for SELECTED)
+    kind: str  # SELECTED | STATUS | CHANGE | ACTION | LABEL | DROPPED
+    value: str  # which status, change, action, label or reason ("" for SELECTED)
     n: int

@@ -49,9 +49,19 @@ _TYPES: dict[str, type] = {
     "action_vocabulary": dict,
     "reason_vocabulary": dict,
     "images_tables": list,
+    "dropped": dict,
+    "drop_vocabulary": dict,
 }
 # Keys whose values are counts: name -> whole number.
-_COUNTS = ("rows", "counts", "statuses", "changes", "actions", "rejected_by_code")
+_COUNTS = (
+    "rows",
+    "counts",
+    "statuses",
+    "changes",
+    "actions",
+    "rejected_by_code",
+    "dropped",
+)
 _JSON_NAMES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
 
 

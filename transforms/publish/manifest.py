@@ -24,6 +24,7 @@ from apache_beam.io.filesystems import FileSystems
 from oibeam.schemas.elements import (
     ACTION,
     CHANGE,
+    DROPPED,
     LABEL,
     SELECTED,
     STATUS,
@@ -141,14 +142,20 @@ def with_tallies(manifest: dict, tallies: dict[str, dict[str, int]]) -> dict:
     """The manifest with the run's image counts: `counts` (selected, and
     status:<status> per status, as every manifest has had them), `statuses`,
     for a refresh `changes` and `actions`, and with --label the images each
-    label selected (`images_per_label`)."""
+    label selected (`images_per_label`), and with --drop-eval-duplicates
+    the images the selection dropped per reason (`dropped`, and
+    dropped:<reason> in `counts`)."""
     if not tallies:
         return manifest
     statuses = tallies.get(STATUS, {})
+    dropped = tallies.get(DROPPED, {})
     manifest["counts"] = {
         **({SELECTED: tallies[SELECTED][""]} if SELECTED in tallies else {}),
         **{f"{STATUS}:{status}": n for status, n in statuses.items()},
+        **{f"{DROPPED}:{reason}": n for reason, n in dropped.items()},
     }
+    if DROPPED in tallies:
+        manifest["dropped"] = dropped
     manifest["statuses"] = statuses
     if tallies.get(CHANGE):
         manifest["changes"] = tallies[CHANGE]
