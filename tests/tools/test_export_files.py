@@ -28,7 +28,7 @@ import pytest
 from PIL import Image
 
 from oibeam.schemas.boxes import BOX_FLAGS, BOX_REQUIRED
-from oibeam.tools.export.files import label_folder
+from oibeam.tools.export.files import FilesExport, FilesOptions, label_folder
 from oibeam.tools.export.files_image import Resize, boxes_in_file, turn
 from oibeam.transforms.fetch.pixel_boxes import upright_boxes
 
@@ -360,6 +360,7 @@ def test_reruns_keep_what_is_there_and_complete_an_interrupted_export(
     with Image.open(files / "train" / f"{PLAIN_ID}.jpg") as image:
         assert image.size == (300, 200)
     assert not any(p.is_symlink() for p in files.rglob("*"))
+    assert not (files / "train" / "m_cat").exists()  # emptied folders go too
 
 
 def test_files_on_gcs_are_the_local_bytes(run, gcs_emulator, tmp_path, capsys):
@@ -388,6 +389,14 @@ def test_paths_to_files_need_the_files_in_the_same_command(run, tmp_path, capsys
     assert not tmp_path.joinpath("coco").exists()
 
 
+def test_an_output_that_would_hold_the_run_is_refused(run, tmp_path, capsys):
+    shutil.copytree(run, tmp_path / "files" / "run")
+    before = tree(tmp_path / "files" / "run")
+    assert export(tmp_path / "files" / "run", tmp_path, "--format", "files") == 2
+    assert "would hold" in capsys.readouterr().err
+    assert tree(tmp_path / "files" / "run") == before
+
+
 def test_an_image_id_that_would_leave_the_folder_is_refused(run, tmp_path, capsys):
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
@@ -409,16 +418,43 @@ def test_an_image_id_that_would_leave_the_folder_is_refused(run, tmp_path, capsy
     assert not list(tmp_path.rglob("evil*"))
 
 
+def test_the_writer_itself_refuses_an_image_id_that_names_a_path(run, tmp_path):
+    """Behind the reader's check, FilesExport checks each ImageID again."""
+    exporter = FilesExport(FilesOptions(), str(run), "digest")
+    exporter.start(str(tmp_path / "out" / "files"))
+    row = {"shard": "images-00000-of-00001.tar", "offset": 0, "size": 1}
+    row |= {"Subset": "train", "width": 4, "height": 3}
+    for image_id in ("../../../../evil", "0123456789abcdef/../../x"):
+        exporter.write(
+            pa.table(
+                {k: [v] for k, v in row.items()}
+                | {"ImageID": [image_id], "member": [f"{image_id}.jpg"]}
+            )
+        )
+        assert exporter.placed.paths == [None]
+    exporter.finish()
+    failed = (tmp_path / "out" / "files" / "failed.tsv").read_text().splitlines()
+    assert [line.split("\t")[1] for line in failed[1:]] == [
+        "unsafe ImageID: not 16 hex digits"
+    ] * 2
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [
+        "failed.tsv",
+        "settings.json",
+    ]
+
+
 # --- pure functions -------------------------------------------------------
 
 
 def test_label_folders_are_one_safe_segment_each():
     labels = ["/m/0abc", "/m/a_b", "/g/11b", "..", ".", "", "a/b", "a%2Fb", HOSTILE]
+    labels += ["/" * 300, "/" * 301, "é" * 200]  # too long to write as they are
     folders = [label_folder(label) for label in labels]
     assert folders[:3] == ["m_0abc", "m_a_b", "g_11b"]
     assert len(set(folders)) == len(folders)
     for folder in folders:
         assert folder and "/" not in folder and folder not in (".", "..")
+        assert len(folder.encode()) <= 200
 
 
 @pytest.mark.parametrize("rotation", [0, 90, 180, 270])

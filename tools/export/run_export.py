@@ -28,14 +28,9 @@ from oibeam.schemas.snapshot import MANIFEST
 from oibeam.tools.export.attribution import Attribution
 from oibeam.tools.export.base import Exporter, WrittenExport, sweep
 from oibeam.tools.export.coco import NO_BOXES, CocoBoxes, NoBoxes
-from oibeam.tools.export.files import (
-    FILE_COLUMNS,
-    FilesExport,
-    FilesOptions,
-    coco_view,
-    jsonl_view,
-)
 from oibeam.tools.export.files import NAME as FILES
+from oibeam.tools.export.files import FilesExport, FilesOptions
+from oibeam.tools.export.files_views import FILE_COLUMNS, coco_view, jsonl_view
 from oibeam.tools.export.jsonl import ImagesJsonl
 from oibeam.tools.export.reader import (
     BUCKET_ROWS,
@@ -47,6 +42,7 @@ from oibeam.tools.export.reader import (
 from oibeam.tools.export.training_list import LabelRule, TrainingList
 from oibeam.tools.export.webdataset import NAME as WEBDATASET
 from oibeam.tools.export.webdataset import copy_run
+from oibeam.tools.export.webdataset_shards import source_shards
 from oibeam.tools.runs import Run, statuses_of
 from oibeam.transforms.publish.publish_snapshot import manifest_digest
 
@@ -156,7 +152,8 @@ def _files_export(config: ExportConfig, run: RunFiles) -> FilesExport:
         digest = manifest_digest(f.read())
     labels = config.files.layout == "labels"
     rule = _label_rule(config, run) if labels else None
-    return FilesExport(config.files, run.directory, digest, rule)
+    tars = tuple(path for _, path, _ in source_shards(Run.load(run.directory)))
+    return FilesExport(config.files, run.directory, digest, rule, tars)
 
 
 def _exporters(config: ExportConfig, run: RunFiles) -> list[Exporter]:
