@@ -3,13 +3,15 @@ so `oibeam tables` / `snapshot` take them directly (no Beam here).
 
 Each file lands at OUTPUT/<its URL's path> (so files two releases share are
 fetched once): streamed to a temporary name, its bytes counted against
-Content-Length (and the catalogue's size and MD5 where published). A .tar.gz
-is read once, whole, as its regular files are extracted into a temporary
-folder (a truncated or corrupt archive fails here, not in a pipeline; a
-member that would land outside the folder is refused); the file, and the
-folder under the archive's name, are renamed only when both are whole. A
-rerun skips what is already there whole (OUTPUT/downloads.json records each
-file's bytes and MD5).
+Content-Length (and the catalogue's size and MD5 where published). A plain
+CSV of one split (V4+) is fetched only when that split is chosen; a
+split-less file (class descriptions, hierarchy, a V1-V3 tarball of every
+split) always. A .tar.gz is read once, whole, as its regular files are
+extracted into a temporary folder (a truncated or corrupt archive fails
+here, not in a pipeline; a member that would land outside the folder is
+refused); the file, and the folder under the archive's name, are renamed
+only when both are whole. A rerun skips what is already there whole
+(OUTPUT/downloads.json records each file's bytes and MD5).
 `--base-url` fetches the same paths from a mirror.
 """
 
@@ -29,8 +31,8 @@ import requests
 
 from oibeam.tools.metadata.official_files import (
     CLASSES,
+    HIERARCHY,
     KINDS,
-    NOT_LISTED,
     RELEASES,
     SPLITS,
     OfficialFile,
@@ -39,6 +41,7 @@ from oibeam.tools.metadata.official_files import (
 RECORD = "downloads.json"
 _CHUNK = 1 << 20
 _TIMEOUT = 60
+_ALL_SPLITS = (CLASSES, HIERARCHY)  # kinds every split's run reads
 
 
 class DownloadError(ValueError):
@@ -54,7 +57,7 @@ class Layout:
     kept: list[str] = field(default_factory=list)  # already there, whole
 
     def flags(self) -> list[str]:
-        """`--images ... --labels ... --classes ... --boxes ...`."""
+        """`--images ... --labels ... --classes ... --boxes ... --hierarchy F`."""
         out: list[str] = []
         for kind in KINDS:
             if self.inputs.get(kind):
@@ -63,14 +66,12 @@ class Layout:
 
 
 def files_of(release: str) -> tuple[OfficialFile, ...]:
-    if release in NOT_LISTED:
-        raise DownloadError(
-            f"--release {release}: its official file list is not in oibeam yet "
-            "(see oibeam/tools/metadata/official_files.py); download its CSVs "
-            "by hand and give them to --images/--labels/--classes/--boxes"
-        )
     if release not in RELEASES:
-        raise DownloadError(f"--release {release}: one of {', '.join(RELEASES)}")
+        raise DownloadError(
+            f"--release {release}: not an Open Images release oibeam lists "
+            f"(one of {', '.join(RELEASES)}); for another, download its CSVs by "
+            "hand and give them to --images/--labels/--classes/--boxes"
+        )
     return RELEASES[release]
 
 
@@ -81,14 +82,17 @@ def download_metadata(
     base_url: str | None = None,
     files: tuple[OfficialFile, ...] | None = None,
 ) -> Layout:
-    """Downloads `release`'s files (or `files`) into `output`; the inputs of
-    `splits` (classes files always) go to the layout's flags."""
+    """Downloads `release`'s files (or `files`) of `splits` (and those of no
+    split) into `output`; the inputs of `splits` (class descriptions and the
+    hierarchy always) go to the layout's flags."""
     root = Path(output).resolve()
     root.mkdir(parents=True, exist_ok=True)
     record_path = root / RECORD
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
     layout = Layout()
     for official in files if files is not None else files_of(release):
+        if official.split is not None and official.split not in splits:
+            continue
         url = _mirrored(official.url, base_url)
         target = root / _relative(official.url)
         done = record.get(official.url)
@@ -99,7 +103,10 @@ def download_metadata(
             _write_record(record_path, record)
             layout.downloaded.append(str(target))
         found = _extracted(target) if official.archive else [target]
-        chosen = [p for p in found if official.kind == CLASSES or _in(p, splits)]
+        if official.split is not None or official.kind in _ALL_SPLITS:
+            chosen = found  # a chosen split's file, or every split's
+        else:
+            chosen = [p for p in found if _in(p.relative_to(root), splits)]
         layout.inputs.setdefault(official.kind, []).extend(str(p) for p in chosen)
     return layout
 
