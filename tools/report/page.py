@@ -1,8 +1,9 @@
 """One self-contained HTML page from sections of blocks (figures, tables, text).
 
 Every piece of text is escaped here (display names and hosts are free text);
-plots are PNG data: URIs, the CSS is inline, there is no script, and a
-Content-Security-Policy forbids loading anything else.
+plots are PNG data: URIs (thumbnails small JPEG ones), the CSS is inline,
+there is no script, and a Content-Security-Policy forbids loading anything
+else.
 """
 
 from __future__ import annotations
@@ -59,6 +60,16 @@ code { font-size: 12.5px; background: var(--band); padding: 0 3px;
 td code { white-space: nowrap; }
 .note { background: #fff8e5; border-left: 3px solid #e0b000; padding: 6px 12px; }
 footer { color: var(--muted); font-size: 13px; padding: 16px 0 30px; }
+.pairs { display: flex; flex-wrap: wrap; gap: 12px 24px; margin: 10px 0 4px; }
+.pair { display: flex; align-items: center; gap: 8px; padding: 8px;
+  border: 1px solid var(--line); border-radius: 6px; }
+.pair figure { margin: 0; width: 164px; text-align: center; }
+.pair figure img { margin: 0 auto; }
+.pair figcaption { font-size: 12.5px; margin-top: 4px; }
+.noimg { width: 160px; height: 120px; background: var(--band); color: var(--muted);
+  display: flex; align-items: center; justify-content: center; font-size: 13px;
+  border-radius: 4px; }
+.join { color: var(--muted); font-size: 13px; text-align: center; min-width: 60px; }
 """
 
 
@@ -121,7 +132,29 @@ class Heading:
     text: str
 
 
-Block = Paragraph | Facts | Figure | Table | Heading
+@dataclass(frozen=True)
+class Picture:
+    """A small JPEG (None: nothing to show, `missing` says why) with lines of
+    caption under it."""
+
+    jpeg: bytes | None
+    width: int
+    height: int
+    alt: str
+    lines: tuple[str, ...] = ()
+    missing: str = "no image"
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Pictures two by two, side by side, with what joins each pair."""
+
+    id: str
+    pairs: list[tuple[Picture, Picture, str]]
+    caption: str = ""
+
+
+Block = Paragraph | Facts | Figure | Table | Heading | Pairs
 
 
 @dataclass(frozen=True)
@@ -206,6 +239,29 @@ def _table(block: Table) -> str:
     )
 
 
+def _picture(picture: Picture) -> str:
+    if picture.jpeg is None:
+        shown = f'<div class="noimg">{_e(picture.missing)}</div>'
+    else:
+        data = base64.b64encode(picture.jpeg).decode("ascii")
+        shown = (
+            f'<img src="data:image/jpeg;base64,{data}" alt="{_e(picture.alt)}" '
+            f'width="{picture.width}" height="{picture.height}">'
+        )
+    lines = "<br>".join(_e(line) for line in picture.lines)
+    return f"<figure>{shown}<figcaption>{lines}</figcaption></figure>"
+
+
+def _pairs(block: Pairs) -> str:
+    pairs = "".join(
+        f'<div class="pair">{_picture(left)}<div class="join">{_e(join)}</div>'
+        f"{_picture(right)}</div>"
+        for left, right, join in block.pairs
+    )
+    caption = f'<p class="caption">{_e(block.caption)}</p>' if block.caption else ""
+    return f'<div class="pairs" id="{_e(block.id)}">{pairs}</div>{caption}'
+
+
 def _block(block: Block) -> str:
     if isinstance(block, Paragraph):
         klass = f' class="{block.kind}"' if block.kind else ""
@@ -220,6 +276,8 @@ def _block(block: Block) -> str:
         return f'<div class="facts">{items}</div>'
     if isinstance(block, Figure):
         return _figure(block)
+    if isinstance(block, Pairs):
+        return _pairs(block)
     return _table(block)
 
 

@@ -2,8 +2,10 @@
 plots and tables about a run of `oibeam tables`, `fetch` or `snapshot`.
 
 Run -> label_stats (and label_counts) -> label sections; a fetched images table
-(one pass over its record batches) -> fetch sections; -> render_page -> written
-under a temporary name and renamed (a rerun replaces the page).
+(one pass over its record batches) -> fetch sections; the duplicates table
+(and a pass over the images table) -> the leakage section with thumbnails from
+the shards; -> render_page -> written under a temporary name and renamed (a
+rerun replaces the page).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from oibeam.tools.report.label_facts import (
     inferred_from_counts,
     label_facts,
 )
+from oibeam.tools.report.leakage_facts import leakage_facts
+from oibeam.tools.report.leakage_section import leakage_section
 from oibeam.tools.report.page import Paragraph, Section, render_page
 from oibeam.tools.report.run_section import io_section, run_id, run_section, when
 from oibeam.tools.runs import Run, resolve_run
@@ -141,6 +145,7 @@ def build_page(run: Run, top: int = DEFAULT_TOP, generated: str | None = None) -
             None if from_images or facts is None else int(facts.trainable.sum())
         )
         sections += _fetch_sections(run, fetch, rule, release_trainable, top)
+    sections.append(leakage_section(leakage_facts(run), manifest))
     sections.append(io_section(manifest))
     finished = when(manifest.get("finished")) or "?"
     generated = generated or datetime.datetime.now(datetime.timezone.utc).isoformat(
