@@ -303,6 +303,7 @@ def test_label_folders_link_to_the_flat_file_and_stay_inside(run, tmp_path, caps
     # Copies instead: real files in each label folder, none for the PNG.
     other = tmp_path / "copies"
     flags = ["--format", "files", "--layout", "labels", "--label-files", "copy"]
+    flags += ["--format", "jsonl", "--image-paths", "files"]
     assert export(run, other, *flags) == 0
     assert "1 with no positive label (no file)" in capsys.readouterr().out
     copied = tree(other / "files")
@@ -310,6 +311,14 @@ def test_label_folders_link_to_the_flat_file_and_stay_inside(run, tmp_path, caps
         assert copied[str(link.relative_to(files))] == link.read_bytes()
     assert not any(isinstance(v, tuple) for v in copied.values())
     assert not (other / "files" / "validation" / f"{PNG_ID}.png").exists()
+    # JSONL names the first label folder's copy; the PNG has none.
+    lines = (other / "jsonl" / "images.jsonl").read_text().splitlines()
+    paths = {o["ImageID"]: o.get("path") for o in map(json.loads, lines)}
+    assert paths[EXIF_ID] == f"files/train/m_cat/{EXIF_ID}.jpg"
+    assert paths[PLAIN_ID] == f"files/train/{hostile}/{PLAIN_ID}.jpg"
+    assert paths[PNG_ID] is None and paths[BROKEN_ID] is None
+    for path in filter(None, paths.values()):
+        assert (other / path).is_file()
 
     # gs:// holds no symlinks: refused before anything is written.
     code = export(
