@@ -8,6 +8,9 @@ images_per_label  selected images -> Count per --label       (fetch, snapshot)
 fetch_into_shards selected images -> FetchImages           (fetch, snapshot)
 write_statistics  label_counts, label_stats, trainable_labels.csv (tables, snapshot)
 write_errors      tables/errors                             (tables, fetch, snapshot)
+write_duplicates  images tables -> FindDuplicates -> tables/duplicates, by
+                  OriginalMD5 (tables) or after a fetch, from the images
+                  parts it wrote, by bytes and hashes too  (fetch, snapshot)
 write_table       (part name, pa.Table) -> Parquet files, with bucket_parts and
                   single_part to name the parts            (every table)
 """
@@ -22,10 +25,13 @@ import pyarrow as pa
 from oibeam.pipelines.layout import RunLayout
 from oibeam.pipelines.options.inputs import Inputs
 from oibeam.schemas import tables as schemas
+from oibeam.schemas.duplicates import DUPLICATES
 from oibeam.schemas.elements import Count, FileCount, RangeLines, WrittenFile
 from oibeam.transforms.common.progress import JOIN, READ
 from oibeam.transforms.common.write_files import write_csv_output
 from oibeam.transforms.common.write_tables import WriteParquetTable
+from oibeam.transforms.dedup.find_duplicates import FindDuplicates
+from oibeam.transforms.dedup.written_images import ReadWrittenImages
 from oibeam.transforms.fetch.fetch_images import FetchImages
 from oibeam.transforms.fetch.image_tasks import FetchConfig
 from oibeam.transforms.join.labels_to_images import JoinLabelsToImages, choose_buckets
@@ -270,3 +276,29 @@ def write_statistics(
             write_csv_output, path=layout.trainable_csv, table="trainable_labels"
         ).with_output_types(WrittenFile),
     ]
+
+
+def write_duplicates(
+    images: beam.PCollection[tuple[int, pa.Table]] | list[beam.PCollection],
+    layout: RunLayout,
+    compression: str,
+    near_distance: int | None = None,
+) -> beam.PCollection[WrittenFile]:
+    """tables/duplicates. `images`: the release's (bucket, images table),
+    searched by OriginalMD5 only; or the WrittenFile collections of a fetch,
+    whose images parts are read back and searched by OriginalMD5, by the MD5
+    of the bytes and, with `near_distance`, by perceptual hash."""
+    if isinstance(images, list):
+        tables = (
+            images
+            | "AllFetchedFiles" >> beam.Flatten()
+            | "ReadWrittenImages" >> ReadWrittenImages()
+        )
+    else:
+        tables = images | "DuplicateKeyTables" >> beam.Map(_value).with_output_types(
+            pa.Table
+        )
+    found = tables | "FindDuplicates" >> FindDuplicates(near_distance)
+    return write_table(
+        "duplicates", single_part("duplicates", found), layout, DUPLICATES, compression
+    )

@@ -2,7 +2,8 @@
 
 ReadOpenImagesCsv ---+--> JoinLabelsToImages --> images (labels, boxes nested),
                      |   (+ ancestors with --expand-ancestors)   labels tables
-ReadClassDescriptions +          |
+ReadClassDescriptions +          +--> FindDuplicates --> duplicates (same
+                                 |                       OriginalMD5)
                                  +--> ComputeLabelStats --> label_counts,
                                  |                          label_stats,
 errors (read, join, classes) --> ResolveErrorLines -->      trainable_labels.csv
@@ -66,6 +67,7 @@ def build_tables(
         ),
         stages.write_errors(inputs.errors, layout, compression),
         *stages.write_statistics(stats, layout, compression),
+        stages.write_duplicates(inputs.images, layout, compression),
     ]
     empty_tables = {
         "images": layout.empty_table("images", image_schema),

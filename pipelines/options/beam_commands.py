@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass
 
+from oibeam.pipelines.options.duplicates import DUPLICATES
 from oibeam.pipelines.options.fetching import FETCH, POLICY, fetch_config
 from oibeam.pipelines.options.flags import add_groups
 from oibeam.pipelines.options.inputs import OUTPUT, RULE, Inputs, Output, inputs_group
@@ -23,6 +24,7 @@ from oibeam.pipelines.options.selection import (
     apply_legacy_source,
 )
 from oibeam.pipelines.options.snapshot import SNAPSHOT, SnapshotOptions
+from oibeam.transforms.dedup.dedup_config import DuplicatesConfig
 from oibeam.transforms.fetch.fetch_config import FetchConfig
 from oibeam.transforms.select.selection import Selection
 from oibeam.transforms.stats.trainable import TrainableRule
@@ -53,6 +55,7 @@ class FetchRunConfig(TablesConfig):
     labels: LabelQuery = LabelQuery()
     selection: Selection = Selection()  # labels: mids, once resolved
     fetch: FetchConfig = FetchConfig()
+    duplicates: DuplicatesConfig = DuplicatesConfig()
 
     def __post_init__(self) -> None:
         if self.labels.with_descendants and not (
@@ -70,6 +73,7 @@ class FetchRunConfig(TablesConfig):
             labels=LABELS.from_args(args),
             selection=SELECTION.from_args(args),
             fetch=fetch_config(args),
+            duplicates=DUPLICATES.from_args(args),
         )
 
 
@@ -132,7 +136,15 @@ def fetch_parser(prog: str = "oibeam fetch") -> argparse.ArgumentParser:
         "images table of `oibeam tables` (tables/images/*.parquet).",
     )
     add_groups(
-        parser, inputs_group(False), OUTPUT, LABELS, SELECTION, RULE, FETCH, POLICY
+        parser,
+        inputs_group(False),
+        OUTPUT,
+        LABELS,
+        SELECTION,
+        RULE,
+        FETCH,
+        POLICY,
+        DUPLICATES,
     )
     add_legacy_source(parser)
     return parser
@@ -157,6 +169,7 @@ def snapshot_parser(prog: str = "oibeam snapshot") -> argparse.ArgumentParser:
         RULE,
         FETCH,
         POLICY,
+        DUPLICATES,
     )
     add_legacy_source(parser)
     return parser

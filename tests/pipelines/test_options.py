@@ -178,6 +178,7 @@ def test_the_manifest_records_options_by_group():
         "selection",
         "fetch",
         "snapshot",
+        "duplicates",
     }
     # a refresh compares these with its parent's (PreviousSnapshot.fetch_options)
     assert {"source", "url_template", "verify"} <= set(recorded["fetch"])
