@@ -67,6 +67,11 @@ STATUS_FIELDS: list[pa.Field] = [
     pa.field("display_width", pa.int32()),
     pa.field("display_height", pa.int32()),
     pa.field("shard", pa.string()),
+    # ok images: the MD5 (base64, as OriginalMD5) of the bytes kept, and their
+    # 64-bit perceptual hash (transforms/dedup/phash.py; null with --no-phash
+    # or when the pixels cannot be read): what duplicates are found by
+    pa.field("md5", pa.string()),
+    pa.field("phash", pa.int64()),
 ]
 STATUS_COLUMNS: tuple[str, ...] = tuple(f.name for f in STATUS_FIELDS)
 # Columns that describe the run rather than the data: they differ between two

@@ -64,6 +64,7 @@ RESERVED_IMAGE_COLUMNS: frozenset[str] = frozenset(
     + ("status", "error", "retryable", "http_status", "attempts", "elapsed_ms")
     + ("bytes", "url", "md5_ok", "checked", "format", "mode", "width", "height")
     + ("exif_orientation", "display_width", "display_height", "shard")
+    + ("md5", "phash")
     + ("boxes", "upright_width", "upright_height")
 )
 RESERVED_LABEL_COLUMNS: frozenset[str] = frozenset(

@@ -102,6 +102,14 @@ FETCH = FlagGroup(
             help="decode every image fully, not only unverifiable ones",
         ),
         flag(
+            "--no-phash",
+            "phash",
+            action="store_false",
+            help="do not compute the perceptual hash of ok images (the `phash` "
+            "status column; near duplicates need it): saves a reduced decode, "
+            "~0.6 ms for a 60 KB JPEG, ~4 ms for 350 KB",
+        ),
+        flag(
             "--shard-bytes",
             type=int,
             help="target size of one tar shard (smaller when that gives fewer "

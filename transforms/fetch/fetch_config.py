@@ -57,6 +57,8 @@ class FetchConfig:
     max_decode_memory: int = DEFAULT_MAX_DECODE_MEMORY
     full_decode: bool = False  # decode even MD5-verified images [--full-decode]
     shard_bytes: int = 256 << 20  # target bytes per shard [--shard-bytes]
+    # a perceptual hash of every ok image, for near duplicates [--no-phash]
+    phash: bool = True
 
     def __post_init__(self) -> None:
         if self.source not in ("original", "thumbnail"):
@@ -110,6 +112,7 @@ class FetchConfig:
                 self.max_decode_memory,
                 self.full_decode,
                 self.policy.placeholder_md5,
+                self.phash,
             )
         )
 

@@ -166,11 +166,18 @@ def display_size(
     return (height, width) if quarter_turns % 2 else (width, height)
 
 
-def plan_decode(image: ImageFile.ImageFile, data: bytes) -> int:
+def plan_decode(
+    image: ImageFile.ImageFile,
+    data: bytes,
+    mode: str | None = None,
+    least: tuple[int, int] | None = None,
+) -> int:
     """Sets an opened image up for its cheapest full decode (a JPEG at 1/8
-    scale) and returns the bytes that decode will hold, estimated from the
-    header: Pillow's image, the decoder's buffers and, for a JPEG in several
-    scans, libjpeg's whole-image buffer (held at any scale)."""
+    scale, or at the smallest scale of at least `least` pixels, in `mode` if
+    libjpeg can give it) and returns the bytes that decode will hold,
+    estimated from the header: Pillow's image, the decoder's buffers and, for
+    a JPEG in several scans, libjpeg's whole-image buffer (held at any
+    scale)."""
     held = 0
     if isinstance(image, JpegImagePlugin.JpegImageFile):
         frames, scan_components = _jpeg_layout(data)
@@ -182,7 +189,8 @@ def plan_decode(image: ImageFile.ImageFile, data: bytes) -> int:
         # reduced image, corrupting the heap.
         if scalable:
             width, height = image.size
-            image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
+            eighth = (max(1, width // 8), max(1, height // 8))
+            image.draft(mode or image.mode, least or eighth)
     width, height = image.size  # the reduced size, if draft() reduced it
     decoder = _DECODER_BYTES.get(image.format, _UNMEASURED_DECODER_BYTES)
     return held + width * height * (_pixel_bytes(image.mode) + decoder)

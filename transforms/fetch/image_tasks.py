@@ -23,12 +23,13 @@ import pyarrow as pa
 
 from oibeam.schemas import fetch as contract
 from oibeam.transforms.common import files
+from oibeam.transforms.dedup.phash import phash_bytes
 from oibeam.transforms.fetch import placeholders
 from oibeam.transforms.fetch.download import Download
 from oibeam.transforms.fetch.fetch_config import FetchConfig
 from oibeam.transforms.fetch.fetcher import HttpFetcher
 from oibeam.transforms.fetch.gcs_fetch import GcsFetcher
-from oibeam.transforms.fetch.image_check import Verdict, check_image
+from oibeam.transforms.fetch.image_check import Verdict, check_image, md5_base64
 
 _LOG = logging.getLogger(__name__)
 
@@ -112,6 +113,8 @@ def status_row(url: str | None, download: Download, verdict: Verdict | None) -> 
         "display_width": verdict.display_width,
         "display_height": verdict.display_height,
         "shard": None,
+        "md5": None,
+        "phash": None,
     }
 
 
@@ -231,6 +234,9 @@ class TaskRunner:
         )
         status = status_row(url, download, verdict)
         if status["status"] == contract.OK:
+            status["md5"] = md5_base64(download.md5)
+            if self.config.phash:
+                status["phash"] = _phash(row, download.data, verdict, self.config)
             return Result(status, download.data)
         return Result(status, None, download.md5.hex() if download.md5 else None)
 
@@ -249,6 +255,22 @@ class TaskRunner:
         )
         md5 = row.get(PREVIOUS + "checked") == contract.CHECKED_MD5
         return self._verify(row, row.get(PREVIOUS + "url"), download, md5)
+
+
+def _phash(row: dict, data: bytes, verdict: Verdict, config: FetchConfig):
+    """The perceptual hash of an ok image, upright; None if its pixels cannot
+    be read within --max-decode-memory (its bytes were verified all the
+    same: the image stays ok)."""
+    try:
+        return phash_bytes(
+            data,
+            verdict.exif_orientation,
+            row.get("Rotation"),
+            config.max_decode_memory,
+        )
+    except Exception as e:  # a verified file whose pixels are cut or corrupt
+        _LOG.info("%s: no perceptual hash: %s: %s", row["ImageID"], type(e).__name__, e)
+        return None
 
 
 def internal_columns(table: pa.Table) -> list[str]:
