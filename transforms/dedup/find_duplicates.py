@@ -30,12 +30,11 @@ BUCKETED = tuple[int, pa.Table]
 def _split(table: pa.Table, bucket: np.ndarray):
     """(bucket, rows) for each bucket present."""
     order = np.argsort(bucket, kind="stable")
-    table = table.take(pa.array(order))
     bucket = bucket[order]
     starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
     ends = np.r_[starts[1:], len(bucket)]
     for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-        yield int(bucket[start]), table.slice(start, end - start)
+        yield int(bucket[start]), table.take(pa.array(order[start:end]))
 
 
 class _BucketEntriesFn(beam.DoFn):

@@ -8,13 +8,15 @@ Near: with threshold t, the 64 bits of a perceptual hash are cut into t + 1
 bands; two hashes at most t bits apart agree on at least one band
 (pigeonhole), so the candidates of a row are the rows with the same value of
 some band. A candidate pair is verified by its Hamming distance and kept only
-in the first band the two share, so each pair comes out once. A band value
-held by more than `max_bucket` rows (a blank image under thousands of
-ImageIDs) is not searched pair by pair: its rows, sorted by hash, are each
-compared with the next `window` only. Work per band value is at most
-max_bucket^2 / 2 or rows x window comparisons; what the window may miss is
-counted (`truncated`), and identical hashes, adjacent once sorted, are never
-missed.
+in the first band the two share, so each pair comes out once. Copies of one
+hash (a blank image under thousands of ImageIDs) are paired in a star with the
+first of them, which alone is compared further. A band value held by more than
+`max_bucket` distinct hashes (a collection far beyond 2^(64/(t+1)) x
+max_bucket images, or hashes skewed towards one value) is not searched pair by
+pair: its hashes, sorted, are each compared with the next `window` only. Work
+per band value is at most max_bucket^2 / 2 or hashes x window comparisons;
+the rows searched by window, where pairs may be missed, are counted
+(`truncated`).
 """
 
 from __future__ import annotations
@@ -221,9 +223,16 @@ def near_pairs(
     band = rows["band"].to_numpy()
     value = rows["value"].to_numpy()
     hashes = rows["phash"].to_numpy().view(np.uint64)
+    # Copies of one hash: each paired with the first (smallest ImageID) in
+    # band 0, which every copy shares; only the first is compared further.
+    first = np.zeros(rows.num_rows, dtype=bool)
+    first[_segments([band, value, hashes])[0]] = True
+    head = np.maximum.accumulate(np.where(first, np.arange(rows.num_rows), 0))
+    copy = ~first & (band == 0)
+    found_i, found_j = [head[copy]], [np.flatnonzero(copy)]
+    distinct = np.flatnonzero(first)
     masks = band_masks(distance)
-    starts, ends = _segments([band, value])
-    found_i, found_j = [], []
+    starts, ends = _segments([band[distinct], value[distinct]])
     compared = truncated = 0
     for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
         k = end - start
@@ -238,16 +247,14 @@ def near_pairs(
             b = a + np.tile(steps, k)
             keep = b < k
             a, b = a[keep], b[keep]
-        a, b = a + start, b + start
+        a, b = distinct[a + start], distinct[b + start]
         compared += len(a)
         xor = hashes[a] ^ hashes[b]
         near = popcount(xor) <= distance
-        for earlier in masks[: band[start]]:
+        for earlier in masks[: band[a[0]]]:
             near &= (xor & earlier) != 0  # found in that band already
         found_i.append(a[near])
         found_j.append(b[near])
-    if not found_i:
-        return NearPairs(PAIRS.empty_table(), compared, truncated)
     i, j = np.concatenate(found_i), np.concatenate(found_j)
     ids = rows["ImageID"]
     swap = pc.greater(ids.take(pa.array(i)), ids.take(pa.array(j))).to_numpy(

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pyarrow as pa
 
-from oibeam.schemas.duplicates import BY_BYTES, BY_CSV_MD5, KEYS, PAIRS
+from oibeam.schemas.duplicates import BY_BYTES, BY_CSV_MD5, BY_PHASH, KEYS, PAIRS
 from oibeam.transforms.dedup import pairs as search
 
 
@@ -118,13 +118,35 @@ def test_rows_without_a_hash_have_no_band_entries():
     assert search.band_entries(_keys(rows), 6).num_rows == 7
 
 
-def test_a_huge_band_value_is_searched_by_window_within_bounded_work():
-    # 5,000 identical hashes (a blank image) and 5 that differ by one bit
+def test_thousands_of_copies_of_one_hash_are_a_star_found_whole():
+    # a blank image under 5,000 ImageIDs, and 5 hashes one bit from it
     rows = [(f"{i:016x}", None, None, 0) for i in range(5000)]
     rows += [(f"f{i:015x}", None, None, 1 << (40 + i)) for i in range(5)]
     found = _near(rows, 6, max_bucket=1000, window=8)
-    assert found.truncated > 0
-    assert found.compared <= 7 * 5005 * 8  # bands x rows x window
-    # every blank copy is linked to the next (a chain): one group in the end
-    linked = set(found.pairs["a"].to_pylist()) | set(found.pairs["b"].to_pylist())
-    assert linked >= {f"{i:016x}" for i in range(5000)}
+    assert found.truncated == 0
+    assert found.compared < 100  # the six distinct hashes, band by band
+    pairs = _pair_set(found.pairs)
+    assert {p for p in pairs if p[1] < "f"} == {
+        (f"{0:016x}", f"{i:016x}", BY_PHASH, 0) for i in range(1, 5000)
+    }
+    # each one-bit hash with the first blank copy, and with one another
+    assert {p for p in pairs if p[1].startswith("f")} == {
+        (f"{0:016x}", f"f{i:015x}", BY_PHASH, 1) for i in range(5)
+    } | {
+        (f"f{i:015x}", f"f{j:015x}", BY_PHASH, 2)
+        for i in range(5)
+        for j in range(i + 1, 5)
+    }
+
+
+def test_a_band_value_of_too_many_hashes_is_searched_by_window():
+    # 3,000 distinct hashes sharing their low band: compared with 8 neighbours
+    rng = np.random.default_rng(2)
+    high = rng.integers(1, 2**53, 3000, dtype=np.int64) << 10
+    rows = [(f"{i:016x}", None, None, int(h)) for i, h in enumerate(high)]
+    rows.append(("ffffffffffffffff", None, None, int(high[0]) ^ (1 << 10)))
+    found = _near(rows, 6, max_bucket=1000, window=8)
+    assert found.truncated == 3001
+    assert found.compared <= 3001 * 8 + 7 * 3001 * 3000 // 2 // 100
+    # adjacent once sorted by hash: found
+    assert (f"{0:016x}", "ffffffffffffffff", BY_PHASH, 1) in _pair_set(found.pairs)
