@@ -67,3 +67,21 @@ def test_bench_snapshot_runs_every_refresh(tmp_path):
     assert "| refresh, 1% relabelled | 0 / 51 / 0 |" in out
     assert "| refresh, 1% removed | 0 / 50 / 1 |" in out
     assert (tmp_path / "work" / "results.jsonl").exists()
+
+
+def test_bench_duplicates_runs_and_finds_the_planted_pairs(tmp_path):
+    out = _run(
+        "bench_duplicates.py",
+        "--images",
+        "3000",
+        "--blank",
+        "100",
+        "--generated",
+        "2",
+        "--seconds",
+        "0.01",
+        "--workdir",
+        str(tmp_path),
+    )
+    assert "exact groups agree with DuckDB: True" in out
+    assert '"recall": 1.0' in out
