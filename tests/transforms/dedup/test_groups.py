@@ -32,6 +32,24 @@ def test_components_take_the_smallest_member_as_root():
     assert root.tolist() == [0, 1, 2, 1, 1, 5, 5]
 
 
+def test_components_agree_with_a_plain_union_find():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n, m = int(rng.integers(1, 60)), int(rng.integers(0, 80))
+        a, b = rng.integers(0, n, m), rng.integers(0, n, m)
+        parent = list(range(n))
+
+        def find(x, parent=parent):
+            while parent[x] != x:
+                x = parent[x]
+            return x
+
+        for x, y in zip(a.tolist(), b.tolist(), strict=True):
+            rx, ry = find(x), find(y)
+            parent[max(rx, ry)] = min(rx, ry)
+        assert components(a, b, n).tolist() == [find(x) for x in range(n)]
+
+
 def test_rows_of_exact_and_near_members():
     pairs = _pairs(
         [
