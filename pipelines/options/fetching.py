@@ -106,8 +106,9 @@ FETCH = FlagGroup(
             "phash",
             action="store_false",
             help="do not compute the perceptual hash of ok images (the `phash` "
-            "status column; near duplicates need it): saves a reduced decode, "
-            "~0.6 ms for a 60 KB JPEG, ~4 ms for 350 KB",
+            "status column; near duplicates need it): saves a reduced decode "
+            "of every ok image, ~0.6 ms of CPU for a 40 KB JPEG, ~2 ms at "
+            "1024x768, ~4 ms at 1800x1200",
         ),
         flag(
             "--shard-bytes",
