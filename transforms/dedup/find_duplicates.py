@@ -8,8 +8,8 @@
 Everything moves as Arrow tables of thousands of rows. Entries go to one of
 `buckets` buckets by a stable digest of their digest or (band, band value),
 so every copy of a digest, and every hash with a given band value, meets in
-one bucket. Only the pairs, which are few, are brought together for the
-union-find.
+one bucket. Only the pairs (fewer than the images: copies of one digest or
+hash pair in a star) are brought together for the union-find.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ BUCKETED = tuple[int, pa.Table]
 
 
 def _split(table: pa.Table, bucket: np.ndarray):
-    """(bucket, rows) for each bucket present."""
+    """(bucket, rows) for each bucket present. Each bucket's rows are a copy:
+    a slice would carry its parent's buffers (on the local runner 32 slices
+    of a table held 32 times its bytes)."""
     order = np.argsort(bucket, kind="stable")
     bucket = bucket[order]
     starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
