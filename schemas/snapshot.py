@@ -48,6 +48,9 @@ REASONS: dict[str, str] = {
     "new": "no previous snapshot had this image",
     "not_in_release": "the input no longer has this image",
     "not_selected": "the input has it, the selection no longer picks it",
+    "eval_duplicate": "the input has it, but it is a train image that duplicates "
+    "a validation or test image, dropped by --drop-eval-duplicates (the "
+    "manifest's `dropped` counts say by what)",
     "bytes_changed": "OriginalMD5 or OriginalSize differs: the image was replaced",
     "metadata_changed": "labels or other columns differ (listed in changed_columns)",
     "unchanged": "nothing that matters changed",

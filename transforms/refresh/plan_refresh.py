@@ -176,10 +176,12 @@ def plan_refresh(
     release_ids: pa.Array | None,
     rules: RefreshRules,
     deleted: pa.Table | None = None,
+    dropped_ids: pa.Array | None = None,
 ) -> Plan:
     """Tasks (current rows + INTERNAL_FIELDS, by ImageID), diff rows (DIFF,
     current then removed images, each by ImageID) and dead rows (DELETED) of
-    one bucket; `deleted`: the previous snapshot's deleted rows of it."""
+    one bucket; `deleted`: the previous snapshot's deleted rows of it;
+    `dropped_ids`: its images --drop-eval-duplicates dropped."""
     current = current.sort_by("ImageID").combine_chunks()
     if previous is None or not previous.num_rows:
         previous = None
@@ -230,6 +232,10 @@ def plan_refresh(
             else np.ones(removed.num_rows, dtype=bool)
         )
         k = removed.num_rows
+        why = np.where(in_release, "not_selected", "not_in_release").astype(object)
+        if dropped_ids is not None and len(dropped_ids):
+            was_dropped = pc.is_in(removed["ImageID"], value_set=dropped_ids)
+            why[was_dropped.to_numpy(zero_copy_only=False)] = "eval_duplicate"
         diff = pa.concat_tables(
             [
                 diff,
@@ -237,9 +243,7 @@ def plan_refresh(
                     removed["ImageID"],
                     np.full(k, "removed", dtype=object),
                     np.full(k, DROP, dtype=object),
-                    np.where(in_release, "not_selected", "not_in_release").astype(
-                        object
-                    ),
+                    why,
                     [None] * k,
                     removed["status"],
                     removed["shard"],
@@ -322,12 +326,14 @@ class _PlanBucketFn(beam.DoFn):
         if not current and not pieces and not deleted:
             return
         release = list(grouped["release"])
+        dropped = list(grouped.get("dropped", ()))
         plan = plan_refresh(
             pa.concat_tables(current) if current else self._schema.empty_table(),
             pa.concat_tables([read_piece(p) for p in pieces]) if pieces else None,
             pa.concat_tables(release)["ImageID"].combine_chunks() if release else None,
             self._rules,
             pa.concat_tables([read_piece(p) for p in deleted]) if deleted else None,
+            pa.concat_tables(dropped)["ImageID"].combine_chunks() if dropped else None,
         )
         yield from _outputs(bucket, plan)
 
@@ -335,7 +341,8 @@ class _PlanBucketFn(beam.DoFn):
 class PlanRefresh(beam.PTransform):
     """{"current": (bucket, selected images), "release": (bucket, every image
     of the input), "previous" and "deleted": (bucket, BucketPiece) of the
-    previous snapshot's images and deleted rows, or absent} -> dict: tasks =
+    previous snapshot's images and deleted rows, or absent; "dropped",
+    optional: (bucket, ImageIDs --drop-eval-duplicates dropped)} -> dict: tasks =
     (bucket, pa.Table) for FetchImages, carried = (bucket, pa.Table) of tasks
     for ShareShards, dead = (bucket, pa.Table DELETED), diff = (bucket,
     pa.Table DIFF), counts = Count per change and per action. Without a
@@ -364,6 +371,7 @@ class PlanRefresh(beam.PTransform):
                     "previous": inputs["previous"],
                     "deleted": inputs["deleted"],
                     "release": release,
+                    **({"dropped": inputs["dropped"]} if "dropped" in inputs else {}),
                 }
                 | "GroupByBucket" >> beam.CoGroupByKey()
                 | "PlanBuckets"

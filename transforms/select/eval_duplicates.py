@@ -71,7 +71,8 @@ def _say_if_none(md5s: pa.Array) -> int:
 
 class _DropEvalDuplicatesFn(beam.DoFn):
     """(bucket, images table) -> (bucket, the rows kept); tagged 'counts':
-    Count(DROPPED, reason, images) for every reason, 0 included."""
+    Count(DROPPED, reason, images) for every reason, 0 included; tagged
+    'dropped': (bucket, the ImageIDs dropped), if any."""
 
     def setup(self) -> None:
         self._counters = {
@@ -83,6 +84,9 @@ class _DropEvalDuplicatesFn(beam.DoFn):
         bucket, table = element
         keep, dropped = drop_reasons(table, md5s, listed)
         yield bucket, table.filter(pa.array(keep))
+        if not keep.all():
+            gone = table.select(["ImageID"]).filter(pa.array(~keep))
+            yield beam.pvalue.TaggedOutput("dropped", (bucket, gone))
         for reason, n in dropped.items():
             self._counters[reason].inc(n)
             yield beam.pvalue.TaggedOutput("counts", Count(DROPPED, reason, n))
@@ -90,7 +94,8 @@ class _DropEvalDuplicatesFn(beam.DoFn):
 
 class DropEvalDuplicates(beam.PTransform):
     """PCollection[(bucket, images table)] -> {"images": (bucket, the rows
-    kept), "counts": Count(DROPPED, reason, images)}.
+    kept), "counts": Count(DROPPED, reason, images), "dropped": (bucket,
+    ImageIDs dropped), for a refresh's diff}.
 
     The validation and test rows of the input give the MD5s (so give it every
     image of the release, before any other selection); `listed` are the
@@ -116,5 +121,5 @@ class DropEvalDuplicates(beam.PTransform):
             _DropEvalDuplicatesFn(),
             beam.pvalue.AsSingleton(md5s),
             beam.pvalue.AsSingleton(listed),
-        ).with_outputs("counts", main="images")
-        return {"images": kept.images, "counts": kept.counts}
+        ).with_outputs("counts", "dropped", main="images")
+        return {"images": kept.images, "counts": kept.counts, "dropped": kept.dropped}

@@ -187,8 +187,14 @@ def test_only_documented_words_are_written():
             RefreshRules(False, False),
         )
     ]
+    # 9, removed, is one --drop-eval-duplicates dropped
+    dropped = plan_refresh(
+        current, previous, release, RefreshRules(), dropped_ids=pa.array([_id(9)])
+    ).diff
+    ids, why = dropped["ImageID"].to_pylist(), dropped["reason"].to_pylist()
+    assert dict(zip(ids, why, strict=True))[_id(9)] == "eval_duplicate"
     diff = pa.concat_tables(
-        [*diffs, plan_refresh(current, None, None, RefreshRules()).diff]
+        [*diffs, dropped, plan_refresh(current, None, None, RefreshRules()).diff]
     )
     assert set(diff["change"].to_pylist()) == set(contract.CHANGES)
     assert set(diff["action"].to_pylist()) == set(contract.ACTIONS)

@@ -155,6 +155,20 @@ def test_drop_eval_duplicates_on_a_pipeline():
             | (beam.CombinePerKey(sum))
         )
         assert_that(totals, equal_to([(BY_MD5, 2), (LISTED, 1)]), label="counts")
+        gone = out["dropped"] | beam.FlatMap(
+            lambda e: [(e[0], i) for i in e[1]["ImageID"].to_pylist()]
+        )
+        assert_that(
+            gone,
+            equal_to(
+                [
+                    (0, "000000000000000a"),
+                    (0, "000000000000000b"),
+                    (1, "0000000000000010"),
+                ]
+            ),
+            label="dropped",
+        )
         kinds = out["counts"] | beam.Map(lambda c: c.kind) | beam.Distinct()
         assert_that(kinds, equal_to([DROPPED]), label="kind")
 
