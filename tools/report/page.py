@@ -69,7 +69,7 @@ footer { color: var(--muted); font-size: 13px; padding: 16px 0 30px; }
 .noimg { width: 160px; height: 120px; background: var(--band); color: var(--muted);
   display: flex; align-items: center; justify-content: center; font-size: 13px;
   border-radius: 4px; }
-.join { color: var(--muted); font-size: 13px; text-align: center; min-width: 60px; }
+.join { color: var(--muted); font-size: 13px; text-align: center; width: 110px; }
 """
 
 
