@@ -98,7 +98,7 @@ def _keys_and_subsets(run: Run, ids: pa.Array) -> tuple[Counter, dict[str, tuple
     images table; keys only for `ids`."""
     subsets: Counter = Counter()
     keys: dict[str, tuple] = {}
-    for batch in run.batches("images", ["ImageID", "Subset", *_KEYS, "status"]):
+    for batch in run.batches("images", ["ImageID", "Subset", *_KEYS]):
         table = pa.Table.from_batches([batch])
         counts = pc.value_counts(table["Subset"].combine_chunks())
         for item in counts.to_pylist():
