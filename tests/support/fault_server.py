@@ -8,6 +8,7 @@ for it through one of the routes below; `url(path)` builds the full URL.
 Routes (`<name>` is a registered content name; an unknown name gives 404):
 
     GET /img/<name>                     200, the bytes, Content-Length, Content-Type;
+                                        206 + Content-Range for `Range: bytes=0-N`;
                                         503 while `name` is in an outage (`outage()`)
     GET /status/<code>/<name>           that status (200-599) with a small text body
                                         (the name need not be registered)
@@ -138,6 +139,15 @@ def placeholder_png() -> bytes:
         if _PLACEHOLDER is None:
             _PLACEHOLDER = _placeholder_png()
         return _PLACEHOLDER
+
+
+def _first_bytes(header: str | None, size: int) -> int | None:
+    """How many leading bytes a `Range: bytes=0-N` asks for (None: the whole
+    body; other range forms are answered whole, as a server may)."""
+    if not header or not header.startswith("bytes=0-") or not size:
+        return None
+    last = header[len("bytes=0-") :]
+    return min(int(last) + 1, size) if last.isdigit() else None
 
 
 def flip_middle(data: bytes, count: int = 4) -> bytes:
@@ -300,8 +310,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._text(503, f"{name} is in an outage\n")
             return
         data = self._content(name)
-        if data is not None:
+        if data is None:
+            return
+        first = _first_bytes(self.headers.get("Range"), len(data))
+        if first is None:
             self._send_bytes(name, data)
+        else:
+            self._send(
+                206,
+                data[:first],
+                self.fault.content_type(name),
+                Content_Range=f"bytes 0-{first - 1}/{len(data)}",
+            )
 
     def route_status(self, code: str, name: str) -> None:
         status = int(code)

@@ -68,6 +68,8 @@ class Transfer:
         self.too_large: str | None = None
         self.aborted: Attempt | None = None  # ended by the loop (deadline, stall)
         self._proxied = proxy is not None
+        # A probe asks for the first byte only: its 206 answers like a 200.
+        self._ranged = any(h.lower().startswith("range:") for h in headers)
         e = easy
         e.setopt(pycurl.URL, url)
         e.setopt(pycurl.HTTPHEADER, headers)
@@ -111,7 +113,7 @@ class Transfer:
         if not sep:
             return None
         self.headers[name.strip().lower()] = value.strip()
-        if self.code == 200 and name.strip().lower() == "content-length":
+        if self._body_wanted() and name.strip().lower() == "content-length":
             length = value.strip()
             if length.isdigit() and int(length) > self.policy.max_bytes:
                 self.too_large = (
@@ -126,10 +128,13 @@ class Transfer:
         if self.size > self.policy.max_bytes:
             self.too_large = f"more than --max-bytes {self.policy.max_bytes}"
             return 0  # aborts the transfer
-        if self.code == 200:
+        if self._body_wanted():
             self.chunks.append(data)
             self.md5.update(data)
         return None  # an error or redirect body: read to keep the connection
+
+    def _body_wanted(self) -> bool:
+        return self.code == 200 or (self.code == 206 and self._ranged)
 
     # -- the answer ---------------------------------------------------------
 
@@ -148,10 +153,14 @@ class Transfer:
         if errno:
             raise self._curl_failure(errno, message)
         code = self.code
-        if code == 200:
+        if self._body_wanted():
             data = b"".join(self.chunks)
             return Download(
-                http_status=200, data=data, md5=self.md5.digest(), final_url=self.url
+                http_status=code,
+                data=data,
+                md5=self.md5.digest(),
+                final_url=self.url,
+                total_size=len(data) if code == 200 else self._range_total(),
             )
         if code in REDIRECTS:
             location = self.easy.getinfo(pycurl.REDIRECT_URL)
@@ -171,6 +180,11 @@ class Transfer:
                 wait=retry_after(self.headers.get("retry-after")),
             )
         raise Attempt("http_error", f"HTTP {code}", http_status=code)
+
+    def _range_total(self) -> int | None:
+        """The whole object's size a 206 states (`bytes 0-0/12345`), if any."""
+        total = self.headers.get("content-range", "").rpartition("/")[2]
+        return int(total) if total.isdigit() else None
 
     def _curl_failure(self, errno: int, message: str) -> Attempt:
         encoding = self.headers.get("content-encoding", "identity").lower()

@@ -18,6 +18,8 @@ class Download:
     data: bytes | None = None
     md5: bytes | None = None  # digest of `data`
     final_url: str | None = None
+    # the object's size: len(data), or what a 206 to a ranged probe states
+    total_size: int | None = None
 
     @property
     def ok(self) -> bool:

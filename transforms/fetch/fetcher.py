@@ -128,6 +128,7 @@ class HttpFetcher:
         policy: FetchPolicy,
         seed: int | None = None,
         limits: HostLimits | None = None,
+        headers: tuple[str, ...] = (),
     ) -> None:
         self.policy = policy
         ceiling = policy.max_per_host
@@ -135,7 +136,11 @@ class HttpFetcher:
             min(START_PER_HOST, ceiling), ceiling, min(FLOOR_PER_HOST, ceiling)
         )
         self._random = random.Random(seed)
-        self._headers = ["User-Agent: " + policy.user_agent, "Accept: */*"]
+        self._headers = [
+            "User-Agent: " + policy.user_agent,
+            "Accept: */*",
+            *headers,  # e.g. a probe's "Range: bytes=0-0"
+        ]
         self._proxies = {
             scheme: url
             for scheme, url in urllib.request.getproxies().items()
@@ -146,6 +151,7 @@ class HttpFetcher:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closing = False
+        self._abandoning = False
         self._checked_hosts: dict[str, float] = {}  # proxied hosts judged public
 
     # -- the caller's side ------------------------------------------------------
@@ -183,6 +189,13 @@ class HttpFetcher:
         if thread is not None:
             self._wake()
             thread.join()
+
+    def abandon(self) -> None:
+        """Ends what is in flight or waiting now (status `error`), then stops
+        the loop: for a caller with a bound on its time, such as a probe."""
+        with self._lock:
+            self._abandoning = True
+        self.close()
 
     # -- the loop ---------------------------------------------------------------
 
@@ -237,6 +250,8 @@ class HttpFetcher:
         while True:
             self._take_incoming()
             now = time.monotonic()
+            if self._abandoning:
+                self._abandon_all(now)
             self._fire_timers(now)
             self._start_ready(now)
             with self._lock:
@@ -392,6 +407,20 @@ class HttpFetcher:
                 self._finish(easy, errno, message)
             if not queued:
                 return
+
+    def _abandon_all(self, now: float) -> None:
+        abandoned = Attempt("error", "abandoned: the caller stopped waiting")
+        for easy, (_, transfer) in list(self._active.items()):
+            transfer.aborted = abandoned
+            self._finish(easy, 0, "")
+        waiting = [r for line in self._waiting.values() for r in line]
+        waiting += [request for _, _, request in self._timers]
+        self._waiting.clear()
+        self._timers.clear()
+        for request in waiting:
+            self._complete(
+                request, Download(status="error", error=abandoned.error), now
+            )
 
     def _end_stalled(self, now: float) -> None:
         timeout = self.policy.timeout
