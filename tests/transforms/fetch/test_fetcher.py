@@ -232,3 +232,33 @@ def test_per_host_cap_and_politeness_delay(fault_server, url):
     assert len(times) == 4
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert min(gaps) >= 0.18  # one request at a time, 0.2 s apart
+
+
+def test_a_ranged_request_reads_a_206_and_states_the_whole_size(url):
+    fetcher = HttpFetcher(
+        FetchPolicy(allow_private_hosts=True), seed=0, headers=("Range: bytes=0-0",)
+    )
+    try:
+        got = fetcher.fetch(url(f"/img/{PHOTO}"))
+    finally:
+        fetcher.close()
+    assert (got.status, got.http_status, got.data) == (None, 206, DATA[:1])
+    assert got.total_size == len(DATA)
+
+
+def test_a_206_to_a_plain_fetch_is_not_an_image(url):
+    got = _fetcher().fetch(url(f"/status/206/{PHOTO}"))
+    assert (got.status, got.http_status, got.data) == ("http_error", 206, None)
+
+
+def test_abandon_ends_what_is_in_flight_and_queued_at_once(url):
+    fetcher = _fetcher(max_per_host=1, deadline=30.0, timeout=30.0)
+    futures = [fetcher.submit(url(f"/delay/20/{PHOTO}?n={i}")) for i in range(3)]
+    time.sleep(0.3)
+    started = time.monotonic()
+    fetcher.abandon()
+    assert time.monotonic() - started < 2
+    got = [f.result(timeout=1) for f in futures]
+    assert {(d.status, d.error) for d in got} == {
+        ("error", "abandoned: the caller stopped waiting")
+    }
