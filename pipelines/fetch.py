@@ -2,20 +2,24 @@
 
 CSVs: ReadOpenImagesCsv + JoinLabelsToImages   or   ReadImagesTables (Parquet)
     -> [ComputeLabelStats -> trainable set, for --trainable-only]
-    -> SelectImages -> FetchImages -> tables/images (+ status columns),
+    -> [DropEvalDuplicates] -> SelectImages -> FetchImages -> tables/images
+       (+ status columns),
        shards/images-SSSSS-of-NNNNN.tar, shards/index/*.parquet
+    -> ReadWrittenImages (the images parts) -> FindDuplicates -> tables/duplicates
     -> WriteManifest (last): selected == statuses == images rows
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import apache_beam as beam
 import pyarrow as pa
 
 from oibeam.pipelines import stages
 from oibeam.pipelines.beam_options import for_fetching, pipeline_options
+from oibeam.pipelines.eval_duplicates import listed_duplicates
 from oibeam.pipelines.launch import (
     check_workers_see_paths,
     launched,
@@ -37,26 +41,41 @@ from oibeam.transforms.read.read_images_tables import (
     is_images_table,
     plan_images_tables,
 )
+from oibeam.transforms.select.eval_duplicates import DropEvalDuplicates
 from oibeam.transforms.select.select_images import SelectImages
 from oibeam.transforms.stats.tables import labels_of_images
 
 Source = InputPlan | ImagesTables  # release CSVs, or images tables read back
+C = TypeVar("C", bound=FetchRunConfig)
 
 
 def _nested_labels(element: tuple[int, pa.Table]) -> pa.Table:
     return labels_of_images(element[1])
 
 
-def build_fetch(
+@dataclass
+class Chosen:
+    """What a fetch selects, and what reading its inputs gave besides."""
+
+    selected: beam.PCollection  # (bucket, pa.Table) of the selected rows
+    extras: tuple[str, ...]
+    trainable: Any  # the trainable labels' side input, or None
+    written: list  # PCollection[WrittenFile]s written so far (tables/errors)
+    manifest_inputs: dict[str, beam.PCollection]
+    plan: InputPlan
+    drops: list  # tallies of --drop-eval-duplicates
+
+
+def select_for_fetch(
     root: beam.Pipeline,
     config: FetchRunConfig,
     source: Source,
-    info: dict[str, Any],
+    layout: RunLayout,
     progress_dir: str | None = None,
-) -> None:
-    """Wires the fetch pipeline onto `root`, from release CSVs (an InputPlan)
-    or from the images tables of an earlier run."""
-    layout = RunLayout(config.output.output)
+    listed: pa.Array | None = None,
+) -> Chosen:
+    """Reads the inputs and selects as `oibeam fetch` does (`oibeam plan`
+    selects with this too); tables/errors is written."""
     compression = config.output.parquet_compression
     manifest_inputs: dict[str, beam.PCollection] = {}
     written = []
@@ -86,8 +105,31 @@ def build_fetch(
     if config.selection.trainable_only:
         stats = stages.label_statistics(label_tables, config.rule, classes, box_counts)
         trainable = stages.trainable_side_input(stats)
-    # (bucket, pa.Table) of the selected rows
+    drops = []
+    if config.selection.drop_eval_duplicates:
+        kept = images | "DropEvalDuplicates" >> DropEvalDuplicates(listed)
+        images, drops = kept["images"], [kept["counts"]]
     selected = images | "SelectImages" >> SelectImages(config.selection, trainable)
+    return Chosen(selected, extras, trainable, written, manifest_inputs, plan, drops)
+
+
+def build_fetch(
+    root: beam.Pipeline,
+    config: FetchRunConfig,
+    source: Source,
+    info: dict[str, Any],
+    progress_dir: str | None = None,
+    listed: pa.Array | None = None,
+) -> None:
+    """Wires the fetch pipeline onto `root`, from release CSVs (an InputPlan)
+    or from the images tables of an earlier run; `listed`: the train images a
+    duplicates table marks (--drop-eval-duplicates)."""
+    layout = RunLayout(config.output.output)
+    compression = config.output.parquet_compression
+    chosen = select_for_fetch(root, config, source, layout, progress_dir, listed)
+    selected, extras, trainable = chosen.selected, chosen.extras, chosen.trainable
+    written, manifest_inputs = chosen.written, chosen.manifest_inputs
+    plan, drops = chosen.plan, chosen.drops
     per_label = stages.images_per_label(selected, config.selection, trainable)
     fetched = stages.fetch_into_shards(
         selected,
@@ -99,6 +141,14 @@ def build_fetch(
         after=manifest_inputs.get("checked"),
     )
     written.append(fetched["written"])
+    written.append(
+        stages.write_duplicates(
+            [fetched["written"]],
+            layout,
+            compression,
+            config.duplicates.near_distance,
+        )
+    )
     empty_tables = {"errors": layout.empty_table("errors", schemas.ERRORS)}
     # What an interrupted attempt left and this one did not write again.
     sweep = [
@@ -109,7 +159,8 @@ def build_fetch(
     ]
     _ = {
         "written": written | "AllWrittenFiles" >> beam.Flatten(),
-        "tallies": (fetched["counts"], per_label) | "AllTallies" >> beam.Flatten(),
+        "tallies": (fetched["counts"], per_label, *drops)
+        | "AllTallies" >> beam.Flatten(),
         **manifest_inputs,
     } | "WriteManifest" >> WriteManifest(
         plan,
@@ -135,27 +186,37 @@ def plan_source(config: FetchRunConfig) -> tuple[Source, list[str], int]:
     return tables, columns, count_rows(tables.files)
 
 
-def run_fetch(config: FetchRunConfig, beam_args: list[str]) -> str:
-    """Plans, runs to completion, returns the manifest path."""
+def prepare(config: C, beam_args: list[str]) -> tuple[C, list[str], Any, Source, int]:
+    """What a fetch (or a plan of one) settles before its pipeline: the config
+    with --label names resolved, the Beam flags and options, the source and its
+    image rows; UsageError for paths workers cannot see or a bad template."""
     args = beam_args + config.output.beam_args()
     options = pipeline_options(args)
     check_workers_see_paths(options, config)
     config = resolve_labels_of(config)
-    layout = RunLayout(config.output.output)
     source, columns, rows = plan_source(config)
-    options = for_fetching(options, args, config.selection.expected(rows))
     try:
         config.fetch.check_template(list(columns))
     except ValueError as e:
         raise UsageError(str(e)) from e
+    return config, args, options, source, rows
+
+
+def run_fetch(config: FetchRunConfig, beam_args: list[str]) -> str:
+    """Plans, runs to completion, returns the manifest path."""
+    config, args, options, source, rows = prepare(config, beam_args)
+    layout = RunLayout(config.output.output)
+    options = for_fetching(options, args, config.selection.expected(rows))
+    listed, dropping = listed_duplicates(config.selection)
     resumed = layout.claim(config.output.overwrite, resumable=True)
     plan = source if isinstance(source, InputPlan) else None
     info = run_info("fetch", options, config, plan)
     info["resumed"] = resumed
+    info.update(dropping)
     if plan is None:
         info["images_tables"] = list(source.files)
     totals = stages.progress_totals(config.inputs, plan) if plan else None
     with launched(options, layout, totals=totals) as progress_dir:
         with beam.Pipeline(options=options) as root:
-            build_fetch(root, config, source, info, progress_dir)
+            build_fetch(root, config, source, info, progress_dir, listed)
     return layout.manifest

@@ -8,6 +8,7 @@ ReadOpenImagesCsv -> JoinLabelsToImages -> images, labels (bucketed)
        new shards in ROOT/pool/ID/
     -> ShareShards (share: bytes left in the pool) -> tables/images,
        shards/index, tables/deleted
+    -> images parts of both -> FindDuplicates -> tables/duplicates
     -> LabelsOfSelected -> tables/labels;  PlanRefresh -> tables/diff
     -> WriteManifest (last; sweeps what an interrupted attempt left)
     -> PublishSnapshot: _SUCCESS, then ROOT/LATEST
@@ -17,15 +18,17 @@ then, from the launcher, report.html (tools/report; --no-report skips it).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import TestOptions
 
 from oibeam.pipelines import stages
 from oibeam.pipelines.beam_options import for_fetching, pipeline_options
+from oibeam.pipelines.eval_duplicates import listed_duplicates
 from oibeam.pipelines.launch import (
     check_workers_see_paths,
     launched,
@@ -60,6 +63,7 @@ from oibeam.transforms.refresh.previous_snapshot import (
     ReadPreviousSnapshot,
 )
 from oibeam.transforms.refresh.share_shards import ShareShards
+from oibeam.transforms.select.eval_duplicates import DropEvalDuplicates
 from oibeam.transforms.select.select_images import SelectImages
 from oibeam.transforms.select.selected_labels import LabelsOfSelected
 
@@ -70,6 +74,7 @@ SNAPSHOT_TABLES = (
     "label_counts",
     "label_stats",
     "errors",
+    "duplicates",
     "diff",
     "deleted",
 )
@@ -90,6 +95,10 @@ class Launch:
     previous: PreviousSnapshot | None
     rules: RefreshRules
     resumed: bool
+    # --drop-eval-duplicates: the train images a duplicates table marks, and
+    # what the manifest says of them (pipelines/eval_duplicates.py)
+    listed: pa.Array | None = None
+    dropping: dict[str, Any] = field(default_factory=dict)
 
 
 def find_previous(config: SnapshotConfig, latest: Latest) -> PreviousSnapshot | None:
@@ -147,15 +156,19 @@ def build_snapshot(
     trainable = None
     if config.selection.trainable_only:
         trainable = stages.trainable_side_input(stats)
-    selected = inputs.images | "SelectImages" >> SelectImages(
-        config.selection, trainable
-    )
+    candidates, drops = inputs.images, []
+    if config.selection.drop_eval_duplicates:
+        kept = inputs.images | "DropEvalDuplicates" >> DropEvalDuplicates(launch.listed)
+        candidates, drops = kept["images"], [kept["counts"]]
+    selected = candidates | "SelectImages" >> SelectImages(config.selection, trainable)
     per_label = stages.images_per_label(selected, config.selection, trainable)
     refresh_inputs = {"current": selected, "release": inputs.images}
     if launch.previous is not None:
         refresh_inputs |= root | "ReadPreviousSnapshot" >> (
             ReadPreviousSnapshot(launch.previous, inputs.buckets, layout.exchange)
         )
+        if drops:  # the diff says why a dropped image left
+            refresh_inputs["dropped"] = kept["dropped"]
     planned = refresh_inputs | "PlanRefresh" >> PlanRefresh(
         launch.rules, schemas.images_schema(plan.image_extras)
     )
@@ -190,6 +203,12 @@ def build_snapshot(
     written = [
         fetched["written"],
         shared["written"],
+        stages.write_duplicates(
+            [fetched["written"], shared["written"]],
+            layout,
+            compression,
+            config.duplicates.near_distance,
+        ),
         stages.write_table(
             "deleted",
             stages.bucket_parts("deleted", shared["deleted"], inputs.buckets),
@@ -237,7 +256,13 @@ def build_snapshot(
     manifest = {
         "written": written | "AllWrittenFiles" >> beam.Flatten(),
         "counts": inputs.counts,
-        "tallies": (fetched["counts"], shared["counts"], planned["counts"], per_label)
+        "tallies": (
+            fetched["counts"],
+            shared["counts"],
+            planned["counts"],
+            per_label,
+            *drops,
+        )
         | "AllTallies" >> beam.Flatten(),
         "ranges": inputs.ranges,
         "checked": inputs.checked,
@@ -272,6 +297,9 @@ def prepare(config: SnapshotConfig) -> Launch:
             "the previous snapshot was fetched with other --image-source/"
             "--url-template/--verify options: every image is fetched again"
         )
+    listed, dropping = listed_duplicates(
+        config.selection, previous.path if previous else None
+    )
     resumed = claim_snapshot(config.directory)
     return Launch(
         config,
@@ -280,6 +308,8 @@ def prepare(config: SnapshotConfig) -> Launch:
         previous,
         RefreshRules(config.snapshot.retry_all, same_bytes),
         resumed,
+        listed,
+        dropping,
     )
 
 
@@ -308,6 +338,7 @@ def snapshot_info(launch: Launch, options) -> dict[str, Any]:
     info["change_vocabulary"] = snapshot_schema.CHANGES
     info["action_vocabulary"] = snapshot_schema.ACTIONS
     info["reason_vocabulary"] = snapshot_schema.REASONS
+    info.update(launch.dropping)
     return info
 
 

@@ -56,6 +56,18 @@ def _shards_line(manifest: dict, root: str) -> str:
     )
 
 
+def _dropped_line(manifest: dict) -> list[str]:
+    """The train images --drop-eval-duplicates dropped, per reason."""
+    dropped = manifest.get("dropped")
+    if dropped is None:
+        return []
+    reasons = ", ".join(f"{reason} {n:,}" for reason, n in dropped.items())
+    return [
+        f"train images dropped as duplicates of validation/test images: "
+        f"{sum(dropped.values()):,} ({reasons})"
+    ]
+
+
 def fetch_summary(manifest_path: str) -> str:
     """Selected and ok images, failures by status, where the shards are."""
     manifest = _manifest(manifest_path)
@@ -74,6 +86,7 @@ def fetch_summary(manifest_path: str) -> str:
         + [
             f"selected images: {counts.get('selected', 0):,}   ok: {ok:,}"
             + (f"   not fetched: {failed}" if failed else ""),
+            *_dropped_line(manifest),
             _shards_line(manifest, root),
             f"images table with a status per image: {root}/tables/images/",
             f"manifest: {manifest_path}",

@@ -26,6 +26,7 @@ from typing import Any
 import pyarrow.compute as pc
 
 from oibeam.pipelines import carry_over
+from oibeam.pipelines.eval_duplicates import listed_in
 from oibeam.pipelines.layout import OutputExists, UsageError
 from oibeam.pipelines.options.beam_commands import SnapshotConfig
 from oibeam.pipelines.versions import versions
@@ -48,7 +49,7 @@ _HASH_CHUNK = 8 << 20
 # What a snapshot holds does not depend on these: where it goes, its id, and
 # how patiently images are fetched (an unchanged refresh fetches none; the
 # pipeline refetches on --source, --url-template or --verify only).
-_FETCH_KEPT = ("source", "url_template", "verify")
+_FETCH_KEPT = ("source", "url_template", "verify", "phash")
 _INPUT_FILES = ("images", "labels", "classes", "boxes", "hierarchy")
 
 
@@ -62,6 +63,7 @@ def refresh_key(config: SnapshotConfig) -> str:
         "rule": options["rule"],
         "labels": options["labels"],
         "selection": options["selection"],
+        "duplicates": options["duplicates"],
         "fetch": {k: options["fetch"][k] for k in _FETCH_KEPT},
         "oibeam": versions()["oibeam"],
     }
@@ -148,8 +150,10 @@ def why_not(
     manifest = parent.manifest
     if manifest.get("refresh_key") != refresh_key(config):
         return "other options (or oibeam version) than the previous snapshot's"
-    return changed_input(manifest.get("inputs", []), current) or (
-        work_left(parent, config.snapshot.retry_all)
+    return (
+        changed_input(manifest.get("inputs", []), current)
+        or work_left(parent, config.snapshot.retry_all)
+        or listed_in(config.selection, parent)
     )
 
 

@@ -126,5 +126,20 @@ SELECTION = FlagGroup(
             metavar="FRACTION",
             help="a stable fraction of the images, e.g. 0.01",
         ),
+        flag(
+            "--drop-eval-duplicates",
+            action="store_true",
+            help="drop train images that duplicate a validation or test image: "
+            "the same OriginalMD5, or (--duplicates-from) in a duplicates group "
+            "with one; each counted in the manifest with its reason",
+        ),
+        flag(
+            "--duplicates-from",
+            metavar="RUN_DIR",
+            help="with --drop-eval-duplicates: also drop the train images the "
+            "duplicates table of this earlier fetch or snapshot run puts in a "
+            "group with a validation or test image (near duplicates are known "
+            "only after a fetch); a snapshot refresh defaults to its --previous",
+        ),
     ),
 )

@@ -16,8 +16,14 @@ class Selection:
     max_per_label: int | None = None
     limit: int | None = None
     sample: float | None = None  # fraction of images, by digest
+    # Train images that duplicate a validation or test image are dropped
+    # (transforms/select/eval_duplicates.py), and counted with their reason.
+    drop_eval_duplicates: bool = False
+    duplicates_from: str | None = None  # a run whose duplicates table marks more
 
     def __post_init__(self) -> None:
+        if self.duplicates_from and not self.drop_eval_duplicates:
+            raise ValueError("--duplicates-from goes with --drop-eval-duplicates")
         if self.source not in ("machine", "human", "any"):
             raise ValueError(f"--source {self.source!r}: machine, human or any")
         if not 0.0 <= self.min_confidence <= 1.0:
