@@ -88,14 +88,19 @@ run_main() {
   "$VENV/bin/oibeam" sample-server --root "$data" --port "$port" >/dev/null &
   SERVER_PID=$!
   trap 'kill "$SERVER_PID" 2>/dev/null || true' EXIT
-  local snapshot=(
-    "$VENV/bin/oibeam" snapshot
+  local selection=(
     --images "$data"/images_2016_08/*/images.csv
     --labels "$data"/machine_ann_2016_08/*/labels.csv "$data"/human_ann_2016_08/*/labels.csv
     --classes "$data/dict.csv"
     --trainable-only --max-per-label "$FETCH_PER_LABEL"
-    --allow-private-hosts --output "$root" --previous latest
+    --allow-private-hosts
   )
+  local snapshot=(
+    "$VENV/bin/oibeam" snapshot "${selection[@]}" --output "$root" --previous latest
+  )
+  echo "== oibeam plan: what the snapshot below will select, a probe of 100 of its URLs,"
+  echo "   and hours and cost projected for 8 workers (nothing else is fetched)"
+  "$VENV/bin/oibeam" plan "${selection[@]}" --probe 100 --output out/plan --overwrite
   echo "== oibeam snapshot on the DirectRunner: tables, label statistics, up to"
   echo "   $FETCH_PER_LABEL images of each trainable label fetched from a loopback server"
   echo "   started here (it answers like Flickr: some 404s, placeholders, changed bytes)"

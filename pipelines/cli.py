@@ -27,6 +27,7 @@ from oibeam.pipelines.options.beam_commands import (
     snapshot_parser,
     tables_parser,
 )
+from oibeam.pipelines.options.plan_command import PlanConfig, plan_parser
 from oibeam.pipelines.versions import versions
 from oibeam.transforms.publish.claim import SnapshotClaimed
 from oibeam.transforms.publish.publish_snapshot import LatestMoved
@@ -78,6 +79,8 @@ commands:
            trainable label set (oibeam tables --help)
   fetch    select images, fetch and verify them, write WebDataset shards with a
            status for every image (oibeam fetch --help)
+  plan     before a fetch: what it would select (images, bytes per subset and
+           host), a probe of a sample of its URLs, hours and cost on N workers
   snapshot build a versioned snapshot (tables, selection, fetch, shards) and
            publish it atomically; --previous refreshes incrementally
   verify   check a run (tables, fetch or snapshot) offline: files, checksums, counts
@@ -205,6 +208,13 @@ fetch_main = _beam_command(
     FetchRunConfig,
     ["oibeam.pipelines.fetch:run_fetch"],
     f"{_SUMMARIES}:fetch_summary",
+)
+plan_main = _beam_command(
+    "plan",
+    plan_parser,
+    PlanConfig,
+    ["oibeam.pipelines.plan:run_plan"],
+    "oibeam.tools.plan.show:plan_summary",
 )
 # An unchanged refresh is written without a pipeline (or Beam, ~1.5 s to load);
 # any other snapshot runs one.
@@ -357,6 +367,7 @@ def download_metadata_main(argv: list[str]) -> int:
 COMMANDS = {
     "tables": tables_main,
     "fetch": fetch_main,
+    "plan": plan_main,
     "snapshot": snapshot_main,
     "verify": verify_main,
     "report": report_main,

@@ -1,0 +1,174 @@
+"""A polite probe of a sample of the selection: how much of it still answers.
+
+Each sampled URL gets one ranged GET (`Range: bytes=0-0`) through the fetch's
+own HttpFetcher, so the same address policy, redirects, placeholder rules,
+retries and per-host limits apply as in a fetch; a 206 states the object's
+size, which is compared with OriginalSize (a server that ignores Range sends
+the whole image, which is then checked against OriginalMD5 as well). The
+whole probe is bounded by `timeout` seconds: what has not answered by then is
+counted as unfinished, apart from the shares. gs:// URLs are not probed.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import dataclasses
+import math
+import statistics
+import time
+
+import numpy as np
+import pyarrow as pa
+
+from oibeam.transforms.fetch.download import Download
+from oibeam.transforms.fetch.fetch_config import FetchPolicy
+from oibeam.transforms.fetch.fetcher import HttpFetcher
+
+OK, GONE, CHANGED, FAILED = "ok", "gone", "changed", "failed"
+UNFINISHED, NOT_PROBED = "unfinished", "not_probed"
+OUTCOMES = (OK, GONE, CHANGED, FAILED)
+_Z95 = 1.959964
+
+
+def sample(selected: pa.Table, size: int, seed: int) -> pa.Table:
+    """`size` rows of `selected` at random, the same ones for the same
+    selection and seed (whatever order the rows came in)."""
+    rows = selected.sort_by("ImageID")
+    if size >= rows.num_rows:
+        return rows
+    picked = np.random.default_rng(seed).choice(rows.num_rows, size, replace=False)
+    return rows.take(np.sort(picked))
+
+
+def wilson(successes: int, trials: int, z: float = _Z95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95% by default)."""
+    if trials == 0:
+        return 0.0, 1.0
+    p = successes / trials
+    centre = p + z * z / (2 * trials)
+    spread = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
+    scale = 1 + z * z / trials
+    return max(0.0, (centre - spread) / scale), min(1.0, (centre + spread) / scale)
+
+
+def judge(
+    download: Download,
+    original_size: int | None,
+    original_md5: str | None,
+    policy: FetchPolicy,
+) -> tuple[str, str | None]:
+    """(outcome, detail) of one probe: ok, gone, changed or failed."""
+    if not download.ok:
+        if download.status == "gone":
+            return GONE, download.error
+        return FAILED, download.status
+    size = download.total_size
+    if original_size is not None and size is not None and size != original_size:
+        return CHANGED, f"{size} bytes, OriginalSize {original_size}"
+    if download.http_status == 200 and download.md5 is not None:
+        if download.md5.hex() in policy.placeholder_md5:
+            return GONE, "a known placeholder's bytes"
+        md5 = base64.b64encode(download.md5).decode()
+        if original_md5 and md5 != original_md5:
+            return CHANGED, "MD5 differs from OriginalMD5"
+    return OK, None
+
+
+@dataclasses.dataclass
+class HostProbe:
+    """What the probe saw of one host."""
+
+    probed: int = 0
+    counts: dict[str, int] = dataclasses.field(
+        default_factory=lambda: dict.fromkeys(OUTCOMES, 0)
+    )
+    failures: dict[str, int] = dataclasses.field(default_factory=dict)
+    unfinished: int = 0
+    not_probed: int = 0
+    latencies_ms: list[int] = dataclasses.field(default_factory=list)
+
+    def add(self, outcome: str, detail: str | None, elapsed_ms: int) -> None:
+        self.probed += 1
+        self.counts[outcome] += 1
+        if outcome == FAILED:
+            self.failures[detail or "error"] = (
+                self.failures.get(detail or "error", 0) + 1
+            )
+        self.latencies_ms.append(elapsed_ms)
+
+    def as_json(self) -> dict:
+        answered = self.probed
+        shares = {}
+        for outcome in OUTCOMES:
+            low, high = wilson(self.counts[outcome], answered)
+            shares[outcome] = {
+                "count": self.counts[outcome],
+                "share": self.counts[outcome] / answered if answered else None,
+                "ci95": [round(low, 4), round(high, 4)],
+            }
+        latencies = sorted(self.latencies_ms)
+        return {
+            "probed": answered,
+            "unfinished": self.unfinished,
+            "not_probed": self.not_probed,
+            "outcomes": shares,
+            "failures": dict(sorted(self.failures.items())),
+            "latency_ms": {
+                "median": statistics.median(latencies) if latencies else None,
+                "p90": latencies[min(len(latencies) - 1, int(0.9 * len(latencies)))]
+                if latencies
+                else None,
+            },
+        }
+
+
+def probe(rows: pa.Table, policy: FetchPolicy, timeout: float) -> dict[str, HostProbe]:
+    """Probe every row of `rows` (ImageID, url, host, OriginalSize,
+    OriginalMD5) within `timeout` seconds; per host, what came back."""
+    hosts: dict[str, HostProbe] = {}
+    started = time.monotonic()
+    # no single request may outlive the probe
+    fetcher = HttpFetcher(
+        dataclasses.replace(policy, deadline=min(policy.deadline, timeout)),
+        seed=0,
+        headers=("Range: bytes=0-0",),
+    )
+    pending = {}
+    try:
+        for row in rows.to_pylist():
+            host = hosts.setdefault(row["host"], HostProbe())
+            url = row["url"]
+            if not url or not url.startswith(("http://", "https://")):
+                host.not_probed += 1
+                continue
+            pending[fetcher.submit(url)] = row
+        left = max(0.0, timeout - (time.monotonic() - started))
+        done, not_done = concurrent.futures.wait(pending, timeout=left)
+        for future in done:
+            row = pending[future]
+            download = future.result()
+            outcome, detail = judge(
+                download, row["OriginalSize"], row["OriginalMD5"], policy
+            )
+            hosts[row["host"]].add(outcome, detail, download.elapsed_ms)
+        for future in not_done:
+            hosts[pending[future]["host"]].unfinished += 1
+    finally:
+        fetcher.abandon()  # what is still out is not waited for
+    return hosts
+
+
+def overall(hosts: dict[str, HostProbe]) -> HostProbe:
+    """Every host's probes as one."""
+    total = HostProbe()
+    for host in hosts.values():
+        total.probed += host.probed
+        total.unfinished += host.unfinished
+        total.not_probed += host.not_probed
+        total.latencies_ms += host.latencies_ms
+        for outcome, n in host.counts.items():
+            total.counts[outcome] += n
+        for reason, n in host.failures.items():
+            total.failures[reason] = total.failures.get(reason, 0) + n
+    return total
