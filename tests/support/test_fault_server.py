@@ -177,7 +177,7 @@ def test_fixture_images_match_their_provenance():
     ]
     files = sorted(p.name for p in IMAGES.iterdir() if p.suffix != ".md")
     assert sorted(row[0] for row in rows) == files
-    assert len(files) == 12
+    assert len(files) == 13
     for name, size, md5, *_ in rows:
         data = image(name)
         assert len(data) == int(size), name
