@@ -5,8 +5,9 @@ would select (SELECTED_ROWS), which the counts and the probe are taken from.
 
 DIR/plan.json (PLAN_VERSION 1):
     version, created, options (the parsed flags)
-    selection: images, bytes (sum of OriginalSize), unknown_size (rows without
-        one), per_subset and per_host: {name: {images, bytes, unknown_size}}
+    selection: images, bytes (sum of OriginalSize: the originals' sizes, also
+        when thumbnails are fetched), unknown_size (rows without one),
+        per_subset and per_host: {name: {images, bytes, unknown_size}}
     probe (null with --probe 0): sample, seed, timeout_s, elapsed_s, method,
         overall and per_host: {probed, unfinished, not_probed, outcomes:
         {ok|gone|changed|failed: {count, share, ci95: [low, high]}},
@@ -33,5 +34,8 @@ SELECTED_ROWS = pa.schema(
         pa.field("OriginalMD5", pa.string()),
         # the URL the fetch would use (--image-source, --url-template); null: none
         pa.field("url", pa.string()),
+        # whether the fetch would check the bytes against OriginalSize and
+        # OriginalMD5 (not for thumbnails, nor with --verify decode)
+        pa.field("verify", pa.bool_()),
     ]
 )

@@ -24,14 +24,16 @@ def _md5(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 
 
-def _release(root, rows):
+def _release(root, rows, thumbnail=""):
     """rows: (url, subset, size, md5) -> images.csv, labels.csv, dict.csv."""
     ids = [f"{i + 1:016x}" for i in range(len(rows))]
     with (root / "images.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(HEADER)
         for image_id, (url, subset, size, md5) in zip(ids, rows, strict=True):
-            writer.writerow([image_id, subset, url, "", "", "", "", "", size, md5, ""])
+            writer.writerow(
+                [image_id, subset, url, "", "", "", "", "", size, md5, thumbnail]
+            )
     labels = [LABELS_HEADER] + [
         f"{i},machine,/m/0{n % 2},0.9" for n, i in enumerate(ids)
     ]
@@ -195,3 +197,22 @@ def test_plan_refuses_to_replace_a_finished_run(gone_release, tmp_path):
     (tmp_path / "manifest.json").write_text("{}")
     code = run_cli("plan", *_inputs(root), "--output", tmp_path, "--probe", "0")
     assert code == 2
+
+
+def test_thumbnails_are_probed_without_the_originals_size_and_md5(
+    fault_server, tmp_path
+):
+    """A fetch of thumbnails checks no OriginalSize/OriginalMD5 (they are the
+    originals'): neither does the probe."""
+    data = (IMAGES / PHOTO).read_bytes()
+    thumb = fault_server.url("/img/pillow_tests_hopper.png")
+    rows = [
+        (fault_server.url(f"/img/{PHOTO}?t=thumb{i}"), "train", len(data), _md5(data))
+        for i in range(4)
+    ]
+    _release(tmp_path, rows, thumbnail=thumb)
+    plan, out = _plan(tmp_path, *PRIVATE, "--image-source", "thumbnail")
+    assert plan["probe"]["overall"]["outcomes"]["ok"]["count"] == 4
+    selected = pq.read_table(out / "tables" / "selected")
+    assert set(selected["url"].to_pylist()) == {thumb}
+    assert selected["verify"].to_pylist() == [False] * 4

@@ -76,6 +76,11 @@ def test_judging_a_probe():
         "failed",
         "timeout",
     )
+    # a thumbnail is not compared with the original's size and MD5, as in a fetch
+    assert probe.judge(_download(total_size=6), 5, md5, policy, verify=False) == (
+        "ok",
+        None,
+    )
     # a 206 without a size (no Content-Range total) is not called changed
     assert probe.judge(_download(total_size=None), 5, md5, policy) == ("ok", None)
 
@@ -86,6 +91,8 @@ def test_judging_a_probe():
         FetchConfig(),
         FetchConfig(source="thumbnail"),
         FetchConfig(url_template="gs://mirror/{Subset}/{ImageID}.jpg"),
+        FetchConfig(source="thumbnail", verify="md5"),
+        FetchConfig(verify="decode"),
     ],
 )
 def test_plan_urls_are_the_fetch_targets(fetch):
@@ -101,8 +108,9 @@ def test_plan_urls_are_the_fetch_targets(fetch):
         }
     )
     rows = selected_rows(table, fetch)
-    expected = [target(row, fetch)[0] for row in table.to_pylist()]
-    assert rows["url"].to_pylist() == expected
+    expected = [target(row, fetch) for row in table.to_pylist()]
+    assert rows["url"].to_pylist() == [url for url, _ in expected]
+    assert rows["verify"].to_pylist() == [md5 for _, md5 in expected]
 
 
 def test_hosts():
@@ -115,7 +123,7 @@ def test_hosts():
 def test_the_projection_is_bound_by_bytes_or_images():
     # 9,178,276 images of 2.14 MB on 8 workers at 130 MB/s: bytes bind (60.7/s)
     bytes_ = int(9_178_276 * 2.14e6)
-    p = project(9_178_276, bytes_, 0.9, 8, Throughput(), Prices())
+    p = project(9_178_276, 9_178_276, bytes_, 0.9, 8, Throughput(), Prices())
     assert p["images_per_second_per_worker"] == pytest.approx(130e6 / 2.14e6, rel=1e-3)
     assert p["hours"] == pytest.approx(
         9_178_276 / (8 * 130e6 / 2.14e6) / 3600, rel=1e-3
@@ -123,6 +131,9 @@ def test_the_projection_is_bound_by_bytes_or_images():
     assert p["bytes_written"] == int(bytes_ * 0.9)
     assert p["cost_usd"]["workers"] == pytest.approx(8 * p["hours"] * 0.1387, rel=1e-3)
     # small images: the images rate binds
-    small = project(1000, 1000 * 10_000, None, 1, Throughput(), Prices())
+    small = project(1000, 1000, 1000 * 10_000, None, 1, Throughput(), Prices())
     assert small["images_per_second_per_worker"] == 275
     assert small["ok_share_assumed"] == 1.0
+    # images without an OriginalSize count at the mean of those with one
+    half = project(1000, 500, 500 * 10_000, None, 1, Throughput(), Prices())
+    assert (half["mean_image_bytes"], half["bytes_written"]) == (10_000, 10_000_000)

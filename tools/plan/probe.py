@@ -1,10 +1,12 @@
 """A polite probe of a sample of the selection: how much of it still answers.
 
 Each sampled URL gets one ranged GET (`Range: bytes=0-0`) through the fetch's
-own HttpFetcher, so the same address policy, redirects, placeholder rules,
-retries and per-host limits apply as in a fetch; a 206 states the object's
-size, which is compared with OriginalSize (a server that ignores Range sends
-the whole image, which is then checked against OriginalMD5 as well). The
+own HttpFetcher, so the same address policy, redirects (a redirect to a
+placeholder URL is gone), retries and per-host limits apply as in a fetch; a
+206 states the object's size, which is compared with OriginalSize where the
+fetch would verify it (a server that ignores Range sends the whole image,
+which is then checked against OriginalMD5 and --placeholder-md5 as well; a
+placeholder served in place, without a redirect, shows as changed). The
 whole probe is bounded by `timeout` seconds: what has not answered by then is
 counted as unfinished, apart from the shares. gs:// URLs are not probed.
 """
@@ -57,12 +59,17 @@ def judge(
     original_size: int | None,
     original_md5: str | None,
     policy: FetchPolicy,
+    verify: bool = True,
 ) -> tuple[str, str | None]:
-    """(outcome, detail) of one probe: ok, gone, changed or failed."""
+    """(outcome, detail) of one probe: ok, gone, changed or failed; without
+    `verify` (thumbnails, --verify decode) the size and MD5 are not compared,
+    as the fetch would not compare them."""
     if not download.ok:
         if download.status == "gone":
             return GONE, download.error
         return FAILED, download.status
+    if not verify:
+        original_size = original_md5 = None
     size = download.total_size
     if original_size is not None and size is not None and size != original_size:
         return CHANGED, f"{size} bytes, OriginalSize {original_size}"
@@ -149,7 +156,11 @@ def probe(rows: pa.Table, policy: FetchPolicy, timeout: float) -> dict[str, Host
             row = pending[future]
             download = future.result()
             outcome, detail = judge(
-                download, row["OriginalSize"], row["OriginalMD5"], policy
+                download,
+                row["OriginalSize"],
+                row["OriginalMD5"],
+                policy,
+                row["verify"] is not False,
             )
             hosts[row["host"]].add(outcome, detail, download.elapsed_ms)
         for future in not_done:

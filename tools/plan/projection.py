@@ -45,19 +45,22 @@ class Prices:
 
 def project(
     images: int,
+    sized: int,
     selected_bytes: int,
     ok_share: float | None,
     workers: int,
     throughput: Throughput,
     prices: Prices,
 ) -> dict:
-    """The projection as plan.json has it: hours, bytes written, cost."""
-    mean = selected_bytes / images if images else 0.0
+    """The projection as plan.json has it: hours, bytes written, cost.
+    `sized`: the images with an OriginalSize, whose sizes sum to
+    `selected_bytes` (the others are assumed of their mean size)."""
+    mean = selected_bytes / sized if sized else 0.0
     per_worker = throughput.images_per_second_at(mean)
     seconds = images / (workers * per_worker) if images else 0.0
     hours = seconds / 3600
     share = 1.0 if ok_share is None else ok_share
-    written = int(selected_bytes * share)
+    written = int(mean * images * share)
     worker_cost = workers * hours * prices.worker_hour
     storage_cost = written / 1e9 * prices.storage_gb_month * prices.months
     return {

@@ -19,22 +19,37 @@ def _column(table: pa.Table, name: str) -> pa.ChunkedArray | pa.Array:
     return pa.nulls(table.num_rows, field.type if field is not None else pa.string())
 
 
-def urls(table: pa.Table, fetch: FetchConfig) -> pa.Array | pa.ChunkedArray:
-    """Per row, the URL `image_tasks.target` gives it (null: no URL)."""
+def urls(table: pa.Table, fetch: FetchConfig) -> tuple[pa.Array, pa.Array]:
+    """Per row, (the URL, whether its bytes are checked against OriginalSize
+    and OriginalMD5) as `image_tasks.target` gives them (null URL: none)."""
     if fetch.url_template:
         rows = table.drop_columns(
             [c for c in ("labels", "boxes") if c in table.column_names]
         ).to_pylist()
-        return pa.array([target(row, fetch)[0] for row in rows], pa.string())
+        targets = [target(row, fetch) for row in rows]
+        return (
+            pa.array([url for url, _ in targets], pa.string()),
+            pa.array([md5 for _, md5 in targets], pa.bool_()),
+        )
     original = _column(table, "OriginalURL")
+    verify = pa.array([True] * table.num_rows, pa.bool_())
     if fetch.source == "thumbnail":
         thumbnail = _column(table, "Thumbnail300KURL")
-        usable = pc.and_kleene(pc.is_valid(thumbnail), pc.not_equal(thumbnail, ""))
-        original = pc.if_else(pc.fill_null(usable, False), thumbnail, original)
-    return pc.if_else(pc.equal(original, ""), pa.scalar(None, pa.string()), original)
+        usable = pc.fill_null(
+            pc.and_kleene(pc.is_valid(thumbnail), pc.not_equal(thumbnail, "")), False
+        )
+        original = pc.if_else(usable, thumbnail, original)
+        verify = pc.invert(usable)  # thumbnails' bytes change over time
+    if fetch.verify != "auto":
+        verify = pa.array([fetch.verify == "md5"] * table.num_rows, pa.bool_())
+    url = pc.if_else(pc.equal(original, ""), pa.scalar(None, pa.string()), original)
+    return url, verify
 
 
 def selected_rows(table: pa.Table, fetch: FetchConfig) -> pa.Table:
     """`table` (selected images rows) -> SELECTED_ROWS."""
-    columns = [_column(table, n) for n in SELECTED_ROWS.names if n != "url"]
-    return pa.Table.from_arrays([*columns, urls(table, fetch)], schema=SELECTED_ROWS)
+    columns = [
+        _column(table, n) for n in SELECTED_ROWS.names if n not in ("url", "verify")
+    ]
+    url, verify = urls(table, fetch)
+    return pa.Table.from_arrays([*columns, url, verify], schema=SELECTED_ROWS)
