@@ -17,6 +17,7 @@ from oibeam.tools.report.leakage_facts import THUMB_SIDE, thumbnail
 from oibeam.tools.report.write_report import write_report
 
 from support.duplicates import replace_duplicates
+from support.report_page import Page, number
 from support.runs import run_cli
 from support.snapshot_release import FLAGS, Photo, Release, jpeg
 
@@ -34,52 +35,6 @@ ROWS = [
     (IDS[2], IDS[2], "train", "near", "phash", 5, IDS[3]),
     (IDS[2], IDS[3], "train", "near", "phash", 5, IDS[2]),
 ]
-
-
-def number(text: str) -> int:
-    return int(text.replace(",", ""))
-
-
-class Page(HTMLParser):
-    """Section ids and texts, and tables: id -> rows of cell texts."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.sections: list[str] = []
-        self.texts: dict[str, str] = {}
-        self.tables: dict[str, list[list[str]]] = {}
-        self._section = self._table = self._cell = None
-        self.feed(text)
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "section":
-            self._section = attrs["id"]
-            self.sections.append(self._section)
-            self.texts[self._section] = ""
-        elif tag == "table":
-            self._table = attrs["id"]
-            self.tables[self._table] = []
-        elif tag == "tr" and self._table:
-            self.tables[self._table].append([])
-        elif tag == "td" and self._table:
-            self._cell = []
-
-    def handle_endtag(self, tag):
-        if tag == "section":
-            self._section = None
-        elif tag == "table":
-            self.tables[self._table] = [r for r in self.tables[self._table] if r]
-            self._table = None
-        elif tag == "td" and self._cell is not None:
-            self.tables[self._table][-1].append("".join(self._cell).strip())
-            self._cell = None
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell.append(data)
-        if self._section is not None:
-            self.texts[self._section] += data
 
 
 class Pairs(HTMLParser):
