@@ -33,6 +33,7 @@ from oibeam.transforms.common.image_keys import mix64
 
 MAX_BUCKET = 2048  # rows of one band value compared pair by pair, at most
 WINDOW = 64  # neighbours each row of a larger band value is compared with
+KEY_BYTES = 24  # of a digest that choose its bucket: an MD5 in base64
 
 # The entries of one digest or band, as they travel to their bucket.
 EXACT_ENTRIES = pa.schema(
@@ -75,15 +76,23 @@ def band_masks(distance: int) -> np.ndarray:
 
 
 def _stable_key(strings) -> np.ndarray:
-    """A stable uint64 of each string: its first 8 bytes (zero padded), mixed.
-    Equal strings get equal keys; digests (MD5 in base64) spread well."""
-    padded = combine(pc.utf8_rpad(pc.utf8_slice_codeunits(strings, 0, 8), 8, "\0"))
+    """A stable uint64 of each string from its first KEY_BYTES bytes (zero
+    padded), mixed: a whole MD5 in base64, so digests that share a prefix
+    (hostile or made-up ones) still spread. Equal strings get equal keys."""
+    width = KEY_BYTES
+    padded = combine(
+        pc.utf8_rpad(pc.utf8_slice_codeunits(strings, 0, width), width, "\0")
+    )
     n = len(padded)
     offsets = np.frombuffer(padded.buffers()[1], dtype=np.int32)
     offsets = offsets[padded.offset : padded.offset + n + 1]
     data = np.frombuffer(padded.buffers()[2] or b"", dtype=np.uint8)
-    raw = data[offsets[:-1, None] + np.arange(8)]
-    return mix64(np.ascontiguousarray(raw).view("<u8").ravel())
+    raw = data[offsets[:-1, None] + np.arange(width)]
+    words = np.ascontiguousarray(raw).view("<u8")  # (n, KEY_BYTES / 8)
+    key = np.zeros(n, dtype=np.uint64)
+    for column in words.T:
+        key = mix64(key ^ column)
+    return key
 
 
 def exact_entries(keys: pa.Table) -> pa.Table:

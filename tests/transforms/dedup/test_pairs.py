@@ -1,5 +1,6 @@
 """Pairs in a bucket: exact stars, the banded near search, bounded buckets."""
 
+import base64
 import itertools
 
 import numpy as np
@@ -77,6 +78,15 @@ def test_equal_digests_meet_in_one_bucket():
     for d in set(digests):
         assert len({b for b, x in zip(buckets, digests, strict=True) if x == d}) == 1
     assert len(set(buckets.tolist())) > 4  # and spread
+
+
+def test_digests_that_share_a_prefix_still_spread():
+    """Made-up OriginalMD5s alike but for their last characters (a hostile
+    CSV) do not all land in one bucket."""
+    digests = [base64.b64encode(i.to_bytes(16, "big")).decode() for i in range(256)]
+    keys = _keys([(f"{i:016x}", d, None, None) for i, d in enumerate(digests)])
+    buckets = search.exact_buckets(search.exact_entries(keys), 16)
+    assert len(set(buckets.tolist())) == 16
 
 
 def _near(rows, distance, **kw):
