@@ -4,6 +4,7 @@ measured in a fresh process (support/peak_memory.py)."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 from pathlib import Path
@@ -15,15 +16,18 @@ _ROWS_PER_WRITE = 4096
 
 
 def images_row(number: int, row_bytes: int) -> str:
-    """A valid V1 images row of about `row_bytes` bytes (ImageID from `number`);
-    every row alike but its ID, so it compresses a hundredfold."""
+    """A valid V1 images row of about `row_bytes` bytes (ImageID and OriginalMD5
+    from `number`); every row alike but those, so it compresses a hundredfold.
+    Distinct OriginalMD5s: one digest under every row would make the whole
+    file one duplicate group, whose table grows with it by design."""
     head = (
         f"{number:016x},train,https://c1.staticflickr.com/5/4129/{number}_o.jpg,"
         f"https://www.flickr.com/photos/someone/{number},"
         "https://creativecommons.org/licenses/by/2.0/,"
         "https://www.flickr.com/people/someone/,Some One,"
     )
-    tail = ",914231,igEITsh0vgK98zNoIgDYtg==\n"
+    md5 = base64.b64encode(number.to_bytes(16, "big")).decode()
+    tail = f",914231,{md5}\n"
     title = "a long title " * max(1, (row_bytes - len(head) - len(tail)) // 13)
     return f"{head}{title}{tail}"
 
