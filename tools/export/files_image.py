@@ -3,9 +3,8 @@ size once resized, its boxes in pixels of the written file, and the
 re-encode itself. No Beam here, no files: bytes in, bytes out.
 
 Upright: the release's `Rotation` (counterclockwise degrees) when the row has
-one, else the image's EXIF orientation. Open Images recovered Rotation from the
-orientation of the Flickr original, the one a fetch downloads: applying both
-would turn such an image twice. With a Rotation the written frame is the run's
+one, else the image's EXIF orientation, as everywhere in a run
+(image_check.upright_by). With a Rotation the written frame is the run's
 upright frame (schemas/boxes.py), so the run's `upright_*` and box `*_px` only
 scale; without one it is the EXIF-oriented stored image.
 
@@ -25,7 +24,11 @@ from PIL import Image, JpegImagePlugin
 
 # Private to fetch, shared on purpose: which JPEGs libjpeg may decode scaled
 # (a lossless one corrupts Pillow's heap when drafted).
-from oibeam.transforms.fetch.image_check import _SCALABLE_FRAMES, _jpeg_layout
+from oibeam.transforms.fetch.image_check import (
+    _SCALABLE_FRAMES,
+    _jpeg_layout,
+    upright_by,
+)
 
 T = Image.Transpose
 # EXIF orientation -> the transposition that makes the stored image upright.
@@ -74,7 +77,9 @@ class Resize:
 
 
 def turn(rotation: int | None, exif_orientation: int | None) -> T | None:
-    """The transposition that makes the stored image upright (None: none)."""
+    """The transposition that makes the stored image upright (None: none),
+    by image_check.upright_by."""
+    exif_orientation, rotation = upright_by(exif_orientation, rotation)
     if rotation is not None:
         return _ROTATION.get(rotation)
     return _EXIF.get(exif_orientation) if exif_orientation else None

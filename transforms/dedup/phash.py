@@ -3,13 +3,13 @@ Beam here): grayscale, 32x32 (Lanczos), 2-D DCT-II, the top-left 8x8
 coefficients, bit = coefficient > their median, first coefficient the most
 significant bit.
 
-The hash is of the upright image: EXIF orientation and the release's Rotation
-are applied to the 32x32 pixels (a quarter turn of a square commutes with the
-resize). A JPEG is decoded through libjpeg's DCT scaling (`draft`) straight to
-grayscale at the smallest size of at least 64x64 pixels, which costs a fraction
-of a full decode and moves the hash by a bit or two (benchmarks/README.md,
-"Duplicates"). Only the 8 rows of the DCT that are kept are computed: two small
-matrix products.
+The hash is of the upright image: the release's Rotation, else the EXIF
+orientation (image_check.upright_by), is applied to the 32x32 pixels (a
+quarter turn of a square commutes with the resize). A JPEG is decoded through
+libjpeg's DCT scaling (`draft`) straight to grayscale at the smallest size of
+at least 64x64 pixels, which costs a fraction of a full decode and moves the
+hash by a bit or two (benchmarks/README.md, "Duplicates"). Only the 8 rows of
+the DCT that are kept are computed: two small matrix products.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import io
 import numpy as np
 from PIL import Image, JpegImagePlugin
 
-from oibeam.transforms.fetch.image_check import plan_decode
+from oibeam.transforms.fetch.image_check import plan_decode, upright_by
 
 HASH_SIZE = 8
 _SIDE = 32  # pixels a side of the image the DCT is taken of
@@ -76,7 +76,8 @@ def phash_image(
     if draft and isinstance(image, JpegImagePlugin.JpegImageFile):
         image.draft("L", _DRAFT)
     small = image.convert("L").resize((_SIDE, _SIDE), Image.Resampling.LANCZOS)
-    return hash_pixels(upright(np.asarray(small), orientation, rotation))
+    turn = upright_by(orientation, rotation)
+    return hash_pixels(upright(np.asarray(small), *turn))
 
 
 def phash_bytes(

@@ -156,14 +156,26 @@ def check_image(
     return verdict
 
 
+def upright_by(
+    orientation: int | None, rotation: int | None
+) -> tuple[int | None, int | None]:
+    """The (EXIF orientation, Rotation) that turn an image upright: the
+    release's Rotation when the row has one, else the EXIF orientation, never
+    both. Open Images recovered Rotation from the orientation of the Flickr
+    original, the file a fetch downloads ("Rotated images in Open Images",
+    2018-05-17), so the two say the same thing of an original: both would
+    turn it twice."""
+    return (None, rotation) if rotation is not None else (orientation, None)
+
+
 def display_size(
     width: int, height: int, orientation: int | None, rotation: int | None
 ) -> tuple[int, int]:
-    """Size once EXIF orientation (5-8 turn by 90 degrees) and Rotation apply."""
-    quarter_turns = (1 if orientation in (5, 6, 7, 8) else 0) + (
-        1 if rotation in (90, 270) else 0
-    )
-    return (height, width) if quarter_turns % 2 else (width, height)
+    """Size once upright (upright_by: EXIF orientations 5-8 and Rotations of
+    90 and 270 turn by a quarter)."""
+    orientation, rotation = upright_by(orientation, rotation)
+    quarter = orientation in (5, 6, 7, 8) or rotation in (90, 270)
+    return (height, width) if quarter else (width, height)
 
 
 def plan_decode(

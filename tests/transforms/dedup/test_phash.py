@@ -40,6 +40,14 @@ def test_a_real_exif_rotated_copy_hashes_as_the_upright_photo():
     assert distance(stored, _hash(pv.photo(pv.LANDSCAPE))) > DEFAULT_NEAR_DISTANCE
 
 
+def test_a_rotation_restating_the_exif_turns_the_photo_once():
+    """Open Images' Rotation of an original restates its EXIF orientation
+    (6: a quarter turn clockwise, Rotation 270 counterclockwise)."""
+    data = pv.photo(pv.LANDSCAPE_EXIF6)
+    assert phash_bytes(data, 6, 270) == _hash(pv.photo(pv.LANDSCAPE))
+    assert phash_bytes(data, None, 270) == _hash(pv.photo(pv.LANDSCAPE))
+
+
 def test_different_photos_are_far_apart():
     hashes = [_hash(pv.photo(name)) for name in pv.DIFFERENT]
     for i, a in enumerate(hashes):

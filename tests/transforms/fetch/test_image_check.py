@@ -83,11 +83,13 @@ def test_changed_bytes_fail_size_or_md5():
     assert "MD5" in verdict.error
 
 
-def test_display_size_combines_exif_and_rotation():
+def test_display_size_takes_rotation_over_exif():
     assert display_size(4, 3, None, None) == (4, 3)
     assert display_size(4, 3, 6, None) == (3, 4)
     assert display_size(4, 3, None, 270) == (3, 4)
-    assert display_size(4, 3, 8, 90) == (4, 3)  # two quarter turns
+    # an original's Rotation restates its EXIF orientation: one quarter turn
+    assert display_size(4, 3, 6, 270) == (3, 4)
+    assert display_size(4, 3, 6, 0) == (4, 3)  # the release says upright
     assert display_size(4, 3, 3, 180) == (4, 3)
 
 
