@@ -474,8 +474,17 @@ def test_boxes_follow_the_rotation_as_the_run_computes_them(rotation):
     run = upright_boxes(
         *box, np.array([width]), np.array([height]), np.array([rotation])
     )
-    ours = boxes_in_file(*box, turn(rotation, 6), *upright)  # EXIF ignored
-    assert np.allclose(ours, run)
+    # an original's EXIF orientation restates its Rotation: the same frame
+    restated = {0: 1, 90: 8, 180: 3, 270: 6}[rotation]
+    for exif in (None, restated):
+        ours = boxes_in_file(*box, turn(rotation, exif), *upright)
+        assert np.allclose(ours, run), exif
+
+
+def test_the_bytes_own_exif_orientation_turns_them_before_a_rotation():
+    assert turn(0, 6) == turn(None, 6) == Image.Transpose.ROTATE_270
+    assert turn(90, 1) == turn(90, None) == Image.Transpose.ROTATE_90
+    assert turn(0, None) is None and turn(None, 1) is None
 
 
 def test_resize_keeps_aspect_and_never_enlarges():

@@ -2,11 +2,12 @@
 size once resized, its boxes in pixels of the written file, and the
 re-encode itself. No Beam here, no files: bytes in, bytes out.
 
-Upright: the release's `Rotation` (counterclockwise degrees) when the row has
-one, else the image's EXIF orientation, as everywhere in a run
-(image_check.upright_by). With a Rotation the written frame is the run's
-upright frame (schemas/boxes.py), so the run's `upright_*` and box `*_px` only
-scale; without one it is the EXIF-oriented stored image.
+Upright: the image's EXIF orientation, else the release's `Rotation`
+(counterclockwise degrees), as everywhere in a run (image_check.upright_by).
+Turned by Rotation, the written frame is the run's upright frame
+(schemas/boxes.py), so the run's `upright_*` and box `*_px` only scale; turned
+by EXIF, it is the EXIF-oriented stored image (the same frame when the two
+agree, as they do for originals).
 
 An image keeps its bytes, unchanged, when it needs neither turning nor
 resizing; otherwise it is decoded (a JPEG at the smallest scale libjpeg can

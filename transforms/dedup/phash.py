@@ -3,9 +3,9 @@ Beam here): grayscale, 32x32 (Lanczos), 2-D DCT-II, the top-left 8x8
 coefficients, bit = coefficient > their median, first coefficient the most
 significant bit.
 
-The hash is of the upright image: the release's Rotation, else the EXIF
-orientation (image_check.upright_by), is applied to the 32x32 pixels (a
-quarter turn of a square commutes with the resize). A JPEG is decoded through
+The hash is of the upright image: the EXIF orientation, else the release's
+Rotation (image_check.upright_by), is applied to the 32x32 pixels (a quarter
+turn of a square commutes with the resize). A JPEG is decoded through
 libjpeg's DCT scaling (`draft`) straight to grayscale at the smallest size of
 at least 64x64 pixels, which costs a fraction of a full decode and moves the
 hash by a bit or two (benchmarks/README.md, "Duplicates"). Only the 8 rows of

@@ -159,13 +159,16 @@ def check_image(
 def upright_by(
     orientation: int | None, rotation: int | None
 ) -> tuple[int | None, int | None]:
-    """The (EXIF orientation, Rotation) that turn an image upright: the
-    release's Rotation when the row has one, else the EXIF orientation, never
-    both. Open Images recovered Rotation from the orientation of the Flickr
-    original, the file a fetch downloads ("Rotated images in Open Images",
-    2018-05-17), so the two say the same thing of an original: both would
-    turn it twice."""
-    return (None, rotation) if rotation is not None else (orientation, None)
+    """The (EXIF orientation, Rotation) that turn an image upright, never
+    both: the EXIF orientation of the bytes when it turns them (2-8), else the
+    release's Rotation. Open Images recovered Rotation from the orientation of
+    the Flickr original ("Rotated images in Open Images", 2018-05-17), so for a
+    verified original the two say the same thing and both would turn it
+    twice; the bytes' own tag is the one about these bytes, and Rotation is
+    all there is for bytes without one (thumbnails, re-encoded mirrors)."""
+    if orientation is not None and 2 <= orientation <= 8:
+        return orientation, None
+    return None, rotation
 
 
 def display_size(

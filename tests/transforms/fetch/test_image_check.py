@@ -83,13 +83,14 @@ def test_changed_bytes_fail_size_or_md5():
     assert "MD5" in verdict.error
 
 
-def test_display_size_takes_rotation_over_exif():
+def test_display_size_turns_by_exif_else_rotation():
     assert display_size(4, 3, None, None) == (4, 3)
     assert display_size(4, 3, 6, None) == (3, 4)
     assert display_size(4, 3, None, 270) == (3, 4)
+    assert display_size(4, 3, 1, 270) == (3, 4)  # EXIF 1 does not turn
     # an original's Rotation restates its EXIF orientation: one quarter turn
     assert display_size(4, 3, 6, 270) == (3, 4)
-    assert display_size(4, 3, 6, 0) == (4, 3)  # the release says upright
+    assert display_size(4, 3, 6, 0) == (3, 4)  # the bytes' own tag
     assert display_size(4, 3, 3, 180) == (4, 3)
 
 
