@@ -188,3 +188,22 @@ def test_thumbnails_are_bounded_and_upright():
     assert Image.open(io.BytesIO(data)).size == (80, 160)
     assert thumbnail(b"not an image") is None
     assert thumbnail(jpeg(3)) is not None
+    # a Rotation restating the EXIF orientation turns it once
+    assert thumbnail(out.getvalue(), rotation=270)[1:] == (80, 160)
+
+
+def test_a_thumbnail_without_exif_is_turned_by_its_rotation():
+    out = io.BytesIO()
+    Image.new("RGB", (1200, 600), (200, 30, 30)).save(out, "JPEG")
+    assert thumbnail(out.getvalue())[1:] == (160, 80)
+    assert thumbnail(out.getvalue(), rotation=90)[1:] == (80, 160)
+    assert thumbnail(out.getvalue(), rotation=180)[1:] == (160, 80)
+    # counterclockwise: a red left half ends at the bottom
+    halves = Image.new("RGB", (200, 100), (0, 0, 255))
+    halves.paste((255, 0, 0), (0, 0, 100, 100))
+    out = io.BytesIO()
+    halves.save(out, "JPEG")
+    data, width, height = thumbnail(out.getvalue(), rotation=90)
+    turned = Image.open(io.BytesIO(data)).convert("RGB")
+    assert turned.getpixel((width // 2, height - 5))[0] > 200  # red, bottom
+    assert turned.getpixel((width // 2, 5))[2] > 200  # blue, top

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from PIL import Image, ImageOps
+from PIL import Image
 
 from oibeam.schemas.duplicates import DUPLICATES, EXACT, NEAR
+from oibeam.tools.export.files_image import turn
 from oibeam.tools.runs import Run
 from oibeam.transforms.common import files
 from oibeam.transforms.select.leakage import EVAL_SUBSETS, TRAIN
@@ -93,12 +94,13 @@ def _mixed(duplicates: pa.Table) -> pa.Table:
     return duplicates.filter(pc.is_in(duplicates["group"], value_set=both))
 
 
-def _keys_and_subsets(run: Run, ids: pa.Array) -> tuple[Counter, dict[str, tuple]]:
-    """(images per subset, ImageID -> its exact keys) in one pass over the
-    images table; keys only for `ids`."""
+def _keys_and_subsets(run: Run, ids: pa.Array) -> tuple[Counter, dict, dict]:
+    """(images per subset, ImageID -> its exact keys, ImageID -> its Rotation)
+    in one pass over the images table; keys and Rotations only for `ids`."""
     subsets: Counter = Counter()
     keys: dict[str, tuple] = {}
-    for batch in run.batches("images", ["ImageID", "Subset", *_KEYS]):
+    rotations: dict[str, int | None] = {}
+    for batch in run.batches("images", ["ImageID", "Subset", *_KEYS, "Rotation"]):
         table = pa.Table.from_batches([batch])
         counts = pc.value_counts(table["Subset"].combine_chunks())
         for item in counts.to_pylist():
@@ -107,11 +109,12 @@ def _keys_and_subsets(run: Run, ids: pa.Array) -> tuple[Counter, dict[str, tuple
         if not wanted.num_rows:
             continue
         columns = [c for c in _KEYS if c in wanted.column_names]
-        for row in wanted.select(["ImageID", *columns]).to_pylist():
+        for row in wanted.to_pylist():
             keys[row["ImageID"]] = tuple(
                 (c, row[c]) for c in columns if row[c] not in (None, "")
             )
-    return subsets, keys
+            rotations[row["ImageID"]] = row.get("Rotation")
+    return subsets, keys, rotations
 
 
 def _exact_partners(members: list[dict], keys: dict[str, tuple]) -> dict[str, list]:
@@ -148,7 +151,7 @@ def leakage_facts(run: Run, max_examples: int = MAX_EXAMPLES) -> LeakageFacts:
     if duplicates is None:
         return LeakageFacts(False, 0, {}, {}, 0, 0, 0, [])
     mixed = _mixed(duplicates)
-    subsets, keys = _keys_and_subsets(run, mixed["ImageID"].combine_chunks())
+    subsets, keys, rotations = _keys_and_subsets(run, mixed["ImageID"].combine_chunks())
     leaked: Counter = Counter()
     train_ids, train_exact = set(), set()
     exact_pairs, near_pairs = [], []
@@ -180,7 +183,7 @@ def leakage_facts(run: Run, max_examples: int = MAX_EXAMPLES) -> LeakageFacts:
         train=len(train_ids),
         train_exact=len(train_exact),
         groups=len(groups),
-        examples=_with_thumbnails(run, chosen),
+        examples=_with_thumbnails(run, chosen, rotations),
     )
 
 
@@ -216,8 +219,11 @@ def _member_bytes(run: Run, row: dict) -> bytes | None:
     return data if len(data) == row["size"] else None
 
 
-def thumbnail(data: bytes, side: int = THUMB_SIDE) -> tuple[bytes, int, int] | None:
-    """(JPEG bytes, width, height) of `data` upright and at most `side`
+def thumbnail(
+    data: bytes, side: int = THUMB_SIDE, rotation: int | None = None
+) -> tuple[bytes, int, int] | None:
+    """(JPEG bytes, width, height) of `data` upright (its EXIF orientation,
+    else the release's `rotation`: image_check.upright_by) and at most `side`
     pixels a side; None if it cannot be read or declares too many pixels."""
     try:
         with Image.open(io.BytesIO(data)) as image:
@@ -225,7 +231,10 @@ def thumbnail(data: bytes, side: int = THUMB_SIDE) -> tuple[bytes, int, int] | N
                 return None
             if image.format == "JPEG":
                 image.draft("RGB", (side, side))  # decode at 1/2..1/8 scale
-            upright = ImageOps.exif_transpose(image).convert("RGB")
+            op = turn(rotation, image.getexif().get(0x0112))
+            upright = image.convert("RGB")
+            if op is not None:
+                upright = upright.transpose(op)
         upright.thumbnail((side, side))
         out = io.BytesIO()
         upright.save(out, "JPEG", quality=80)
@@ -235,14 +244,16 @@ def thumbnail(data: bytes, side: int = THUMB_SIDE) -> tuple[bytes, int, int] | N
     return out.getvalue(), upright.width, upright.height
 
 
-def _with_thumbnails(run: Run, pairs: list) -> list[LeakPair]:
+def _with_thumbnails(run: Run, pairs: list, rotations: dict) -> list[LeakPair]:
     ids = sorted({p[0] for p in pairs} | {p[2] for p in pairs})
     index = _index_rows(run, ids) if ids else {}
 
     def thumb(image_id: str, subset: str) -> Thumb:
         row = index.get(image_id)
         data = _member_bytes(run, row) if row is not None else None
-        made = thumbnail(data) if data is not None else None
+        made = None
+        if data is not None:
+            made = thumbnail(data, rotation=rotations.get(image_id))
         if made is None:
             return Thumb(image_id, subset)
         return Thumb(image_id, subset, *made)
