@@ -10,7 +10,7 @@ import pytest
 from oibeam.tools.plan import probe
 from oibeam.tools.plan.projection import Prices, Throughput, project
 from oibeam.tools.plan.selected_rows import selected_rows
-from oibeam.tools.plan.selection_summary import host_of
+from oibeam.tools.plan.selection_summary import host_of, hosts
 from oibeam.transforms.fetch.download import Download
 from oibeam.transforms.fetch.fetch_config import FetchConfig, FetchPolicy
 from oibeam.transforms.fetch.image_tasks import target
@@ -118,6 +118,39 @@ def test_hosts():
     assert host_of("http://127.0.0.1:8080/x") == "127.0.0.1:8080"
     assert host_of("gs://mirror/train/x.jpg") == "gs://mirror"
     assert host_of(None) == "(no URL)"
+
+
+def test_hosts_of_a_column_are_host_of_each_url():
+    urls = [
+        "https://farm3.staticflickr.com/1/x.jpg",
+        "https://C1.StaticFlickr.com/5/4129/1_o.jpg",  # hosts are lower case
+        "http://127.0.0.1:8080/x",
+        "http://127.0.0.1:08080/x",  # the port as a number
+        "http://127.0.0.1:0/x",
+        "http://host:99999/x",  # no such port
+        "http://host:/x",
+        "http://user:pw@host.example:81/x",
+        "http://[::1]:8080/x",
+        "http://[::1/x",
+        "HTTPS://UPPER.EXAMPLE/x",
+        "https://host.example?query",
+        "https://host.example",
+        "ftp://files.example/x",
+        "gs://mirror/train/x.jpg",
+        "gs://mirror",
+        "not a url",
+        "",
+        None,
+    ]
+    expected = [host_of(url) for url in urls]
+    assert hosts(pa.array(urls, pa.string())).to_pylist() == expected
+    assert expected[5] == expected[9] == "(bad URL)"  # not an exception
+    assert expected[1] == "c1.staticflickr.com"
+    assert expected[3] == "127.0.0.1:8080"
+    assert expected[7] == "host.example:81"
+    assert expected[14:16] == ["gs://mirror", "gs://mirror"]
+    chunked = pa.chunked_array([urls[:3], urls[3:]], pa.string())
+    assert hosts(chunked).to_pylist() == expected
 
 
 def test_the_projection_is_bound_by_bytes_or_images():
