@@ -4,8 +4,9 @@ it still answers, and what it would cost, before anything is fetched.
     the fetch's own selection (pipelines/fetch.py select_for_fetch)
     -> PlanRows -> DIR/tables/selected/*.parquet (ImageID, Subset, OriginalSize,
        OriginalMD5, url)
-then, in the launcher: counts per subset and host, a probe of a random sample
-(tools/plan/probe.py), a projection (tools/plan/projection.py) -> plan.json.
+then, in the launcher, one part at a time: counts per subset and host and a
+random sample; a probe of the sample (tools/plan/probe.py), a projection
+(tools/plan/projection.py) -> plan.json.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import datetime
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -30,7 +32,7 @@ from oibeam.schemas.plan import PLAN_JSON, PLAN_VERSION, SELECTED, SELECTED_ROWS
 from oibeam.tools.plan import probe as probing
 from oibeam.tools.plan.projection import project
 from oibeam.tools.plan.selected_rows import selected_rows
-from oibeam.tools.plan.selection_summary import summarize, with_hosts
+from oibeam.tools.plan.selection_summary import Summary, with_hosts
 from oibeam.transforms.common import files
 from oibeam.transforms.fetch.fetch_config import FetchConfig
 
@@ -52,14 +54,28 @@ def build_plan(root: beam.Pipeline, config: PlanConfig, source, listed) -> None:
     )
 
 
-def _read_selected(layout: RunLayout) -> pa.Table:
-    """DIR/tables/selected, local or gs://."""
+def _selected_parts(layout: RunLayout) -> Iterator[pa.Table]:
+    """DIR/tables/selected, local or gs://, one part at a time."""
     found = FileSystems.match([f"{layout.table_dir(SELECTED)}/*.parquet"])[0]
-    parts = []
     for path in sorted(m.path for m in found.metadata_list):
         with files.open(path) as f:
-            parts.append(pq.read_table(f, schema=SELECTED_ROWS))
-    return pa.concat_tables(parts) if parts else SELECTED_ROWS.empty_table()
+            yield pq.read_table(f, schema=SELECTED_ROWS)
+
+
+def _summary_and_sample(layout: RunLayout, config: PlanConfig):
+    """(the selection's Summary result, the probe's sample), read part by
+    part: the launcher holds one part and the counts, not the selection."""
+    summary, candidates = Summary(), []
+    size, seed = config.plan.probe, config.plan.probe_seed
+    for part in _selected_parts(layout):
+        part = with_hosts(part)
+        summary.add(part)
+        if size:
+            candidates.append(probing.sample(part, size, seed))
+    rows = SELECTED_ROWS.empty_table()
+    if candidates:
+        rows = probing.sample(pa.concat_tables(candidates), size, seed)
+    return summary.result(), rows
 
 
 def run_plan(config: PlanConfig, beam_args: list[str]) -> str:
@@ -71,13 +87,13 @@ def run_plan(config: PlanConfig, beam_args: list[str]) -> str:
     with launched(options, layout):
         with beam.Pipeline(options=options) as root:
             build_plan(root, config, source, listed)
-    selected = with_hosts(_read_selected(layout))
+    selection, sampled = _summary_and_sample(layout, config)
     plan = {
         "version": PLAN_VERSION,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "options": config.as_json(),
-        "selection": summarize(selected),
-        "probe": _probe(selected, config),
+        "selection": selection,
+        "probe": _probe(sampled, config),
     }
     ok_share = None
     if plan["probe"] and plan["probe"]["overall"]["probed"]:
@@ -98,11 +114,10 @@ def run_plan(config: PlanConfig, beam_args: list[str]) -> str:
     return path
 
 
-def _probe(selected: pa.Table, config: PlanConfig) -> dict[str, Any] | None:
+def _probe(rows: pa.Table, config: PlanConfig) -> dict[str, Any] | None:
     options = config.plan
-    if not options.probe or not selected.num_rows:
+    if not options.probe or not rows.num_rows:
         return None
-    rows = probing.sample(selected, options.probe, options.probe_seed)
     started = time.monotonic()
     hosts = probing.probe(rows, config.fetch.policy, options.probe_timeout)
     return {

@@ -10,7 +10,7 @@ import pytest
 from oibeam.tools.plan import probe
 from oibeam.tools.plan.projection import Prices, Throughput, project
 from oibeam.tools.plan.selected_rows import selected_rows
-from oibeam.tools.plan.selection_summary import host_of, hosts
+from oibeam.tools.plan.selection_summary import Summary, host_of, hosts, summarize
 from oibeam.transforms.fetch.download import Download
 from oibeam.transforms.fetch.fetch_config import FetchConfig, FetchPolicy
 from oibeam.transforms.fetch.image_tasks import target
@@ -24,6 +24,41 @@ def test_the_sample_depends_on_the_rows_and_seed_not_their_order():
     assert probe.sample(table, 50, seed=5)["ImageID"].to_pylist() != one
     assert len(set(one)) == 50
     assert probe.sample(table, 5000, seed=4).num_rows == 1000
+
+
+def test_a_sample_of_the_parts_samples_is_the_sample_of_the_whole():
+    table = pa.table({"ImageID": [f"{i * 7919:016x}" for i in range(3000)]})
+    parts = [table.slice(start, 700) for start in range(0, 3000, 700)]
+    merged = pa.concat_tables([probe.sample(part, 40, seed=2) for part in parts])
+    whole = probe.sample(table, 40, seed=2)["ImageID"].to_pylist()
+    assert probe.sample(merged, 40, seed=2)["ImageID"].to_pylist() == whole
+    # spread over the whole selection, not its first rows
+    assert max(int(i, 16) for i in whole) > 2000 * 7919
+
+
+def test_a_summary_added_up_by_parts_is_the_summary_of_the_whole():
+    n = 1000
+    table = pa.table(
+        {
+            "ImageID": [f"{i:016x}" for i in range(n)],
+            "Subset": [
+                None if i % 97 == 0 else ("train", "test")[i % 2] for i in range(n)
+            ],
+            "OriginalSize": pa.array([None if i % 13 == 0 else i for i in range(n)]),
+            "host": [f"h{i % 5}" for i in range(n)],
+        }
+    )
+    summary = Summary()
+    for start in range(0, n, 300):
+        summary.add(table.slice(start, 300))
+    parts = summary.result()
+    assert parts == summarize(table)
+    known = [i for i in range(n) if i % 13]
+    assert (parts["images"], parts["bytes"]) == (n, sum(known))
+    assert parts["unknown_size"] == n - len(known)
+    assert parts["per_subset"]["(none)"]["images"] == len(range(0, n, 97))
+    assert list(parts["per_host"]) == ["h0", "h1", "h2", "h3", "h4"]
+    assert Summary().result()["images"] == 0
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,8 @@ import time
 import numpy as np
 import pyarrow as pa
 
+from oibeam.transforms.common.arrow_util import combine
+from oibeam.transforms.common.image_keys import mix64, parse_image_ids
 from oibeam.transforms.fetch.download import Download
 from oibeam.transforms.fetch.fetch_config import FetchPolicy
 from oibeam.transforms.fetch.fetcher import HttpFetcher
@@ -31,16 +33,22 @@ OK, GONE, CHANGED, FAILED = "ok", "gone", "changed", "failed"
 UNFINISHED, NOT_PROBED = "unfinished", "not_probed"
 OUTCOMES = (OK, GONE, CHANGED, FAILED)
 _Z95 = 1.959964
+_RANK = "__rank"
 
 
 def sample(selected: pa.Table, size: int, seed: int) -> pa.Table:
-    """`size` rows of `selected` at random, the same ones for the same
-    selection and seed (whatever order the rows came in)."""
-    rows = selected.sort_by("ImageID")
-    if size >= rows.num_rows:
-        return rows
-    picked = np.random.default_rng(seed).choice(rows.num_rows, size, replace=False)
-    return rows.take(np.sort(picked))
+    """`size` rows of `selected` at random, in ImageID order: those whose
+    ImageID ranks first under a hash seeded by `seed`. The same rows for the
+    same selection and seed whatever their order, and the sample of parts'
+    samples is the sample of their union, so a selection is sampled part by
+    part."""
+    if not selected.num_rows:
+        return selected
+    keys, _ = parse_image_ids(combine(selected["ImageID"]))
+    salt = mix64(np.array([seed % (1 << 64)], dtype=np.uint64))[0]
+    ranked = selected.append_column(_RANK, pa.array(mix64(keys ^ salt)))
+    ranked = ranked.sort_by([(_RANK, "ascending"), ("ImageID", "ascending")])
+    return ranked.slice(0, size).drop_columns([_RANK]).sort_by("ImageID")
 
 
 def wilson(successes: int, trials: int, z: float = _Z95) -> tuple[float, float]:

@@ -1,5 +1,6 @@
 """The selected images in numbers: images and bytes (OriginalSize) in all, per
-subset and per host of the URL a fetch would use (pyarrow, no Beam)."""
+subset and per host of the URL a fetch would use, added up part by part
+(pyarrow, no Beam)."""
 
 from __future__ import annotations
 
@@ -64,30 +65,58 @@ def with_hosts(selected: pa.Table) -> pa.Table:
     return selected.append_column("host", hosts(selected["url"]))
 
 
-def _groups(table: pa.Table, key: str) -> dict[str, dict[str, int]]:
-    grouped = table.group_by(key).aggregate(
-        [("ImageID", "count"), ("OriginalSize", "sum"), ("OriginalSize", "count")]
+_KEYS = ("Subset", "host")  # what a selection is counted by
+_SUMS = [("ImageID", "count"), ("OriginalSize", "sum"), ("OriginalSize", "count")]
+
+
+class Summary:
+    """{images, bytes, unknown_size, per_subset, per_host} of a selection,
+    added up part by part (parts with a `host` column): only counts per
+    subset and per host are kept, whatever the size of the selection. Bytes
+    sum the OriginalSize the release states."""
+
+    def __init__(self) -> None:
+        self._partials: dict[str, list[pa.Table]] = {key: [] for key in _KEYS}
+
+    def add(self, part: pa.Table) -> None:
+        for key, partials in self._partials.items():
+            partials.append(part.group_by(key, use_threads=False).aggregate(_SUMS))
+
+    def result(self) -> dict:
+        per = {key: _merged(partials, key) for key, partials in self._partials.items()}
+        subsets = per["Subset"].values()
+        images = sum(v["images"] for v in subsets)
+        return {
+            "images": images,
+            "bytes": sum(v["bytes"] for v in subsets),
+            "unknown_size": sum(v["unknown_size"] for v in subsets),
+            "per_subset": per["Subset"],
+            "per_host": per["host"],
+        }
+
+
+def _merged(partials: list[pa.Table], key: str) -> dict[str, dict[str, int]]:
+    if not partials:
+        return {}
+    grouped = (
+        pa.concat_tables(partials)
+        .group_by(key, use_threads=False)
+        .aggregate([(f"{column}_{how}", "sum") for column, how in _SUMS])
     )
     out = {}
     for row in grouped.sort_by(
-        [("ImageID_count", "descending"), (key, "ascending")]
+        [("ImageID_count_sum", "descending"), (key, "ascending")]
     ).to_pylist():
         out[row[key] if row[key] is not None else "(none)"] = {
-            "images": row["ImageID_count"],
-            "bytes": row["OriginalSize_sum"] or 0,
-            "unknown_size": row["ImageID_count"] - row["OriginalSize_count"],
+            "images": row["ImageID_count_sum"],
+            "bytes": row["OriginalSize_sum_sum"] or 0,
+            "unknown_size": row["ImageID_count_sum"] - row["OriginalSize_count_sum"],
         }
     return out
 
 
 def summarize(selected: pa.Table) -> dict:
-    """{images, bytes, unknown_size, per_subset, per_host} of `selected` (with
-    a `host` column); bytes sum the OriginalSize the release states."""
-    sizes = selected["OriginalSize"]
-    return {
-        "images": selected.num_rows,
-        "bytes": pc.sum(sizes).as_py() or 0,
-        "unknown_size": sizes.null_count,
-        "per_subset": _groups(selected, "Subset"),
-        "per_host": _groups(selected, "host"),
-    }
+    """Summary of one table (with a `host` column)."""
+    summary = Summary()
+    summary.add(selected)
+    return summary.result()
