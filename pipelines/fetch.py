@@ -41,8 +41,6 @@ from oibeam.transforms.read.read_images_tables import (
     is_images_table,
     plan_images_tables,
 )
-from oibeam.transforms.select.eval_duplicates import DropEvalDuplicates
-from oibeam.transforms.select.select_images import SelectImages
 from oibeam.transforms.stats.tables import labels_of_images
 
 Source = InputPlan | ImagesTables  # release CSVs, or images tables read back
@@ -105,12 +103,10 @@ def select_for_fetch(
     if config.selection.trainable_only:
         stats = stages.label_statistics(label_tables, config.rule, classes, box_counts)
         trainable = stages.trainable_side_input(stats)
-    drops = []
-    if config.selection.drop_eval_duplicates:
-        kept = images | "DropEvalDuplicates" >> DropEvalDuplicates(listed)
-        images, drops = kept["images"], [kept["counts"]]
-    selected = images | "SelectImages" >> SelectImages(config.selection, trainable)
-    return Chosen(selected, extras, trainable, written, manifest_inputs, plan, drops)
+    chosen = stages.select_images_of(images, config.selection, trainable, listed)
+    return Chosen(
+        chosen.images, extras, trainable, written, manifest_inputs, plan, chosen.drops
+    )
 
 
 def build_fetch(

@@ -63,8 +63,6 @@ from oibeam.transforms.refresh.previous_snapshot import (
     ReadPreviousSnapshot,
 )
 from oibeam.transforms.refresh.share_shards import ShareShards
-from oibeam.transforms.select.eval_duplicates import DropEvalDuplicates
-from oibeam.transforms.select.select_images import SelectImages
 from oibeam.transforms.select.selected_labels import LabelsOfSelected
 
 _LOG = logging.getLogger(__name__)
@@ -156,19 +154,18 @@ def build_snapshot(
     trainable = None
     if config.selection.trainable_only:
         trainable = stages.trainable_side_input(stats)
-    candidates, drops = inputs.images, []
-    if config.selection.drop_eval_duplicates:
-        kept = inputs.images | "DropEvalDuplicates" >> DropEvalDuplicates(launch.listed)
-        candidates, drops = kept["images"], [kept["counts"]]
-    selected = candidates | "SelectImages" >> SelectImages(config.selection, trainable)
+    chosen = stages.select_images_of(
+        inputs.images, config.selection, trainable, launch.listed
+    )
+    selected, drops = chosen.images, chosen.drops
     per_label = stages.images_per_label(selected, config.selection, trainable)
     refresh_inputs = {"current": selected, "release": inputs.images}
     if launch.previous is not None:
         refresh_inputs |= root | "ReadPreviousSnapshot" >> (
             ReadPreviousSnapshot(launch.previous, inputs.buckets, layout.exchange)
         )
-        if drops:  # the diff says why a dropped image left
-            refresh_inputs["dropped"] = kept["dropped"]
+        if chosen.dropped is not None:  # the diff says why a dropped image left
+            refresh_inputs["dropped"] = chosen.dropped
     planned = refresh_inputs | "PlanRefresh" >> PlanRefresh(
         launch.rules, schemas.images_schema(plan.image_extras)
     )

@@ -42,6 +42,8 @@ from oibeam.transforms.read.errors import ResolveErrorLines
 from oibeam.transforms.read.hierarchy import load_hierarchy
 from oibeam.transforms.read.read_csv import ReadOpenImagesCsv
 from oibeam.transforms.select import select_images
+from oibeam.transforms.select.eval_duplicates import DropEvalDuplicates
+from oibeam.transforms.select.select_images import SelectImages
 from oibeam.transforms.select.selection import Selection
 from oibeam.transforms.shard.shard_outputs import ShardOutputs
 from oibeam.transforms.stats.label_stats import ComputeLabelStats
@@ -160,6 +162,33 @@ def images_per_label(
     return selected | "CountImagesPerLabel" >> beam.FlatMap(
         select_images.images_per_label, selection, trainable
     ).with_output_types(Count)
+
+
+@dataclass
+class Selected:
+    """What select_images gives: the selected rows, and what
+    --drop-eval-duplicates dropped before the selection (nothing without)."""
+
+    images: beam.PCollection  # (bucket, pa.Table) of the selected rows
+    drops: list  # its Count tallies per reason, for the manifest
+    dropped: beam.PCollection | None  # (bucket, ImageIDs dropped), for a diff
+
+
+def select_images_of(
+    images: beam.PCollection[tuple[int, pa.Table]],
+    selection: Selection,
+    trainable,
+    listed: pa.Array | None,
+) -> Selected:
+    """SelectImages, after DropEvalDuplicates with --drop-eval-duplicates:
+    `images` are every image of the release (the validation and test rows
+    give the MD5s); `listed` the train images a duplicates table marks."""
+    drops, dropped = [], None
+    if selection.drop_eval_duplicates:
+        kept = images | "DropEvalDuplicates" >> DropEvalDuplicates(listed)
+        images, drops, dropped = kept["images"], [kept["counts"]], kept["dropped"]
+    selected = images | "SelectImages" >> SelectImages(selection, trainable)
+    return Selected(selected, drops, dropped)
 
 
 def trainable_side_input(stats: dict[str, beam.PCollection]):
