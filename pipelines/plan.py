@@ -98,7 +98,6 @@ def run_plan(config: PlanConfig, beam_args: list[str]) -> str:
     ok_share = None
     if plan["probe"] and plan["probe"]["overall"]["probed"]:
         ok_share = plan["probe"]["overall"]["outcomes"]["ok"]["share"]
-    selection = plan["selection"]
     plan["projection"] = project(
         selection["images"],
         selection["images"] - selection["unknown_size"],

@@ -10,7 +10,7 @@ import pytest
 from oibeam.tools.plan import probe
 from oibeam.tools.plan.projection import Prices, Throughput, project
 from oibeam.tools.plan.selected_rows import selected_rows
-from oibeam.tools.plan.selection_summary import Summary, host_of, hosts, summarize
+from oibeam.tools.plan.selection_summary import Summary, host_of, hosts
 from oibeam.transforms.fetch.download import Download
 from oibeam.transforms.fetch.fetch_config import FetchConfig, FetchPolicy
 from oibeam.transforms.fetch.image_tasks import target
@@ -52,7 +52,9 @@ def test_a_summary_added_up_by_parts_is_the_summary_of_the_whole():
     for start in range(0, n, 300):
         summary.add(table.slice(start, 300))
     parts = summary.result()
-    assert parts == summarize(table)
+    whole = Summary()
+    whole.add(table)
+    assert parts == whole.result()
     known = [i for i in range(n) if i % 13]
     assert (parts["images"], parts["bytes"]) == (n, sum(known))
     assert parts["unknown_size"] == n - len(known)

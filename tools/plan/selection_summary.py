@@ -113,10 +113,3 @@ def _merged(partials: list[pa.Table], key: str) -> dict[str, dict[str, int]]:
             "unknown_size": row["ImageID_count_sum"] - row["OriginalSize_count_sum"],
         }
     return out
-
-
-def summarize(selected: pa.Table) -> dict:
-    """Summary of one table (with a `host` column)."""
-    summary = Summary()
-    summary.add(selected)
-    return summary.result()
